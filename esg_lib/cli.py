@@ -1,0 +1,66 @@
+"""The ``esg`` command line.
+
+Each area of the project owns its subcommands in its own module, which exposes
+``register(subparsers) -> None``; this file only lists those modules. A subcommand
+sets ``func`` on its parser; ``func(args) -> int`` is the exit code. Errors meant for
+the user are raised as :class:`UserError` and printed as one line, without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+# module path -> owns these subcommands (imported lazily so `esg --help` stays quick)
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "esg_lib.models.zoo",       # esg zoo
+    "esg_lib.data.cli",         # esg data {verify,fetch,audit,...}
+    "esg_lib.engine.cli",       # esg train/evaluate/predict/runs/report
+    "esg_lib.bench",            # esg benchmark
+    "esg_lib.reproduce",        # esg reproduce
+)
+
+
+class UserError(Exception):
+    """An error caused by the user's input: printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from esg_lib import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="esg",
+        description="ESG-ConvNeXt paper companion: models, data, training, evaluation, figures.",
+    )
+    parser.add_argument("--version", action="version", version=f"esg_lib {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that area is not built yet
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"esg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"esg {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
