@@ -1,0 +1,16 @@
+"""Training and evaluation engine: profiles, model factory, ``fit``, evaluation, runs and tables.
+
+Notebook use::
+
+    from esg_lib.engine import build_config, fit
+    result = fit(build_config("cpu", model="swin-t", seed=0))
+    result.metrics["test"]["f1"]
+"""
+from __future__ import annotations
+
+from .config import PROFILES, TrainConfig, build_config
+from .runs import build_report
+from .train import FitResult, TrainingDiverged, fit
+
+__all__ = ["PROFILES", "TrainConfig", "build_config", "fit", "FitResult", "TrainingDiverged",
+           "build_report"]

@@ -1,0 +1,329 @@
+"""``esg train | evaluate | predict | runs | report`` (registered by :mod:`esg_lib.cli`).
+
+Every user mistake (unknown model, profile or dataset, missing checkpoint, unreadable image, a bad
+``--set``) is raised as :class:`esg_lib.cli.UserError`: one line on stderr, exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from esg_lib.cli import UserError
+
+from .config import DRY_RUN, PROFILES, build_config, get_profile, parse_overrides
+
+EXAMPLES_TRAIN = """examples:
+  esg train                                              # esg_convnext_atto, x-sdd, smoke, seed 0
+  esg train --profile cpu --model all --seeds 0 1 2      # the X-SDD comparison (resumable)
+  esg train --profile cpu --model swin-t resnet18 --dataset neu-cls-64
+  esg train --profile paper --dry-run                    # 2 steps, batch 2, 224 px (CI check)
+  esg train --model convnextv2_atto --set lr=3e-4 --set epochs=5
+  torchrun --nproc-per-node 4 -m esg_lib train --profile paper --model all --seeds 0 1 2 3 4
+"""
+
+
+def _add_common_overrides(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("overrides (any config field: --set KEY=VALUE)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--img-size", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--max-images", type=int)
+    g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    g.add_argument("--threads", type=int, help="CPU threads per process (default: cores / processes)")
+    g.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="override any TrainConfig field, e.g. --set warmup_epochs=2")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = subparsers.add_parser("train", help="train models (resumable, reuses finished runs)",
+                              description="Train one or more models for one or more seeds, score "
+                              "each on the test split and aggregate mean ± std across seeds.",
+                              epilog=EXAMPLES_TRAIN, formatter_class=fmt)
+    p.add_argument("--model", nargs="+", default=["esg_convnext_atto"], metavar="NAME",
+                   help="model-table key (esg-convnext, mobilenetv3, inceptionv3, convnextv2, "
+                        "convnextv2-param, vit, densenet121, swin-t, resnet18, esg-abl1..5), any "
+                        "timm name, 'all' (the comparison) or 'ablation' (default: esg_convnext_atto)")
+    p.add_argument("--dataset", default="x-sdd", help="x-sdd, neu-cls-64 or a folder-per-class path")
+    p.add_argument("--profile", default="smoke", help=f"one of {', '.join(PROFILES)} (default: smoke)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, metavar="S",
+                   help="seeds (default: 0; --profile-seeds uses the profile's)")
+    p.add_argument("--profile-seeds", action="store_true", help="use the profile's seeds")
+    p.add_argument("--protocol", default="leak-free",
+                   help="leak-free (default), augment-then-split or augment-then-group-split")
+    p.add_argument("--out", default="runs", help="run folders go under OUT/<profile>/ (default: runs)")
+    p.add_argument("--results", default="results",
+                   help="tables go to RESULTS/<profile>/ (default: results)")
+    p.add_argument("--pretrained-file", help="local weights to start from (nothing is downloaded)")
+    p.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
+    p.add_argument("--dry-run", action="store_true",
+                   help="2 optimiser steps, batch 2, full image size, no tables (CI check)")
+    p.add_argument("--no-report", action="store_true", help="do not rebuild results/<profile>/")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    _add_common_overrides(p)
+    p.set_defaults(func=cmd_train)
+
+    p = subparsers.add_parser("evaluate", help="score a checkpoint on a dataset's test split",
+                              description="Evaluate a checkpoint (best.pt / last.pt) on the test "
+                              "split prepared exactly as in its run (or on another dataset).",
+                              epilog="example:\n  esg evaluate --checkpoint runs/smoke/x-sdd/"
+                              "esg_convnext_atto/s0-0123456789/best.pt --out eval/",
+                              formatter_class=fmt)
+    p.add_argument("--checkpoint", required=True, help="path to best.pt or last.pt")
+    p.add_argument("--dataset", help="dataset name or path (default: the run's)")
+    p.add_argument("--split", default="test", choices=("test", "val", "train"))
+    p.add_argument("--out", help="write predictions, confusion matrix, report and features here")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = subparsers.add_parser("predict", help="class and probability for image files",
+                              description="Predict the class of each image with a checkpoint.",
+                              epilog="example:\n  esg predict --checkpoint best.pt a.jpg b.png",
+                              formatter_class=fmt)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("images", nargs="+", metavar="IMG")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--top", type=int, default=1, help="show the top-k classes (default 1)")
+    p.set_defaults(func=cmd_predict)
+
+    p = subparsers.add_parser("runs", help="list run folders and their metrics",
+                              description="List runs under OUT (status, seed, test metrics).",
+                              formatter_class=fmt)
+    p.add_argument("--out", default="runs")
+    p.add_argument("--profile", help="only this profile")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    p = subparsers.add_parser("report", help="rebuild results/<profile>/ tables without training",
+                              description="Rebuild every table in RESULTS/<profile>/ from the run "
+                              "folders, or from the committed per-run metrics in "
+                              "RESULTS/<profile>/runs/ when there are no run folders.",
+                              epilog="example:\n  esg report --profile cpu", formatter_class=fmt)
+    p.add_argument("--profile", default=None, help="one profile (default: every profile found)")
+    p.add_argument("--out", default="runs", help="run folders (default: runs)")
+    p.add_argument("--results", default="results")
+    p.set_defaults(func=cmd_report)
+
+
+# ----------------------------------------------------------------------------------- train
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    o = parse_overrides(args.set)
+    for name in ("epochs", "batch_size", "img_size", "lr", "max_images", "device", "threads"):
+        value = getattr(args, name, None)
+        if value is not None:
+            o[name] = value
+    return o
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import runs as R
+    from .models import model_keys, resolve_model
+    from .train import fit, prepare_bundle
+
+    profile = get_profile(args.profile)
+    seeds = list(profile.seeds) if args.profile_seeds else (args.seeds or [0])
+    overrides = _overrides(args)
+    if args.dry_run:
+        overrides = {**DRY_RUN, **overrides}
+    overrides.update(dataset=args.dataset, protocol=args.protocol, out=args.out,
+                     pretrained_file=args.pretrained_file)
+    if args.no_progress:
+        overrides["progress"] = False
+    keys = model_keys(args.model, args.profile)
+    for key in keys:                     # fail fast on a bad model name, before any data work
+        resolve_model(key, args.profile)
+    base = build_config(args.profile, model=keys[0], seed=seeds[0], **overrides)
+    if args.pretrained_file and not Path(args.pretrained_file).is_file():
+        raise UserError(f"pretrained file not found: {args.pretrained_file}")
+
+    results: list[dict[str, Any]] = []
+    bundles: dict[int, Any] = {}
+    for seed in seeds:
+        for key in keys:
+            cfg = build_config(args.profile, model=key, seed=seed, **overrides)
+            if seed not in bundles:      # the split depends on the seed, not on the model
+                bundles = {seed: prepare_bundle(cfg)}
+            res = fit(cfg, bundle=bundles[seed], force=args.force)
+            results.append({"model": key, "seed": seed, **res.metrics.get("test", {})})
+    del base
+    _print_summary(results)
+    if not args.dry_run and not args.no_report and _is_rank0():
+        written = R.build_report(args.profile, args.out, args.results)
+        if written:
+            print(f"tables: {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def _is_rank0() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _print_summary(rows: list[dict[str, Any]]) -> None:
+    from esg_lib import metrics as M
+
+    if not _is_rank0():
+        return
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_model.setdefault(r["model"], []).append(r)
+    print("\nmodel                 seeds  acc            precision      recall         f1")
+    for model, rs in by_model.items():
+        agg = M.aggregate(rs)
+        cells = "  ".join(f"{M.format_mean_std(*agg[k]):13s}" for k in M.METRIC_KEYS)
+        print(f"{model:21s} {len(rs):5d}  {cells}")
+
+
+# ----------------------------------------------------------------------------------- evaluate
+def _load_run_model(path: str, device_pref: str):
+    import torch
+
+    from .models import build_model
+    from .config import ModelSpec
+    from .train import Dist, load_checkpoint, resolve_device
+
+    ck = load_checkpoint(path)
+    if "model" not in ck or "model_spec" not in ck:
+        raise UserError(f"{path} is not an esg training checkpoint")
+    s = ck["model_spec"]
+    spec = ModelSpec(s["label"], s["name"], s.get("kwargs") or {}, s.get("min_input"))
+    cfg = ck["config"]
+    model = build_model(spec, ck["num_classes"], cfg["img_size"])
+    model.load_state_dict(ck["model"])
+    device = resolve_device(device_pref, Dist())
+    model.to(device).eval()
+    torch.set_grad_enabled(False)
+    return ck, model, device
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import evaluate as E
+    from .config import TrainConfig
+    from .train import prepare_bundle
+
+    ck, model, device = _load_run_model(args.checkpoint, args.device)
+    fields = {k: v for k, v in ck["config"].items() if k in TrainConfig.__dataclass_fields__}
+    cfg = TrainConfig(**fields)
+    if args.dataset:
+        cfg.dataset = args.dataset
+    bundle = prepare_bundle(cfg)
+    if list(bundle.class_names) != list(ck["class_names"]):
+        raise UserError(f"dataset classes {list(bundle.class_names)} differ from the checkpoint's "
+                        f"{ck['class_names']}")
+    split = getattr(bundle, args.split)
+    out = E.predict_dataset(model, split, device, cfg.eval_batch_size, features=bool(args.out))
+    summary = E.summarize(out, list(bundle.class_names))
+    if args.out:
+        E.write_outputs(Path(args.out), out, summary, list(bundle.class_names),
+                        getattr(split, "paths", None), prefix=args.split)
+    metrics = {k: summary[k] for k in ("acc", "precision", "recall", "f1", "loss", "n")}
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(f"{bundle.dataset_name} {args.split} ({metrics['n']} images): acc {metrics['acc']:.4f} "
+              f"precision {metrics['precision']:.4f} recall {metrics['recall']:.4f} "
+              f"f1 {metrics['f1']:.4f} loss {metrics['loss']:.4f}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------- predict
+def load_image(path: str, img_size: int, color_mode: str = "RGB"):
+    """An image file → uint8 tensor (3, img_size, img_size), decoded like the training data.
+
+    Uses the data area's decoder (Pillow, colour mode ``L`` or ``RGB`` as recorded in the
+    checkpoint, bilinear resize, grey repeated on 3 channels) so predictions see what training saw.
+    """
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    if not Path(path).is_file():
+        raise UserError(f"image not found: {path}")
+    try:
+        from esg_lib.data.decode import decode_file
+    except ImportError:  # pragma: no cover - the data area is part of the package
+        decode_file = None
+    try:
+        if decode_file is not None:
+            arr = decode_file(path, img_size, color_mode)
+        else:
+            with Image.open(path) as im:
+                im = im.convert(color_mode).convert("RGB").resize((img_size, img_size), Image.BILINEAR)
+                arr = np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise UserError(f"cannot read image {path}: {str(exc).splitlines()[0][:160]}") from None
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import torch
+
+    ck, model, device = _load_run_model(args.checkpoint, args.device)
+    size = ck["config"]["img_size"]
+    images = [load_image(p, size, ck.get("color_mode", "RGB")) for p in args.images]  # validate every file before running
+    mean = torch.tensor(ck["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(ck["std"]).view(1, -1, 1, 1)
+    x = (torch.stack(images).float() / 255.0 - mean) / std
+    probs = torch.softmax(model(x.to(device)).float(), dim=1).cpu()
+    names = ck.get("display_names") or ck["class_names"]
+    k = max(1, min(args.top, probs.shape[1]))
+    for path, p in zip(args.images, probs):
+        top = torch.topk(p, k)
+        cells = "\t".join(f"{names[i]}\t{v:.4f}" for v, i in zip(top.values.tolist(), top.indices.tolist()))
+        print(f"{path}\t{cells}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------- runs/report
+def cmd_runs(args: argparse.Namespace) -> int:
+    from . import runs as R
+
+    if args.profile:
+        get_profile(args.profile)
+    folders = R.find_runs(args.out, args.profile)
+    rows = [R.run_record(f) for f in folders]
+    if args.json:
+        print(json.dumps(rows, indent=1, default=str))
+        return 0
+    if not rows:
+        print(f"no runs under {args.out}")
+        return 0
+    print(f"{'profile':7s} {'dataset':12s} {'model':22s} {'seed':>4s} {'status':15s} "
+          f"{'epochs':>6s} {'acc':>6s} {'f1':>6s}  run")
+    for r in rows:
+        acc = f"{r['acc']:.4f}" if r["acc"] is not None else "—"
+        f1 = f"{r['f1']:.4f}" if r["f1"] is not None else "—"
+        print(f"{r['profile'] or '?':7s} {str(r['dataset'])[:12]:12s} {str(r['model'])[:22]:22s} "
+              f"{r['seed'] if r['seed'] is not None else '?':>4} {r['status']:15s} "
+              f"{r['epochs_done']:>3}/{r['epochs'] or '?':<2} {acc:>6s} {f1:>6s}  {r['path']}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from . import runs as R
+
+    profiles = [args.profile] if args.profile else list(PROFILES)
+    for p in profiles:
+        get_profile(p)
+    written: list[Path] = []
+    for p in profiles:
+        written += R.build_report(p, args.out, args.results)
+    if not written:
+        if args.profile:
+            raise UserError(f"no finished runs for profile {args.profile!r} under {args.out}/ or "
+                            f"{args.results}/{args.profile}/runs/")
+        print("no finished runs found")
+        return 0
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(1)

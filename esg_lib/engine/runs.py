@@ -1,0 +1,250 @@
+"""Run identity, run folders, run metadata, listing, aggregation across seeds and result tables.
+
+A run is identified by a hash of what determines its result: the resolved model (timm name and
+kwargs), the data identity (``bundle.identity``: dataset content hash, protocol, split seed,
+sizes, fractions, augmentation), the profile and its training fields, and the seed. The git commit
+is recorded in ``meta.json`` but is *not* part of the identity, so a finished run is reused (not
+retrained) after unrelated commits; ``--force`` retrains.
+
+Layout::
+
+    runs/<profile>/<dataset>/<model>/s<seed>-<id10>/
+        config.json   meta.json   log.jsonl   last.pt   best.pt   metrics.json   fps.json
+        test_predictions.csv   test_confusion.csv   test_report.json   test_features.npz
+    results/<profile>/
+        runs/<dataset>__<model>__s<seed>-<id10>.json   (per-run metrics: small, committable)
+        <dataset>.csv  <dataset>.md                    (mean ± std across seeds per model)
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from esg_lib import metrics as M
+
+from .config import ABLATION, COMPARISON, ModelSpec, TrainConfig, get_profile, identity_fields
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def run_identity(cfg: TrainConfig, spec: ModelSpec, data_identity: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON-able payload whose hash names the run."""
+    return {
+        "model": {"name": spec.name, "kwargs": dict(spec.kwargs), "min_input": spec.min_input},
+        "data": dict(data_identity),
+        "config": identity_fields(cfg),
+        "pretrained_file_size": (os.path.getsize(cfg.pretrained_file)
+                                 if cfg.pretrained_file and os.path.isfile(cfg.pretrained_file)
+                                 else None),
+    }
+
+
+def run_hash(payload: Mapping[str, Any]) -> str:
+    return hashlib.sha256(_canonical(payload).encode()).hexdigest()
+
+
+def slug(text: str) -> str:
+    text = Path(str(text).rstrip("/\\")).name or str(text)
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-").lower() or "x"
+
+
+def run_dir(cfg: TrainConfig, dataset_name: str, run_id: str) -> Path:
+    return Path(cfg.out) / cfg.profile / slug(dataset_name) / slug(cfg.model) / f"s{cfg.seed}-{run_id[:10]}"
+
+
+def is_finished(folder: Path) -> bool:
+    m = read_json(folder / "metrics.json")
+    return bool(m) and m.get("status") == "done"
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------- metadata
+def git_commit() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    try:
+        return {"commit": git("rev-parse", "HEAD") or None,
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def package_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": sys.version.split()[0]}
+    for name in ("torch", "torchvision", "timm", "scikit-learn", "numpy", "esg-lib"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def hardware(device: Any = None) -> dict[str, Any]:
+    import torch
+
+    info = {"platform": platform.platform(), "machine": platform.machine(),
+            "processor": platform.processor() or None, "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+    if device is not None and str(device).startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["gpu_count"] = torch.cuda.device_count()
+    return info
+
+
+# ----------------------------------------------------------------------------------- listing
+def find_runs(out: str | Path = "runs", profile: str | None = None) -> list[Path]:
+    """Run folders (those with a config.json) under ``out`` (optionally one profile)."""
+    base = Path(out) / profile if profile else Path(out)
+    if not base.is_dir():
+        return []
+    return sorted(p.parent for p in base.rglob("config.json"))
+
+
+def run_record(folder: Path) -> dict[str, Any]:
+    """One flat row describing a run folder: identity, status and test metrics."""
+    cfg = read_json(folder / "config.json") or {}
+    met = read_json(folder / "metrics.json") or {}
+    log = folder / "log.jsonl"
+    epochs_logged = sum(1 for _ in open(log)) if log.is_file() else 0
+    c = cfg.get("config", {})
+    row = {"run": folder.name, "path": str(folder), "run_id": cfg.get("run_id", ""),
+           "profile": c.get("profile"), "dataset": cfg.get("dataset_name", c.get("dataset")),
+           "model": c.get("model"), "timm_name": cfg.get("model_spec", {}).get("name"),
+           "label": cfg.get("model_spec", {}).get("label"), "seed": c.get("seed"),
+           "status": met.get("status", "running/killed" if (folder / "last.pt").exists() else "new"),
+           "epochs_done": epochs_logged, "epochs": c.get("epochs")}
+    test = met.get("test", {})
+    for k in (*M.METRIC_KEYS, "loss"):
+        row[k] = test.get(k)
+    for k in ("fps", "params", "steps", "best_epoch", "train_seconds", "wall_seconds"):
+        row[k] = met.get(k)
+    return row
+
+
+# ----------------------------------------------------------------------------------- tables
+def _order(key: str) -> tuple[int, str]:
+    rank = {k: i for i, k in enumerate((*COMPARISON, *ABLATION))}
+    return (rank.get(key, len(rank)), key)
+
+
+def export_run_metrics(folders: Iterable[Path], results: Path) -> list[Path]:
+    """Copy each finished run's metrics into ``results/runs/`` (small JSON files to commit)."""
+    dest = results / "runs"
+    written = []
+    for folder in folders:
+        if not is_finished(folder):
+            continue
+        rec = run_record(folder)
+        rec.pop("path", None)
+        met = read_json(folder / "metrics.json") or {}
+        rec["val"] = met.get("val_best")
+        rec["fps_protocol"] = met.get("fps_protocol")
+        rec["git"] = (read_json(folder / "meta.json") or {}).get("git")
+        dest.mkdir(parents=True, exist_ok=True)
+        path = dest / f"{slug(rec['dataset'])}__{slug(rec['model'])}__{rec['run']}.json"
+        write_json(path, rec)
+        written.append(path)
+    return written
+
+
+def aggregate_records(records: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """``{dataset: [row per model]}`` with mean ± std across seeds of the test metrics."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["dataset"], r["model"]), []).append(r)
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for (dataset, model), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], _order(kv[0][1]))):
+        agg = M.aggregate(rows, (*M.METRIC_KEYS, "fps", "train_seconds"))
+        first = rows[0]
+        row: dict[str, Any] = {"model": model, "label": first.get("label") or model,
+                               "timm_name": first.get("timm_name"), "params": first.get("params"),
+                               "steps": first.get("steps"),
+                               "seeds": " ".join(str(r["seed"]) for r in sorted(rows, key=lambda r: r["seed"])),
+                               "n": len(rows)}
+        for k, (mean, std, n) in agg.items():
+            row[f"{k}_mean"], row[f"{k}_std"] = mean, std
+        tables.setdefault(dataset, []).append(row)
+    return tables
+
+
+def write_tables(tables: Mapping[str, list[dict[str, Any]]], results: Path, profile: str) -> list[Path]:
+    """``results/<profile>/<dataset>.csv`` (raw numbers) and ``.md`` (percent, mean ± std)."""
+    results.mkdir(parents=True, exist_ok=True)
+    written = []
+    for dataset, rows in tables.items():
+        csv_path, md_path = results / f"{slug(dataset)}.csv", results / f"{slug(dataset)}.md"
+        fields = list(rows[0].keys())
+        with open(csv_path, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=fields)
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+        lines = [f"# {dataset} — profile `{profile}` (test set; mean ± std over seeds, %)", "",
+                 "| Model | timm | Params (M) | Acc | Pre | Rec | F1 | FPS | Steps | Train s | Seeds |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            cells = [format_cell(r, k) for k in M.METRIC_KEYS]
+            fps = "—" if r.get("fps_mean") != r.get("fps_mean") else f"{r['fps_mean']:.1f}"
+            secs = "—" if r.get("train_seconds_mean") != r.get("train_seconds_mean") else f"{r['train_seconds_mean']:.0f}"
+            params = f"{r['params'] / 1e6:.2f}" if r.get("params") else "—"
+            lines.append(f"| {r['label']} | {r['timm_name']} | {params} | {' | '.join(cells)} | {fps} "
+                         f"| {r['steps']} | {secs} | {r['seeds']} |")
+        lines += ["", "Macro-averaged precision/recall/F1 (scikit-learn). FPS: see docs/engine.md "
+                  "(protocol); wall-clock is machine-dependent. Rebuild: `esg report --profile "
+                  f"{profile}`.", ""]
+        md_path.write_text("\n".join(lines))
+        written += [csv_path, md_path]
+    return written
+
+
+def format_cell(row: Mapping[str, Any], key: str) -> str:
+    return M.format_mean_std(row[f"{key}_mean"], row[f"{key}_std"], row["n"])
+
+
+def build_report(profile: str, runs: str | Path = "runs", results: str | Path = "results") -> list[Path]:
+    """Rebuild every table in ``results/<profile>/`` without training.
+
+    Finished run folders under ``runs/<profile>`` are exported to ``results/<profile>/runs/*.json``
+    first; the tables are then built from those per-run files, so they can be rebuilt from the
+    committed per-run metrics alone (a fresh clone without ``runs/``).
+    """
+    get_profile(profile)
+    res = Path(results) / profile
+    export_run_metrics(find_runs(runs, profile), res)
+    records = [r for r in (read_json(p) for p in sorted((res / "runs").glob("*.json"))) if r]
+    return write_tables(aggregate_records(records), res, profile) if records else []
+
+
+def spec_dict(spec: ModelSpec) -> dict[str, Any]:
+    d = asdict(spec)
+    d["kwargs"] = dict(spec.kwargs)
+    return d
