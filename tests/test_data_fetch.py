@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from esg_lib.data import (DatasetLayoutError, DatasetNotFoundError, DownloadError, ManifestMismatchError,
+from esg_lib.data import (DataError, DatasetLayoutError, DatasetNotFoundError, DownloadError, ManifestMismatchError,
                           UnsafeArchiveError, embedded_dir, fetch_dataset, plan_data, resolve_dataset,
                           safe_extract, verify_dataset)
 from esg_lib.data.testing import (serve_directory, tar_with_member, zip_folder, zip_with_symlink)
@@ -15,6 +15,7 @@ from esg_lib.data.testing import (serve_directory, tar_with_member, zip_folder, 
 X_ZIP = "X-SDD-A-New-benchmark-adf8808.zip"
 NEU_ZIP = "NEU_XAI-e913e46.zip"
 X_ZIP_SHA = "f81a20dfc8b8bc724087a10856612198f86c73a6f52618b1ad6fc680dcc5b5b6"
+KNOWN_X_SDD_SHA = "465f3a0aa7c56ac59067ad7ad42ab4f7cc7337874a0ae80af6014002422bc0dd"
 TOP = "X-SDD-A-New-benchmark-adf880814dbd365c73fc3643019272b5637fecc2/"
 
 
@@ -165,6 +166,13 @@ def test_missing_source_and_missing_known_dataset(tmp_path, fetched, monkeypatch
     with pytest.raises(DatasetNotFoundError, match="unknown dataset"):
         fetch_dataset("imagenet", log=lambda m: None)
     assert_nothing_left(fetched)
+
+
+def test_never_fetches_over_the_embedded_copy(shared_datasets, monkeypatch):
+    monkeypatch.setenv("ESG_DATA_DIR", str(embedded_dir().parent))
+    with pytest.raises(DataError, match="committed X-SDD"):
+        fetch_dataset("x-sdd", shared_datasets / "x-sdd", force=True, log=lambda m: None)
+    assert verify_dataset(embedded_dir()).scan.content_sha256() == KNOWN_X_SDD_SHA
 
 
 def test_wrong_class_names_in_a_source_folder(tmp_path, fetched):

@@ -390,10 +390,11 @@ def prepare_data(
         identity=identity, mean=mean, std=std, split_rows=split_rows, root=resolved.root, notes=notes)
 
 
-def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of uint8 images on the [0, 1] scale (float64 accumulation)."""
     if len(images) == 0:
         raise DataError("cannot compute normalisation statistics of an empty training part")
+    chunk = max(1, (256 << 20) // (8 * images[0].numel()))  # ~256 MB of float64 at a time
     s = torch.zeros(3, dtype=torch.float64)
     s2 = torch.zeros(3, dtype=torch.float64)
     n = 0

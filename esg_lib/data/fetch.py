@@ -27,7 +27,7 @@ from .errors import (DataError, DatasetLayoutError, DatasetNotFoundError, Downlo
                      ManifestMismatchError, UnsafeArchiveError)
 from .folder import _hidden, scan_folder
 from .manifest import compare, parse_manifest, sha256_file
-from .registry import KNOWN, DatasetSpec, fetched_dir
+from .registry import KNOWN, DatasetSpec, embedded_dir, fetched_dir
 
 _URL_SCHEMES = ("http", "https", "ftp", "sftp", "doi")
 
@@ -191,6 +191,9 @@ def fetch_dataset(
     source = str(source) if source is not None else spec.url
     base = fetched_dir()
     target = base / spec.name
+    if target.resolve() == embedded_dir().resolve():
+        raise DataError(f"refusing to fetch into {target}: that is the committed X-SDD; point ESG_DATA_DIR "
+                        "at another folder (default: data/fetched)")
     if target.exists() and not force:
         try:
             verify_against_manifest(target, spec, what=f"the existing copy {target}")
