@@ -94,6 +94,8 @@ def plot_sample_grid(images: np.ndarray, labels: Sequence[int], class_names: Seq
             ax.set_yticks([])
             if col < len(pick):
                 ax.imshow(images[pick[col]].squeeze(), cmap="gray" if images.shape[-1] == 1 else None)
+            elif col > 0:
+                ax.axis("off")  # fewer images than columns in this class
             if col == 0:
                 ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=10)
     fig.suptitle(title or "Samples per class")

@@ -1,34 +1,183 @@
-"""``esg reproduce``: regenerate the paper's tables and figures on a profile.
+"""Run the numbered notebooks with papermill: ``esg reproduce``, ``make reproduce`` and
+``notebooks/00_reproduce_all.ipynb`` all end up here.
 
-Interim version: it writes what the project can already produce (the model zoo table); the
-notebook pipeline (``notebooks/00_reproduce_all.ipynb``) replaces it as the areas land.
+Each notebook runs in its own papermill subprocess (papermill inside a running kernel has hit "event
+loop is already running"), with the same parameters, the project's kernel and ``notebooks/`` as its
+working directory. Executed copies go to ``runs/<profile>/notebooks/`` (never over the sources). A
+failing notebook does not stop the others; the failures are listed at the end, with the notebook's
+name and the error, and the command exits non-zero. Training runs are reused by their identity hash,
+so rerunning after a crash only costs what was not finished.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["NOTEBOOKS", "PROFILES", "NotebookResult", "run_notebooks", "run_all", "project_root", "kernel_name",
+           "summary_markdown", "register"]
 
 PROFILES = ("smoke", "cpu", "paper")
+KERNEL = "esg-lib"
+
+# The notebooks 00_reproduce_all runs, in order, with what each reproduces.
+NOTEBOOKS: dict[str, str] = {
+    "01_data_overview.ipynb": "Fig. 1 / Fig. 14 sample grids, class counts, the split and the leak audit",
+    "02_activation_functions.ipynb": "Fig. 7 activation functions",
+    "03_model_comparison.ipynb": "Table 1, Fig. 9 validation curves, Fig. 10 confusion matrices (NEU-CLS-64)",
+    "04_ablation.ipynb": "Table 2, Fig. 11 curves per ablation row",
+    "05_tsne.ipynb": "Fig. 12 t-SNE of pre-logit features (random_state=42)",
+    "06_gradcam.ipynb": "Fig. 13 Grad-CAM of the paper's 7 models",
+    "07_xsdd_generalization.ipynb": "Table 3 (+ ResNet18 reference), Fig. 15 curves on X-SDD",
+    "08_split_protocols.ipynb": "leak-free vs augment-then-group-split vs augment-then-split",
+}
 
 
-def reproduce(profile: str = "smoke", out_root: Path = Path(".")) -> list[Path]:
-    from esg_lib.models.zoo import format_markdown, zoo_rows
+def project_root() -> Path:
+    """The checkout holding this package (notebooks, figures, results, runs live there); else the cwd."""
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "pyproject.toml").is_file() and (here / "notebooks").is_dir() else Path.cwd()
 
-    results = out_root / "results" / profile
-    results.mkdir(parents=True, exist_ok=True)
-    sizes = (64, 224)
-    table = results / "model_zoo.md"
-    table.write_text(format_markdown(zoo_rows(img_sizes=sizes), sizes) + "\n")
-    print(f"wrote {table}")
-    return [table]
+
+def kernel_name(preferred: str = KERNEL) -> str:
+    """The project's kernel (``make install`` registers it); ``python3`` of this environment otherwise."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return preferred if preferred in KernelSpecManager().find_kernel_specs() else "python3"
+
+
+@dataclass
+class NotebookResult:
+    name: str
+    ok: bool
+    seconds: float
+    output: Path
+    error: str = ""
+
+
+@dataclass
+class ReproduceReport:
+    profile: str
+    results: list[NotebookResult] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[NotebookResult]:
+        return [r for r in self.results if not r.ok]
+
+    def summary(self) -> str:
+        lines = [f"{'notebook':34} {'status':7} {'seconds':>8}"]
+        lines += [f"{r.name:34} {'ok' if r.ok else 'FAILED':7} {r.seconds:8.1f}" for r in self.results]
+        for r in self.failures:
+            lines.append(f"\nFAILED {r.name} (executed copy: {r.output}):\n{r.error}")
+        return "\n".join(lines)
+
+
+def _error_of(output: Path, stderr: str) -> str:
+    """The notebook's own error (exception name and value) from the executed copy, else stderr's tail."""
+    try:
+        nb = json.loads(output.read_text())
+        for cell in nb.get("cells", []):
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "error":
+                    return f"{out.get('ename')}: {out.get('evalue')}"
+    except (OSError, ValueError):
+        pass
+    return "\n".join(stderr.strip().splitlines()[-15:])
+
+
+def run_notebooks(profile: str = "smoke", notebooks: Sequence[str] | None = None,
+                  parameters: dict[str, Any] | None = None, kernel: str | None = None,
+                  root: Path | None = None, timeout: int | None = None) -> ReproduceReport:
+    """Execute ``notebooks`` (default: all of :data:`NOTEBOOKS`) with papermill, one subprocess each."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    root = root or project_root()
+    source_dir = root / "notebooks"
+    out_dir = root / "runs" / profile / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kernel = kernel or kernel_name()
+    params = {"profile": profile, **(parameters or {})}
+    report = ReproduceReport(profile)
+    names = list(notebooks or NOTEBOOKS)
+    for i, name in enumerate(names, 1):
+        source, output = source_dir / name, out_dir / name
+        if not source.is_file():
+            report.results.append(NotebookResult(name, False, 0.0, output, f"no such notebook: {source}"))
+            continue
+        cmd = [sys.executable, "-m", "papermill", str(source), str(output), "--kernel", kernel,
+               "--cwd", str(source_dir), "--no-progress-bar"]
+        if timeout:
+            cmd += ["--execution-timeout", str(timeout)]
+        for key, value in params.items():
+            cmd += ["-y", json.dumps({key: value})]
+        print(f"[{i}/{len(names)}] {name}: {NOTEBOOKS.get(name, '')}", flush=True)
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        seconds = time.perf_counter() - start
+        ok = proc.returncode == 0
+        report.results.append(NotebookResult(name, ok, seconds, output, "" if ok else _error_of(output, proc.stderr)))
+        print(f"    {'ok' if ok else 'FAILED'} in {seconds:.0f} s -> {output}", flush=True)
+    return report
+
+
+def run_all(profile: str = "smoke", parameters: dict[str, Any] | None = None, kernel: str | None = None,
+            root: Path | None = None) -> ReproduceReport:
+    """Every numbered notebook; raises ``RuntimeError`` naming each failed notebook and its error
+    after all the others have run."""
+    report = run_notebooks(profile, None, parameters, kernel, root)
+    print(report.summary())
+    if report.failures:
+        names = ", ".join(r.name for r in report.failures)
+        raise RuntimeError(f"{len(report.failures)} notebook(s) failed: {names}\n" + report.summary())
+    return report
+
+
+def summary_markdown(profile: str, root: Path | None = None) -> str:
+    """Every Markdown table in ``results/<profile>/`` (ours beside the paper's), one after another."""
+    results = (root or project_root()) / "results" / profile
+    tables = sorted(results.glob("*.md"))
+    if not tables:
+        return f"No tables in {results} yet."
+    return "\n\n".join(f"### {t.stem}\n\n{t.read_text().strip()}" for t in tables)
 
 
 def _run(args: argparse.Namespace) -> int:
-    reproduce(args.profile)
+    from esg_lib.cli import UserError
+
+    root = project_root()
+    params: dict[str, Any] = {}
+    if args.device:
+        params["device"] = args.device
+    if args.notebooks:
+        unknown = [n for n in args.notebooks if n not in NOTEBOOKS and n != "00_reproduce_all.ipynb"]
+        if unknown:
+            raise UserError(f"unknown notebook(s): {', '.join(unknown)} (choose from {', '.join(NOTEBOOKS)})")
+        report = run_notebooks(args.profile, args.notebooks, params, args.kernel, root)
+    else:
+        # the reviewer's entry point: 00_reproduce_all runs every notebook and prints the summary
+        report = run_notebooks(args.profile, ["00_reproduce_all.ipynb"], params, args.kernel, root)
+    print(report.summary())
+    if report.failures:
+        print(f"esg reproduce: {len(report.failures)} notebook(s) failed (see above)", file=sys.stderr)
+        return 1
+    print(f"figures: {root / 'figures' / args.profile}\ntables:  {root / 'results' / args.profile}")
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("reproduce", help="regenerate the paper's tables and figures on a profile")
+    p = subparsers.add_parser(
+        "reproduce", help="execute the notebooks with papermill (tables, figures) on a profile",
+        description="Execute notebooks/00_reproduce_all.ipynb (which runs every numbered notebook) with "
+                    "papermill. Executed copies: runs/<profile>/notebooks/; figures: figures/<profile>/; "
+                    "tables: results/<profile>/.")
     p.add_argument("--profile", choices=PROFILES, default="smoke")
+    p.add_argument("--notebooks", nargs="+", metavar="NAME", help="run only these numbered notebooks")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the profile's)")
+    p.add_argument("--kernel", help=f"Jupyter kernel (default: {KERNEL} if registered, else python3)")
     p.set_defaults(func=_run)

@@ -1,0 +1,409 @@
+"""The paper's experiments as a few calls, for the notebooks (which stay thin) and for tests.
+
+An :class:`Experiment` fixes the profile, dataset, seeds, device and output folders; its methods train
+(or reuse) the runs a table needs, and turn run folders into tables, curves, confusion matrices,
+features and Grad-CAM maps. Every run goes through :func:`esg_lib.engine.train.fit`, so a run needed by
+two notebooks (the X-SDD comparison feeds Table 3, the t-SNE and the Grad-CAM figures) is trained once
+and reused by its identity hash.
+
+Paths: figures go to ``figures/<profile>/``, tables to ``results/<profile>/``, runs to ``runs/``, all
+under the project root (wherever the notebook's working directory is).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["Experiment", "RunResult", "PAPER_MODELS", "COMPARISON_MODELS", "ABLATION_MODELS", "PROTOCOLS",
+           "paper_table", "main_dataset", "paired_difference", "dataset_available", "PAPER_LABELS"]
+
+# The paper's seven models (Tables 1 and 3, Figs. 12 and 13), by model-table key.
+PAPER_MODELS = ("mobilenetv3", "inceptionv3", "convnextv2", "vit", "densenet121", "swin-t", "esg-convnext")
+# Our comparison: the paper's seven, the parameter-matched ConvNeXtV2 and the ResNet18 reference.
+COMPARISON_MODELS = PAPER_MODELS + ("convnextv2-param", "resnet18")
+# Table 2 rows 1-4 and the full model (row 5 is the same network as "esg-convnext": its runs are shared).
+ABLATION_MODELS = ("esg-abl1", "esg-abl2", "esg-abl3", "esg-abl4", "esg-convnext")
+PROTOCOLS = ("leak-free", "augment-then-group-split", "augment-then-split")
+# Model-table key -> the paper's row label in esg_lib/paper_results.csv.
+PAPER_LABELS = {"mobilenetv3": "MobileNetV3", "inceptionv3": "InceptionV3", "convnextv2": "ConvNeXtV2",
+                "vit": "ViT", "densenet121": "DenseNet121", "swin-t": "Swin-T", "esg-convnext": "ESG-ConvNeXt",
+                "esg-abl1": "ConvNeXt", "esg-abl2": "ConvNeXt + block1", "esg-abl3": "ConvNeXt + block1 + block2",
+                "esg-abl4": "ConvNeXt + block1 + block2 + Attention"}
+METRICS = ("acc", "precision", "recall", "f1")
+
+
+def _project_root() -> Path:
+    from esg_lib.reproduce import project_root
+
+    return project_root()
+
+
+def dataset_available(name: str) -> bool:
+    """Whether a known dataset (or folder) can be loaded here without downloading."""
+    from esg_lib.data import DataError, resolve_dataset
+
+    try:
+        resolve_dataset(name)
+        return True
+    except DataError:
+        return False
+
+
+def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd") -> tuple[str, str]:
+    """``(dataset, note)``: the requested dataset, or the fallback with a one-line note saying why
+    and how to get the requested one (NEU-CLS-64 is never committed and cannot be fetched offline)."""
+    if dataset_available(requested):
+        return requested, ""
+    note = (f"{requested} is not available here: `esg data fetch {requested}` downloads it (or set "
+            f"ESG_NEU_CLS_64 to your copy). Running the same experiment on {fallback} instead; every "
+            f"figure and table below is labelled {fallback}.")
+    return fallback, note
+
+
+def paper_table(table: int) -> "pd.DataFrame":  # noqa: F821
+    """The paper's Table 1, 2 or 3 from ``esg_lib/paper_results.csv`` (labelled as the paper's)."""
+    import pandas as pd
+
+    path = Path(__file__).with_name("paper_results.csv")
+    frame = pd.read_csv(path, comment="#")
+    frame = frame[frame["table"] == table].drop(columns=["table"]).reset_index(drop=True)
+    if frame.empty:
+        raise ValueError(f"the paper has no Table {table} in {path.name} (tables 1-3)")
+    return frame
+
+
+@dataclass
+class RunResult:
+    """One finished (or reused) training run."""
+    key: str
+    label: str
+    seed: int
+    protocol: str
+    dataset: str
+    run_dir: Path
+    metrics: dict[str, Any]
+
+    def log(self) -> list[dict[str, Any]]:
+        path = self.run_dir / "log.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+    def confusion(self) -> np.ndarray:
+        """Test confusion matrix (rows = true class, columns = predicted)."""
+        import pandas as pd
+
+        return pd.read_csv(self.run_dir / "test_confusion.csv", index_col=0).to_numpy(dtype=np.int64)
+
+    def features(self) -> tuple[np.ndarray, np.ndarray]:
+        data = np.load(self.run_dir / "test_features.npz")
+        return data["features"], data["labels"]
+
+
+@dataclass
+class Experiment:
+    """One profile, dataset, seed list and device; where outputs go.
+
+    ``overrides`` are config fields applied to every run (``{"epochs": 3}``), as from a notebook's
+    parameters cell. ``seeds=None`` means the profile's seeds.
+    """
+    profile: str = "smoke"
+    dataset: str = "x-sdd"
+    seeds: Sequence[int] | None = None
+    device: str = "auto"
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    root: Path | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        from esg_lib.engine.config import get_profile
+
+        self.root = Path(self.root) if self.root else _project_root()
+        profile = get_profile(self.profile)
+        self.seeds = tuple(self.seeds) if self.seeds is not None else tuple(profile.seeds)
+        self._bundles: dict[tuple, Any] = {}
+
+    # ------------------------------------------------------------------------------ folders
+    @property
+    def figures_dir(self) -> Path:
+        return self.root / "figures" / self.profile
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / "results" / self.profile
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    def title(self, what: str, dataset: str | None = None) -> str:
+        """A figure title naming the experiment, dataset, profile and seeds."""
+        seeds = ",".join(map(str, self.seeds))
+        return f"{what} — {dataset or self.dataset}, profile {self.profile}, seeds {seeds}"
+
+    # ----------------------------------------------------------------------------- training
+    def config(self, key: str, seed: int, protocol: str = "leak-free", dataset: str | None = None):
+        from esg_lib.engine.config import build_config
+
+        return build_config(self.profile, **{**dict(model=key, seed=seed, protocol=protocol,
+                                                     dataset=dataset or self.dataset, device=self.device,
+                                                     out=str(self.runs_dir), progress=self.progress),
+                                             **dict(self.overrides)})
+
+    def bundle(self, cfg) -> Any:
+        """The data bundle of a config (shared by every model of the same seed, protocol and data)."""
+        from esg_lib.engine.train import prepare_bundle
+
+        key = (cfg.dataset, cfg.img_size, cfg.seed, cfg.protocol, cfg.val_fraction, cfg.test_fraction,
+               cfg.max_images, cfg.augment_copies, cfg.online_augment)
+        if key not in self._bundles:
+            self._bundles = {key: prepare_bundle(cfg)}  # one at a time: bundles hold decoded images
+        return self._bundles[key]
+
+    def train(self, keys: Iterable[str], protocol: str = "leak-free", dataset: str | None = None,
+              seeds: Iterable[int] | None = None) -> list[RunResult]:
+        """Train (or reuse) every model of ``keys`` for every seed; seed-major so a seed's split is
+        decoded once and shared by all models."""
+        from esg_lib.engine.models import resolve_model
+        from esg_lib.engine.train import fit
+
+        results = []
+        for seed in (self.seeds if seeds is None else tuple(seeds)):
+            for key in keys:
+                cfg = self.config(key, seed, protocol, dataset)
+                fitted = fit(cfg, self.bundle(cfg))
+                label = resolve_model(key, self.profile).label
+                results.append(RunResult(key, label, seed, protocol, cfg.dataset, Path(fitted.run_dir),
+                                         dict(fitted.metrics)))
+        return results
+
+    def data_overview(self, dataset: str | None = None) -> dict[str, Any]:
+        """The data behind Fig. 1 / Fig. 14: the first seed's leak-free bundle, images per class and
+        split, and the leak audit of every protocol (same seed)."""
+        import pandas as pd
+
+        from esg_lib.data import leak_audit
+
+        cfg = self.config("resnet18", self.seeds[0], "leak-free", dataset)  # the model does not matter
+        bundle = self.bundle(cfg)
+        counts = {split: getattr(bundle, split).class_counts() for split in ("train", "val", "test")}
+        audits = []
+        for protocol in PROTOCOLS:
+            b = bundle if protocol == "leak-free" else self.bundle(self.config("resnet18", self.seeds[0], protocol,
+                                                                                dataset))
+            audits.append({"protocol": protocol, **leak_audit(b).as_dict()})
+        bundle = self.bundle(cfg)
+        return {"bundle": bundle, "counts": counts, "audit": pd.DataFrame(audits)}
+
+    # ------------------------------------------------------------------------------- tables
+    def results_frame(self, runs: Sequence[RunResult]) -> "pd.DataFrame":  # noqa: F821
+        """One row per run: model, seed, protocol, test metrics (%), FPS, params, train seconds."""
+        import pandas as pd
+
+        rows = []
+        for r in runs:
+            test = r.metrics.get("test", {})
+            rows.append({"key": r.key, "model": r.label, "seed": r.seed, "protocol": r.protocol,
+                         "dataset": r.dataset, **{m: 100 * test.get(m, math.nan) for m in METRICS},
+                         "fps": r.metrics.get("fps"), "params_m": (r.metrics.get("params") or 0) / 1e6,
+                         "steps": r.metrics.get("steps"), "train_seconds": r.metrics.get("train_seconds")})
+        return pd.DataFrame(rows)
+
+    def summary(self, runs: Sequence[RunResult], by: Sequence[str] = ("key", "model")) -> "pd.DataFrame":  # noqa: F821
+        """Mean and std (ddof=1) over seeds per model: columns ``<metric>_mean``, ``<metric>_std``, ``n``."""
+        frame = self.results_frame(runs)
+        cols = [*METRICS, "fps", "params_m", "steps", "train_seconds"]
+        grouped = frame.groupby(list(by), sort=False)
+        out = grouped[cols].mean().add_suffix("_mean").join(grouped[list(METRICS)].std(ddof=1).add_suffix("_std"))
+        out["n"] = grouped.size()
+        return out.reset_index()
+
+    def side_by_side(self, runs: Sequence[RunResult], table: int) -> "pd.DataFrame":  # noqa: F821
+        """Our mean ± std beside the paper's Table ``table`` (the paper's columns are labelled so)."""
+        import pandas as pd
+
+        ours = self.summary(runs)
+        paper = paper_table(table).set_index("model")
+        rows = []
+        for _, r in ours.iterrows():
+            paper_row = paper.loc[PAPER_LABELS[r["key"]]] if PAPER_LABELS.get(r["key"]) in paper.index else None
+            row = {"model": r["model"], "params (M)": round(r["params_m_mean"], 2), "n seeds": int(r["n"])}
+            for m, name in zip(METRICS, ("Acc", "Pre", "Rec", "F1")):
+                row[f"{name} ours"] = _pm(r[f"{m}_mean"], r[f"{m}_std"])
+                paper_key = {"acc": "accuracy"}.get(m, m)
+                row[f"{name} paper"] = "—" if paper_row is None else f"{paper_row[paper_key]:.1f}"
+            row["FPS ours (this machine)"] = f"{r['fps_mean']:.1f}" if r["fps_mean"] == r["fps_mean"] else "—"
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def paired_differences(self, runs: Sequence[RunResult], target: str = "esg-convnext",
+                           metric: str = "acc") -> "pd.DataFrame":  # noqa: F821
+        """``target`` minus every other model: mean paired per-seed difference (points) with a 95 % t
+        interval, and whether it is within noise (the interval contains 0). One test image is worth
+        ``100 / test size`` points, shown beside."""
+        import pandas as pd
+
+        frame = self.results_frame(runs)
+        mine = frame[frame["key"] == target].set_index("seed")[metric]
+        test_size = next((r.metrics.get("test", {}).get("n") for r in runs if r.metrics.get("test")), None)
+        rows = []
+        for key, part in frame[frame["key"] != target].groupby("key", sort=False):
+            other = part.set_index("seed")[metric]
+            seeds = sorted(set(mine.index) & set(other.index))
+            if not seeds:
+                continue
+            d = paired_difference(mine.loc[seeds].to_numpy(), other.loc[seeds].to_numpy())
+            rows.append({"reference": part["model"].iloc[0], "seeds": len(seeds),
+                         f"{metric} difference (points)": round(d["mean"], 2),
+                         "95% interval": "—" if d["low"] != d["low"] else f"[{d['low']:.2f}, {d['high']:.2f}]",
+                         "within noise": "yes" if d["within_noise"] else "no",
+                         "one test image (points)": round(100 / test_size, 2) if test_size else "—"})
+        return pd.DataFrame(rows)
+
+    def protocol_table(self, runs: Sequence[RunResult], metric: str = "acc") -> "pd.DataFrame":  # noqa: F821
+        """Per model: ``metric`` under each protocol (mean ± std), the leak's effect (augment-then-split
+        minus augment-then-group-split, paired per seed) and the augmented test set's effect
+        (augment-then-group-split minus leak-free)."""
+        import pandas as pd
+
+        frame = self.results_frame(runs)
+        rows = []
+        for key, part in frame.groupby("key", sort=False):
+            by = {p: part[part["protocol"] == p].set_index("seed")[metric] for p in PROTOCOLS}
+            row: dict[str, Any] = {"model": part["model"].iloc[0]}
+            for p in PROTOCOLS:
+                v = by[p]
+                row[p] = _pm(v.mean(), v.std(ddof=1)) if len(v) else "—"
+
+            def effect(a: str, b: str) -> str:
+                seeds = sorted(set(by[a].index) & set(by[b].index))
+                if not seeds:
+                    return "—"
+                d = paired_difference(by[a].loc[seeds].to_numpy(), by[b].loc[seeds].to_numpy())
+                ci = "" if d["low"] != d["low"] else f" [{d['low']:+.1f}, {d['high']:+.1f}]"
+                return f"{d['mean']:+.1f}{ci}"
+
+            row["leak (points)"] = effect("augment-then-split", "augment-then-group-split")
+            row["augmented test (points)"] = effect("augment-then-group-split", "leak-free")
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def write_table(self, frame: "pd.DataFrame", name: str, caption: str = "",  # noqa: F821
+                    runs: Sequence[RunResult] | None = None) -> list[Path]:
+        """``results/<profile>/<name>.csv`` and ``.md``. With ``runs``, the caption also names the
+        seeds and the hardware the runs were trained on (from their ``meta.json``)."""
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        csv_path, md_path = self.results_dir / f"{name}.csv", self.results_dir / f"{name}.md"
+        frame.to_csv(csv_path, index=False)
+        header = caption.strip()
+        if runs:
+            seeds = sorted({r.seed for r in runs})
+            header += (f"\n\nOurs: profile `{self.profile}`, {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), "
+                       f"test split, mean ± std over seeds (%). Trained on: {'; '.join(_hardware_of(runs))}. "
+                       "Columns marked 'paper' are the paper's published numbers, not ours.")
+        md_path.write_text(header + "\n\n" + _markdown(frame) + "\n")
+        return [csv_path, md_path]
+
+    # ------------------------------------------------------------------------- curves etc.
+    @staticmethod
+    def curves(runs: Sequence[RunResult], metric: str = "val_acc", scale: float = 100.0) -> dict[str, list[list[float]]]:
+        """Per model label, the per-seed series of a logged metric (epoch order)."""
+        out: dict[str, list[list[float]]] = {}
+        for r in runs:
+            out.setdefault(r.label, []).append([scale * e[metric] for e in r.log() if metric in e])
+        return out
+
+    @staticmethod
+    def confusion_matrices(runs: Sequence[RunResult], seed: int | None = None) -> dict[str, np.ndarray]:
+        """Per model label, the test confusion matrix of one seed (the first by default)."""
+        seed = runs[0].seed if seed is None else seed
+        return {r.label: r.confusion() for r in runs if r.seed == seed}
+
+    @staticmethod
+    def features(runs: Sequence[RunResult], seed: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        seed = runs[0].seed if seed is None else seed
+        return {r.label: r.features() for r in runs if r.seed == seed}
+
+    def gradcam(self, runs: Sequence[RunResult], n_images: int = 6, seed: int = 42, stage: str = "auto"):
+        """Grad-CAM maps of each run's best checkpoint on the same seeded random test images.
+
+        Returns ``(images float (N, H, W, 3) in [0, 1], cams {label: (N, H, W)}, titles)``. The images
+        are drawn with ``numpy.random.default_rng(seed)`` from the test split of the runs' seed.
+        """
+        from esg_lib.gradcam import gradcam_maps, load_run_model
+
+        first = runs[0]
+        cfg = self.config(first.key, first.seed, first.protocol, first.dataset)
+        bundle = self.bundle(cfg)
+        test = bundle.test
+        rng = np.random.default_rng(seed)
+        # one image per class first (as in the paper's figure), then random ones
+        labels = test.labels.numpy()
+        picks = [int(rng.choice(np.flatnonzero(labels == c))) for c in range(len(bundle.class_names))
+                 if (labels == c).any()][:n_images]
+        picks = picks or [int(i) for i in rng.choice(len(test), size=min(n_images, len(test)), replace=False)]
+        raw = test.images[picks]
+        x = test.normalize(raw)
+        images = raw.permute(0, 2, 3, 1).float().numpy() / 255.0
+        titles = [bundle.display_names[int(labels[i])] for i in picks]
+        cams = {}
+        for r in runs:
+            if r.seed != first.seed:
+                continue
+            model, spec = load_run_model(r.run_dir)
+            cams[r.label] = gradcam_maps(model, x, stage=stage)
+        return images, cams, titles
+
+
+def _hardware_of(runs: Sequence[RunResult]) -> list[str]:
+    """Distinct "device, threads" descriptions from the runs' meta.json files."""
+    seen: dict[str, None] = {}
+    for r in runs:
+        try:
+            meta = json.loads((r.run_dir / "meta.json").read_text())
+        except (OSError, ValueError):
+            continue
+        hw = meta.get("hardware", {})
+        if meta.get("device", "cpu").startswith("cuda"):
+            text = f"{hw.get('gpu', 'GPU')} x{meta.get('world_size', 1)}"
+        else:
+            text = f"CPU {hw.get('processor') or hw.get('machine', '')}, {meta.get('threads')} threads"
+        seen[text] = None
+    return list(seen) or ["unknown"]
+
+
+def _pm(mean: float, std: float) -> str:
+    if mean != mean:
+        return "—"
+    return f"{mean:.1f} ± {std:.1f}" if std == std else f"{mean:.1f}"
+
+
+def _markdown(frame) -> str:
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
+    for _, row in frame.iterrows():
+        lines.append("| " + " | ".join(str(row[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
+    """Mean of the paired per-seed differences ``a - b`` with a t-based confidence interval.
+
+    Seeds pair runs that share a split, so the split noise cancels. With one pair the interval is
+    undefined (NaN); ``within_noise`` is true when the interval contains 0.
+    """
+    from scipy import stats
+
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if diff.size == 0:
+        raise ValueError("no paired values")
+    mean = float(diff.mean())
+    if diff.size < 2:
+        return {"mean": mean, "low": math.nan, "high": math.nan, "n": 1, "within_noise": True}
+    half = float(stats.t.ppf(0.5 + confidence / 2, diff.size - 1) * diff.std(ddof=1) / math.sqrt(diff.size))
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": int(diff.size),
+            "within_noise": bool(mean - half <= 0 <= mean + half)}
+

@@ -1,0 +1,108 @@
+"""The experiment layer the notebooks call: paper tables, statistics, dataset fallback, and a tiny
+real training pass through tables, curves, confusion matrices, features and Grad-CAM."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from esg_lib import experiments as X
+from esg_lib.experiments import Experiment, RunResult, paired_difference, paper_table
+
+
+def test_paper_tables_hold_the_published_rows() -> None:
+    t1, t2, t3 = paper_table(1), paper_table(2), paper_table(3)
+    assert len(t1) == 7 and len(t2) == 5 and len(t3) == 7
+    assert set(t1["model"]) == set(t3["model"]) == set(X.PAPER_LABELS[k] for k in X.PAPER_MODELS)
+    esg = t1.set_index("model").loc["ESG-ConvNeXt"]
+    assert (esg["accuracy"], esg["f1"], esg["fps"]) == (97.5, 96.1, 6.0)
+    assert t3.set_index("model").loc["ConvNeXtV2", "accuracy"] == 75.8
+    assert list(t2["row"]) == [1, 2, 3, 4, 5]
+    with pytest.raises(ValueError, match="Table 4"):
+        paper_table(4)
+
+
+def test_paired_difference_matches_a_hand_computation() -> None:
+    d = paired_difference([92.0, 94.0, 93.0], [90.0, 91.0, 93.0])
+    # differences 2, 3, 0: mean 5/3, sd sqrt(7/3), t(0.975, 2) = 4.302653
+    half = 4.302653 * math.sqrt(7 / 3) / math.sqrt(3)
+    assert d["mean"] == pytest.approx(5 / 3)
+    assert (d["low"], d["high"]) == pytest.approx((5 / 3 - half, 5 / 3 + half), rel=1e-5)
+    assert d["within_noise"] is True and d["n"] == 3
+    clear = paired_difference([95.0, 96.0, 95.5], [90.0, 90.5, 90.2])
+    assert clear["within_noise"] is False and clear["low"] > 0
+    single = paired_difference([1.0], [0.0])
+    assert single["mean"] == 1.0 and math.isnan(single["low"])
+
+
+def test_main_dataset_falls_back_with_a_clear_note(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ESG_DATA_DIR", str(tmp_path / "nothing-fetched"))
+    monkeypatch.delenv("ESG_NEU_CLS_64", raising=False)
+    name, note = X.main_dataset("neu-cls-64", fallback="x-sdd")
+    assert name == "x-sdd"
+    assert "esg data fetch neu-cls-64" in note and "ESG_NEU_CLS_64" in note
+    assert X.main_dataset("x-sdd") == ("x-sdd", "")
+
+
+def _fake(key: str, label: str, seed: int, protocol: str, acc: float) -> RunResult:
+    return RunResult(key, label, seed, protocol, "x-sdd", Path("/nonexistent"),
+                     {"test": {"acc": acc / 100, "precision": 0.5, "recall": 0.5, "f1": 0.5, "n": 272},
+                      "fps": 10.0, "params": 1e6, "steps": 10, "train_seconds": 1.0})
+
+
+def test_protocol_table_separates_leak_from_augmented_test() -> None:
+    exp = Experiment("smoke", "x-sdd", seeds=[0, 1])
+    runs = []
+    for seed, (lf, gs, ats) in enumerate([(90, 91, 98), (92, 92, 99)]):
+        runs += [_fake("esg-convnext", "ESG-ConvNeXt", seed, "leak-free", lf),
+                 _fake("esg-convnext", "ESG-ConvNeXt", seed, "augment-then-group-split", gs),
+                 _fake("esg-convnext", "ESG-ConvNeXt", seed, "augment-then-split", ats)]
+    row = exp.protocol_table(runs).iloc[0]
+    assert row["leak-free"] == "91.0 ± 1.4"
+    assert row["leak (points)"].startswith("+7.0")
+    assert row["augmented test (points)"].startswith("+0.5")
+
+
+def test_paired_differences_table_names_noise() -> None:
+    exp = Experiment("smoke", "x-sdd", seeds=[0, 1, 2])
+    runs = [_fake("esg-convnext", "ESG-ConvNeXt", s, "leak-free", a) for s, a in enumerate([95, 96, 95.5])]
+    runs += [_fake("resnet18", "ResNet18", s, "leak-free", a) for s, a in enumerate([90, 90.5, 90.2])]
+    table = exp.paired_differences(runs)
+    assert list(table["reference"]) == ["ResNet18"]
+    assert table["within noise"].iloc[0] == "no"
+    assert table["one test image (points)"].iloc[0] == pytest.approx(100 / 272, abs=0.01)
+
+
+@pytest.mark.slow
+def test_tiny_real_experiment_end_to_end(tmp_path: Path) -> None:
+    """Two models, one seed, on the smoke profile, written under a temporary root."""
+    exp = Experiment("smoke", "x-sdd", seeds=[0], device="cpu", root=tmp_path, progress=False,
+                     overrides={"epochs": 1, "fps_iters": 1})
+    runs = exp.train(["resnet18", "esg-convnext"])
+    assert [r.label for r in runs] == ["ResNet18", "ESG-ConvNeXt"]
+    again = exp.train(["resnet18"])  # reused by identity, not retrained
+    assert again[0].run_dir == runs[0].run_dir
+
+    table = exp.side_by_side(runs, table=3)
+    assert list(table["model"]) == ["ResNet18", "ESG-ConvNeXt"]
+    assert table.loc[1, "Acc paper"] == "90.5" and table.loc[0, "Acc paper"] == "—"
+    paths = exp.write_table(table, "table3_test", caption="Table 3 test", runs=runs)
+    text = paths[1].read_text()
+    assert "profile `smoke`, 1 seed(s) (0)" in text and "Trained on: CPU" in text and "| ESG-ConvNeXt |" in text
+
+    curves = exp.curves(runs)
+    assert set(curves) == {"ResNet18", "ESG-ConvNeXt"} and len(curves["ResNet18"][0]) == 1
+    cms = exp.confusion_matrices(runs)
+    n_test = runs[0].metrics["test"]["n"]
+    assert cms["ResNet18"].shape == (7, 7) and cms["ResNet18"].sum() == n_test
+    feats = exp.features(runs)
+    assert feats["ESG-ConvNeXt"][0].shape == (n_test, 320)
+
+    images, cams, titles = exp.gradcam(runs, n_images=3, seed=42)
+    assert images.shape[0] == 3 and images.min() >= 0 and images.max() <= 1
+    assert set(cams) == {"ResNet18", "ESG-ConvNeXt"}
+    assert all(c.shape == images.shape[:3] for c in cams.values()) and len(titles) == 3
+    assert torch.is_grad_enabled()

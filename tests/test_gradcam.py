@@ -1,0 +1,42 @@
+"""Grad-CAM target layers and reshape transforms for every model family of the comparison."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from esg_lib.engine.models import build_model, resolve_model
+from esg_lib.experiments import COMPARISON_MODELS
+from esg_lib.gradcam import cam_target, gradcam_maps
+
+
+@pytest.mark.parametrize("key", COMPARISON_MODELS)
+def test_every_comparison_model_gives_a_cam(key: str) -> None:
+    torch.manual_seed(0)
+    spec = resolve_model(key, "smoke")
+    model = build_model(spec, num_classes=7, img_size=32)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():  # the caller may have disabled gradients: Grad-CAM must re-enable them
+        cams = gradcam_maps(model, x, targets=[0, 3])
+    assert cams.shape == (2, 32, 32)
+    assert np.isfinite(cams).all() and cams.min() >= 0 and cams.max() <= 1
+
+
+def test_auto_stage_takes_the_earlier_layer_for_small_inputs() -> None:
+    spec = resolve_model("esg-convnext", "smoke")
+    model = build_model(spec, num_classes=7, img_size=64)
+    assert cam_target(model, 64, "auto")[0] is model.stages[-2]
+    assert cam_target(model, 224, "auto")[0] is model.stages[-1]
+    assert cam_target(model, 64, "last")[0] is model.stages[-1]
+    with pytest.raises(ValueError, match="stage must be"):
+        cam_target(model, 64, "first")
+
+
+def test_vit_reshape_drops_the_class_token() -> None:
+    spec = resolve_model("vit", "smoke")
+    model = build_model(spec, num_classes=7, img_size=32)
+    layer, reshape = cam_target(model, 32)
+    tokens = torch.randn(2, 1 + model.patch_embed.num_patches, model.embed_dim)
+    grid = reshape(tokens)
+    assert grid.shape == (2, model.embed_dim, *model.patch_embed.grid_size)
+    torch.testing.assert_close(grid[:, :, 0, 1], tokens[:, 2, :])
