@@ -187,7 +187,7 @@ PROFILES: dict[str, Profile] = {
         dict(img_size=224, max_images=None, augment_copies=3, epochs=100, batch_size=64, lr=1e-4,
              warmup_epochs=5, fps_iters=100, fps_warmup=20),
         seeds=(0, 1, 2, 3, 4),
-        models=_table("esg_convnext_tiny", 224, "vit_base_patch16_224", 16, 7),
+        models=_table("esg_convnext_atto", 224, "vit_base_patch16_224", 16, 7),
         description="the paper's protocol: 224 px, 100 epochs, batch 64, lr 1e-4, 5 seeds (GPU)",
     ),
 }

@@ -43,6 +43,7 @@ class MinInputSize(nn.Module):
         self.min_size = int(min_size)
         self.num_features = getattr(model, "num_features", None)
         self.num_classes = getattr(model, "num_classes", None)
+        self.head_hidden_size = getattr(model, "head_hidden_size", self.num_features)
 
     def _resize(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -131,7 +132,11 @@ def build_model(spec: ModelSpec, num_classes: int, img_size: int,
         path = Path(pretrained_file)
         if not path.is_file():
             raise ConfigError(f"pretrained file not found: {path}")
-        kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+        overlay: dict[str, Any] = {"file": str(path)}
+        file_classes = _file_num_classes(path, spec.name)
+        if file_classes is not None:   # timm keeps the head only if this matches num_classes
+            overlay["num_classes"] = file_classes
+        kwargs.update(pretrained=True, pretrained_cfg_overlay=overlay)
     else:
         kwargs["pretrained"] = False
     try:
@@ -144,6 +149,32 @@ def build_model(spec: ModelSpec, num_classes: int, img_size: int,
     if spec.min_input and img_size < spec.min_input:
         model = MinInputSize(model, spec.min_input)
     return model
+
+
+def _file_num_classes(path: Path, name: str) -> int | None:
+    """Classes of the head stored in a local weights file (None if it has no recognisable head).
+
+    timm drops a pretrained head whose class count differs from the model's; telling it the file's
+    count keeps the head of a checkpoint trained on the same classes (fine-tuning, evaluation) and
+    drops an ImageNet head.
+    """
+    from timm.models import get_pretrained_cfg
+    from timm.models._helpers import load_state_dict
+
+    cfg = get_pretrained_cfg(name, allow_unregistered=True)
+    classifier = getattr(cfg, "classifier", None) if cfg is not None else None
+    if not classifier:
+        return None
+    try:
+        state = load_state_dict(str(path), weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
+        raise ConfigError(f"cannot read {path}: {str(exc).splitlines()[0][:160]}") from None
+    names = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+    for head in names:
+        weight = state.get(f"{head}.weight")
+        if weight is not None:
+            return int(weight.shape[0])
+    return None
 
 
 def model_for_config(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, ModelSpec]:

@@ -1,0 +1,170 @@
+"""Training-loop tests on a tiny synthetic bundle (contract-shaped): resume, determinism, NaN stop,
+reuse, outputs, and one training step of every baseline at smoke size."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from esg_lib.engine import build_config, fit, train
+from esg_lib.engine.config import COMPARISON
+from esg_lib.engine.models import build_model, resolve_model
+from esg_lib.engine.synthetic import synthetic_bundle
+
+TIMING_KEYS = {"epoch_seconds", "train_seconds"}
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return synthetic_bundle(n_train=48, n_val=12, n_test=12, img_size=32, num_classes=3)
+
+
+def _cfg(tmp_path, **kw):
+    base = dict(model="mobilenetv3_large_100", epochs=3, batch_size=16, progress=False,
+                out=str(tmp_path), fps_iters=1, fps_warmup=0)
+    return build_config("smoke", **{**base, **kw})
+
+
+def _log(run_dir):
+    rows = [json.loads(ln) for ln in (run_dir / "log.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+
+
+def _weights(run_dir, name="last.pt"):
+    return torch.load(run_dir / name, weights_only=True)["model"]
+
+
+def _same_weights(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_after_a_kill_mid_epoch_is_bit_identical(tmp_path, bundle, monkeypatch):
+    # mobilenetv3 has dropout: the RNG state must be restored for the runs to match
+    ref = fit(_cfg(tmp_path / "a"), bundle=bundle)
+
+    def kill(step):
+        if step == 5:  # epoch 2 of 3 (3 steps per epoch)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "STEP_HOOK", kill)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_cfg(tmp_path / "b"), bundle=bundle)
+    killed_dir = next((tmp_path / "b").rglob("last.pt")).parent
+    assert torch.load(killed_dir / "last.pt", weights_only=True)["epoch"] == 0
+    monkeypatch.setattr(train, "STEP_HOOK", None)
+    resumed = fit(_cfg(tmp_path / "b"), bundle=bundle)
+
+    assert resumed.status == "done" and resumed.run_id == ref.run_id
+    assert _same_weights(_weights(ref.run_dir), _weights(resumed.run_dir))
+    assert _same_weights(_weights(ref.run_dir, "best.pt"), _weights(resumed.run_dir, "best.pt"))
+    assert _log(ref.run_dir) == _log(resumed.run_dir)
+    assert ref.metrics["test"] == resumed.metrics["test"]
+    assert resumed.metrics["steps"] == ref.metrics["steps"] == 9
+
+
+def test_same_seed_same_metrics_and_other_seed_differs(tmp_path, bundle):
+    a = fit(_cfg(tmp_path / "a", epochs=2, model="resnet18"), bundle=bundle)
+    b = fit(_cfg(tmp_path / "b", epochs=2, model="resnet18"), bundle=bundle)
+    c = fit(_cfg(tmp_path / "c", epochs=2, model="resnet18", seed=1), bundle=bundle)
+    assert a.metrics["test"] == b.metrics["test"]
+    assert _log(a.run_dir) == _log(b.run_dir)
+    assert _same_weights(_weights(a.run_dir), _weights(b.run_dir))
+    assert not _same_weights(_weights(a.run_dir), _weights(c.run_dir))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, bundle, monkeypatch):
+    real = train.build_criterion
+
+    def poisoned(cfg):
+        loss, calls = real(cfg), {"n": 0}
+
+        def criterion(logits, y):
+            calls["n"] += 1
+            out = loss(logits, y)
+            return out * float("nan") if calls["n"] > 4 else out  # epoch 2, 2nd step
+
+        return criterion
+
+    monkeypatch.setattr(train, "build_criterion", poisoned)
+    with pytest.raises(train.TrainingDiverged, match="non-finite loss at epoch 2"):
+        fit(_cfg(tmp_path, model="resnet18"), bundle=bundle)
+    run_dir = next(tmp_path.rglob("metrics.json")).parent
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "diverged"
+    last = torch.load(run_dir / "last.pt", weights_only=True)
+    assert last["epoch"] == 0 and last["global_step"] == 3
+    assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+    assert len(_log(run_dir)) == 1
+
+
+def test_finished_runs_are_reused_unless_forced(tmp_path, bundle):
+    cfg = _cfg(tmp_path, epochs=1, model="resnet18")
+    first = fit(cfg, bundle=bundle)
+    again = fit(cfg, bundle=bundle)
+    assert (first.status, again.status) == ("done", "reused")
+    assert again.metrics == first.metrics
+    forced = fit(cfg, bundle=bundle, force=True)
+    assert forced.status == "done" and forced.run_dir == first.run_dir
+
+
+def test_run_folder_holds_log_metadata_checkpoints_predictions_and_features(tmp_path, bundle):
+    res = fit(_cfg(tmp_path, epochs=2, model="convnextv2_atto"), bundle=bundle)
+    d = res.run_dir
+    for name in ("config.json", "meta.json", "log.jsonl", "last.pt", "best.pt", "metrics.json",
+                 "fps.json", "test_predictions.csv", "test_confusion.csv", "test_report.json",
+                 "test_features.npz"):
+        assert (d / name).is_file(), name
+    meta = json.loads((d / "meta.json").read_text())
+    assert meta["status"] == "done" and meta["seed"] == 0 and "torch" in meta["versions"]
+    assert "commit" in meta["git"] and meta["hardware"]["cpu_count"] and meta["wall_seconds"] > 0
+    log = _log(d)
+    assert [r["epoch"] for r in log] == [1, 2]
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr"} <= set(log[0])
+    m = res.metrics
+    assert m["best_epoch"] in (1, 2) and m["test"]["n"] == 12 and m["steps"] == 6
+    with open(d / "test_predictions.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 12 and rows[0]["path"] == "test/0.png"
+    assert sum(float(rows[0][f"p_class{k}"]) for k in range(3)) == pytest.approx(1, abs=1e-4)
+    feats = np.load(d / "test_features.npz")
+    assert feats["features"].shape == (12, 320) and (feats["labels"] == bundle.test.labels.numpy()).all()
+    fps = json.loads((d / "fps.json").read_text())
+    assert fps["fps"] > 0 and {"batch_size", "warmup", "iters", "threads", "device"} <= set(fps)
+    ck = torch.load(d / "best.pt", weights_only=True)
+    assert ck["class_names"] == bundle.class_names and ck["config"]["img_size"] == 32
+
+
+def test_warmup_then_cosine_schedule_per_step():
+    cfg = build_config("smoke", epochs=4, warmup_epochs=1, lr=1e-3, min_lr=1e-6, warmup_lr=1e-6)
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    sched = train.build_scheduler(opt, cfg, steps_per_epoch=5)
+    lrs = []
+    for step in range(20):
+        sched.step_update(num_updates=step)
+        lrs.append(opt.param_groups[0]["lr"])
+    warm, decay = lrs[:6], lrs[5:]
+    assert lrs[0] == pytest.approx(1e-6) and all(a < b for a, b in zip(warm, warm[1:]))
+    assert all(a > b for a, b in zip(decay, decay[1:])) and lrs[-1] > 1e-6
+
+
+@pytest.mark.parametrize("key", COMPARISON)
+def test_every_baseline_builds_and_trains_one_step_at_smoke_size(key):
+    cfg = build_config("smoke", model=key)
+    spec = resolve_model(key, "smoke")
+    torch.manual_seed(0)
+    model = build_model(spec, num_classes=7, img_size=cfg.img_size).train()
+    opt = train.build_optimizer(model, cfg)
+    x, y = torch.randn(4, 3, cfg.img_size, cfg.img_size), torch.tensor([0, 1, 2, 3])
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    loss = train.build_criterion(cfg)(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+    changed = sum(not torch.equal(before[n], p) for n, p in model.named_parameters())
+    assert changed > len(before) // 2
+    with torch.no_grad():
+        feats = model.eval().forward_head(model.forward_features(x), pre_logits=True)
+    assert feats.shape[0] == 4 and feats.shape[1] in (model.num_features, getattr(model, "head_hidden_size", 0))

@@ -1,0 +1,168 @@
+"""Engine unit tests: metrics, aggregation, config, run identity, model table, weight decay, tables."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from esg_lib import metrics as M
+from esg_lib.cli import UserError
+from esg_lib.engine import config as C
+from esg_lib.engine import models as EM
+from esg_lib.engine import runs as R
+
+
+# ----------------------------------------------------------------------------------- metrics
+def test_metrics_match_hand_computed_values():
+    y_true = [0, 0, 1, 1, 2, 2]
+    y_pred = [0, 1, 1, 1, 2, 0]
+    m = M.classification_metrics(y_true, y_pred, 3)
+    # precision per class: 1/2, 2/3, 1/1; recall: 1/2, 2/2, 1/2; F1: 1/2, 4/5, 2/3
+    assert m["acc"] == pytest.approx(4 / 6)
+    assert m["precision"] == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
+    assert m["recall"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)
+    assert m["f1"] == pytest.approx((1 / 2 + 4 / 5 + 2 / 3) / 3)
+    assert M.confusion(y_true, y_pred, 3).tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    rep = M.per_class_report(y_true, y_pred, ["a", "b", "c"])
+    assert rep["b"]["precision"] == pytest.approx(2 / 3) and rep["c"]["support"] == 2
+
+
+def test_macro_metrics_count_a_class_that_never_occurs_as_zero():
+    m = M.classification_metrics([0, 1], [0, 1], num_classes=4)
+    assert m["acc"] == 1.0
+    assert m["precision"] == pytest.approx(0.5) and m["f1"] == pytest.approx(0.5)
+
+
+def test_mean_std_across_seeds():
+    mean, std, n = M.mean_std([0.90, 0.92, 0.94])
+    assert (mean, n) == (pytest.approx(0.92), 3)
+    assert std == pytest.approx(0.02)  # sample std (ddof=1)
+    assert M.format_mean_std(mean, std, n) == "92.0 ± 2.0"
+    assert M.mean_std([0.5]) == (0.5, 0.0, 1) and M.format_mean_std(0.5, 0.0, 1) == "50.0"
+    assert M.mean_std([float("nan"), None, 0.4])[2] == 1
+    assert M.format_mean_std(*M.mean_std([])) == "—"
+
+
+def test_aggregate_records_groups_by_dataset_and_model():
+    recs = [dict(dataset="x-sdd", model=m, seed=s, label=m, timm_name=m, params=1, steps=10,
+                 acc=a, precision=a, recall=a, f1=a, fps=10.0, train_seconds=1.0)
+            for m, s, a in [("resnet18", 0, 0.8), ("resnet18", 1, 0.9), ("swin-t", 0, 0.7)]]
+    tables = R.aggregate_records(recs)
+    rows = {r["model"]: r for r in tables["x-sdd"]}
+    assert [r["model"] for r in tables["x-sdd"]] == ["swin-t", "resnet18"]  # paper order
+    assert rows["resnet18"]["acc_mean"] == pytest.approx(0.85)
+    assert rows["resnet18"]["acc_std"] == pytest.approx(math.sqrt(0.005))
+    assert rows["resnet18"]["seeds"] == "0 1" and rows["swin-t"]["n"] == 1
+
+
+# ----------------------------------------------------------------------------------- config
+def test_profiles_and_overrides():
+    smoke = C.build_config("smoke")
+    assert smoke.img_size == 32 and smoke.max_images == 100 and smoke.epochs <= 2
+    paper = C.build_config("paper", lr=3e-4)
+    assert (paper.img_size, paper.batch_size, paper.epochs, paper.lr) == (224, 64, 100, 3e-4)
+    assert C.get_profile("paper").seeds == (0, 1, 2, 3, 4) and len(C.get_profile("smoke").seeds) == 2
+    assert C.parse_overrides(["lr=1e-3", "max_images=none", "amp=false", "epochs=3"]) == \
+        {"lr": 1e-3, "max_images": None, "amp": False, "epochs": 3}
+    for bad in (["nope=1"], ["epochs=x"], ["epochs"]):
+        with pytest.raises(C.ConfigError):
+            C.parse_overrides(bad)
+    with pytest.raises(UserError, match="unknown profile"):
+        C.build_config("laptop")
+    with pytest.raises(UserError, match="unknown config field"):
+        C.build_config("smoke", learning_rate=1)
+    with pytest.raises(UserError):
+        C.build_config("smoke", epochs=0)
+
+
+def test_run_identity_ignores_runtime_fields_and_the_git_commit():
+    spec = C.ModelSpec("ResNet18", "resnet18")
+    data = {"content_sha256": "abc", "seed": 0}
+    base = C.build_config("smoke", model="resnet18")
+    h = R.run_hash(R.run_identity(base, spec, data))
+    same = C.build_config("smoke", model="resnet18", threads=1, out="elsewhere", progress=False)
+    assert R.run_hash(R.run_identity(same, spec, data)) == h
+    for changed in (dict(seed=1), dict(lr=5e-4), dict(epochs=1), dict(protocol="augment-then-split")):
+        cfg = C.build_config("smoke", model="resnet18", **changed)
+        assert R.run_hash(R.run_identity(cfg, spec, data)) != h, changed
+    assert R.run_hash(R.run_identity(base, spec, {**data, "content_sha256": "abd"})) != h
+    assert "commit" not in json.dumps(R.run_identity(base, spec, data))
+
+
+# ----------------------------------------------------------------------------------- models
+def test_model_table_resolution():
+    assert EM.resolve_model("swin-t", "cpu").kwargs == {"img_size": 64, "window_size": 4}
+    assert EM.resolve_model("vit", "smoke").kwargs == {"img_size": 32, "patch_size": 8}
+    assert EM.resolve_model("convnextv2", "cpu").name == "convnextv2_atto"
+    assert EM.resolve_model("resnet18", "paper").name == "resnet18"
+    assert EM.resolve_model("convnextv2_femto", "smoke").name == "convnextv2_femto"  # any timm name
+    with pytest.raises(UserError, match="unknown model"):
+        EM.resolve_model("resnet-nineteen", "smoke")
+    assert EM.model_keys(["all"], "cpu") == list(C.COMPARISON)
+    assert EM.model_keys(["resnet18", "ablation"], "cpu")[1:] == list(C.ABLATION)
+
+
+def test_param_matched_convnextv2_is_the_closest_size():
+    esg = C.get_profile("cpu").models["esg-convnext"].name
+    matched = EM.resolve_model("convnextv2-param", "cpu").name
+    target = EM.count_params(esg)
+    gaps = {f"convnextv2_{s}": abs(EM.count_params(f"convnextv2_{s}") - target)
+            for s in EM.CONVNEXTV2_SIZES}
+    assert matched == min(gaps, key=gaps.get)
+    assert EM.count_params(matched) > EM.count_params("convnextv2_atto")
+
+
+def test_inception_gets_inputs_upsampled_to_75px():
+    spec = EM.resolve_model("inceptionv3", "smoke")
+    model = EM.build_model(spec, num_classes=5, img_size=32).eval()
+    assert isinstance(model, EM.MinInputSize)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        logits = model(x)
+        feats = model.forward_head(model.forward_features(x), pre_logits=True)
+    assert logits.shape == (2, 5) and feats.shape == (2, model.num_features)
+    assert not isinstance(EM.build_model(spec, 5, img_size=224), EM.MinInputSize)
+
+
+def test_pretrained_file_loads_local_weights(tmp_path):
+    spec = C.ModelSpec("ResNet18", "resnet18")
+    src = EM.build_model(spec, num_classes=3, img_size=32)
+    path = tmp_path / "w.pth"
+    torch.save(src.state_dict(), path)
+    loaded = EM.build_model(spec, num_classes=3, img_size=32, pretrained_file=str(path))
+    assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), loaded.state_dict().values()))
+    with pytest.raises(UserError, match="not found"):
+        EM.build_model(spec, 3, 32, pretrained_file=str(tmp_path / "missing.pth"))
+
+
+def test_no_weight_decay_on_norms_biases_and_grn():
+    from esg_lib.engine.train import build_optimizer
+
+    model = EM.build_model(C.ModelSpec("c", "convnextv2_atto"), 3, 32)
+    names = set(EM.no_weight_decay_names(model))
+    params = dict(model.named_parameters())
+    assert any("grn" in n for n in names) and "stem.1.weight" in names  # stem norm
+    assert "stem.0.weight" not in names and "stages.0.blocks.0.conv_dw.weight" not in names
+    assert all(n.endswith(".bias") is False or n in names for n in params)
+    opt = build_optimizer(model, C.build_config("smoke", model="convnextv2_atto"))
+    by_id = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    assert type(opt).__name__ == "AdamW"
+    assert by_id[id(params["stages.0.blocks.0.mlp.grn.weight"])] == 0.0
+    assert by_id[id(params["stages.0.blocks.0.conv_dw.weight"])] == pytest.approx(0.05)
+
+
+# ----------------------------------------------------------------------------------- tables
+def test_report_rebuilds_tables_from_committed_per_run_metrics(tmp_path):
+    per_run = tmp_path / "results" / "cpu" / "runs"
+    per_run.mkdir(parents=True)
+    for seed, acc in [(0, 0.90), (1, 0.94)]:
+        rec = dict(run=f"s{seed}-x", dataset="x-sdd", model="resnet18", seed=seed, label="ResNet18",
+                   timm_name="resnet18", params=11_000_000, steps=885, acc=acc, precision=acc,
+                   recall=acc, f1=acc, fps=100.0, train_seconds=60.0)
+        (per_run / f"x-sdd__resnet18__s{seed}-x.json").write_text(json.dumps(rec))
+    written = R.build_report("cpu", runs=tmp_path / "no-runs", results=tmp_path / "results")
+    assert sorted(p.name for p in written) == ["x-sdd.csv", "x-sdd.md"]
+    md = (tmp_path / "results" / "cpu" / "x-sdd.md").read_text()
+    assert "| ResNet18 | resnet18 | 11.00 | 92.0 ± 2.8 |" in md
