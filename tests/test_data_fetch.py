@@ -96,6 +96,9 @@ def test_env_var_with_a_url_fetches_once(server, fetched, monkeypatch):
     url, _, seen = server
     monkeypatch.setenv("ESG_NEU_CLS_64", f"{url}/{NEU_ZIP}")
     n = len(seen)
+    with pytest.raises(DatasetNotFoundError, match="not fetched yet"):
+        verify_dataset("neu-cls-64")  # verify and list never download
+    assert len(seen) == n
     assert resolve_dataset("neu-cls-64").root == fetched / "neu-cls-64"
     assert resolve_dataset("neu-cls-64").root == fetched / "neu-cls-64"
     assert len(seen) == n + 1

@@ -99,7 +99,7 @@ def cmd_list(args) -> int:
     print(f"fetched-data folder: {fetched_dir()}")
     for name, spec in KNOWN.items():
         try:
-            where = resolve_dataset(name)
+            where = resolve_dataset(name, fetch=False)
             status = f"{where.origin}: {where.root}"
         except DataError as exc:
             status = f"absent ({exc})"

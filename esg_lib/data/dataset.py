@@ -175,11 +175,12 @@ def _missing_known(spec: DatasetSpec) -> DatasetNotFoundError:
         f"(downloads the pinned copy of {spec.repo}@{spec.commit[:7]}){extra}")
 
 
-def resolve_dataset(dataset: str | os.PathLike) -> ResolvedDataset:
+def resolve_dataset(dataset: str | os.PathLike, *, fetch: bool = True) -> ResolvedDataset:
     """A known name (``x-sdd``, ``neu-cls-64``) first; else a folder-per-class path.
 
     X-SDD: the embedded copy, else a fetched one. NEU-CLS-64: ``$ESG_NEU_CLS_64`` (a folder is used in
-    place; a zip or URL is fetched once into the fetched folder), else the fetched copy.
+    place; a zip or URL is fetched once into the fetched folder, unless ``fetch=False``, which makes
+    this function free of side effects), else the fetched copy.
     """
     key = normalize_name(str(dataset))
     if key in KNOWN:
@@ -193,6 +194,10 @@ def resolve_dataset(dataset: str | os.PathLike) -> ResolvedDataset:
                 raise DatasetNotFoundError(f"${spec.env_var} points at {src}, which does not exist")
             fetched = fetched_dir() / spec.name
             if not fetched.is_dir():
+                if not fetch:
+                    raise DatasetNotFoundError(
+                        f"{spec.name} is not fetched yet: ${spec.env_var} = {env} is fetched on first use "
+                        f"or by `esg data fetch {spec.name}`")
                 fetch_dataset(spec.name, env, log=lambda msg: None)
             return ResolvedDataset(spec.name, fetched, spec, "fetched")
         if spec.embedded and embedded_dir().is_dir():

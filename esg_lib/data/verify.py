@@ -50,7 +50,7 @@ class VerifyReport:
 
 def verify_dataset(dataset: str | os.PathLike, *, decode: bool = False) -> VerifyReport:
     """Check a dataset on disk; never raises for a content mismatch (the report says what differs)."""
-    resolved = resolve_dataset(dataset)
+    resolved = resolve_dataset(dataset, fetch=False)
     scan = scan_folder(resolved.root, warn=False)
     diff = manifest_diff(resolved.spec, scan) if resolved.spec is not None else None
     bad: list[str] = []
