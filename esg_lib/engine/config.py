@@ -193,7 +193,7 @@ PROFILES: dict[str, Profile] = {
 }
 
 # Overrides applied by ``--dry-run``: the paper profile's CI check (2 steps, batch 2, full size).
-DRY_RUN = dict(max_steps=2, batch_size=2, epochs=1, max_images=28, augment_copies=0,
+DRY_RUN = dict(max_steps=2, batch_size=2, epochs=1, max_images=70, augment_copies=0,
                eval_batch_size=8, fps_iters=2, fps_warmup=1, fps_batch_size=1)
 
 
