@@ -111,7 +111,7 @@ def run_notebooks(profile: str = "smoke", notebooks: Sequence[str] | None = None
             report.results.append(NotebookResult(name, False, 0.0, output, f"no such notebook: {source}"))
             continue
         cmd = [sys.executable, "-m", "papermill", str(source), str(output), "--kernel", kernel,
-               "--cwd", str(source_dir), "--no-progress-bar"]
+               "--language", "python", "--cwd", str(source_dir), "--no-progress-bar"]
         if timeout:
             cmd += ["--execution-timeout", str(timeout)]
         for key, value in params.items():
