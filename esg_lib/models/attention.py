@@ -53,11 +53,19 @@ class ELA(nn.Module):
         return torch.sigmoid(self.norm(self.conv(z)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
         z_h = x.mean(dim=3)  # Eq. 1: mean over the width, one value per row
         z_w = x.mean(dim=2)  # Eq. 2: mean over the height, one value per column
-        y_h = self.strip_gate(z_h)
-        y_w = self.strip_gate(z_w)
-        return x * y_h.unsqueeze(3) * y_w.unsqueeze(2)  # Eq. 5
+        if h == w:
+            # Eq. 3-4 for both strips in one Conv1d and one GroupNorm call: stacked on the batch axis,
+            # each strip is its own GroupNorm sample, so the statistics stay per strip.
+            y_h, y_w = self.strip_gate(torch.cat((z_h, z_w))).split(b)
+        else:
+            y_h, y_w = self.strip_gate(z_h), self.strip_gate(z_w)
+        y_h, y_w = y_h.unsqueeze(3), y_w.unsqueeze(2)
+        if torch.is_grad_enabled() and (x.requires_grad or y_h.requires_grad):
+            return x * y_h * y_w  # Eq. 5
+        return (x * y_h).mul_(y_w)  # Eq. 5, one temporary fewer when nothing needs a gradient
 
 
 def simam(x: torch.Tensor, spatial_dims: tuple[int, int] = (2, 3), lam: float = 1e-4) -> torch.Tensor:
@@ -73,11 +81,61 @@ def simam(x: torch.Tensor, spatial_dims: tuple[int, int] = (2, 3), lam: float = 
     ``H*W = 1`` would divide by n = 0: n is clamped to 1 there, which gives the finite limit
     ``x * sigmoid(0.5)`` (every neuron equally important).
     """
-    n = max(x.shape[spatial_dims[0]] * x.shape[spatial_dims[1]] - 1, 1)
-    d = (x - x.mean(dim=spatial_dims, keepdim=True)).square()
-    variance = d.sum(dim=spatial_dims, keepdim=True) / n
-    inverse_energy = d / (4 * (variance + lam)) + 0.5
-    return x * torch.sigmoid(inverse_energy)
+    dims = tuple(spatial_dims)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _SimAMFunction.apply(x, dims, lam)
+    return _simam_forward(x, dims, lam)[0]
+
+
+def _simam_forward(x: torch.Tensor, dims: tuple[int, ...], lam: float
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Eq. 10 in place on two temporaries: returns ``(out, gate, mu, k)`` with
+    ``gate = sigmoid((x - mu)^2 * k + 0.5)`` and ``k = 1 / (4 (s2 + lam))``.
+
+    Same two-pass statistics as the plain formula (mean first, then the sum of squared deviations),
+    so no precision is lost to a one-pass mean of squares.
+    """
+    n = max(x.shape[dims[0]] * x.shape[dims[1]] - 1, 1)
+    mu = x.mean(dim=dims, keepdim=True)
+    gate = (x - mu).square_()  # d = (t - mu)^2
+    k = gate.sum(dim=dims, keepdim=True).div_(n).add_(lam).mul_(4).reciprocal_()  # 1 / (4 (s2 + lam))
+    gate.mul_(k).add_(0.5).sigmoid_()  # sigmoid(1 / e*)
+    return x * gate, gate, mu, k
+
+
+class _SimAMFunction(torch.autograd.Function):
+    """SimAM with a hand-written backward: autograd of the plain formula keeps five full-size
+    temporaries and runs about twenty elementwise passes; this keeps the input and the gate.
+
+    With ``xm = x - mu``, ``u = xm^2 k + 1/2``, ``s = sigmoid(u)``, ``y = x s`` and ``g = dL/dy``:
+    ``q = g x s (1 - s) k``, ``dL/ds2 = -4 k sum(q xm^2)`` (via ``dk/ds2 = -4 k^2``), and
+    ``dL/dx = g s + 2 xm q + 2 xm dL/ds2 / n - (2 / N) sum(xm q)``, N = H*W, n = max(N - 1, 1)
+    (the mean's gradient term of ``2 xm dL/ds2 / n`` vanishes because ``sum(xm) = 0``).
+    Checked against autograd of the plain formula in ``tests/test_models_perf.py``.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, dims: tuple[int, ...], lam: float) -> torch.Tensor:  # type: ignore[override]
+        out, gate, mu, k = _simam_forward(x, dims, lam)
+        ctx.dims = dims
+        ctx.save_for_backward(x, gate, mu, k)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+        x, gate, mu, k = ctx.saved_tensors
+        dims = ctx.dims
+        big_n = x.shape[dims[0]] * x.shape[dims[1]]
+        n = max(big_n - 1, 1)
+        gs = grad * gate  # dL/dx through the product's x factor
+        q = torch.addcmul(gs, gs, gate, value=-1).mul_(x).mul_(k)  # g s (1 - s) x k
+        xm = x - mu
+        q.mul_(xm)  # w = q xm
+        w_sum = q.sum(dim=dims, keepdim=True)
+        dvar = (q * xm).sum(dim=dims, keepdim=True).mul_(-4).mul_(k)  # dL/ds2 = -4 k sum(q xm^2)
+        gs.add_(q, alpha=2).addcmul_(xm, dvar, value=2 / n).sub_(w_sum, alpha=2 / big_n)
+        return gs, None, None
 
 
 class SimAM(nn.Module):

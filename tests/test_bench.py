@@ -1,0 +1,111 @@
+"""``esg benchmark``: the model benchmark end to end on tiny settings, the module profile on tiny
+shapes, the ratio/target logic on made-up records. Never checks a timing against a threshold."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from esg_lib.bench import modules as M
+from esg_lib.bench import throughput as T
+from esg_lib.cli import main
+
+REQUIRED = {"model", "img_size", "batch_size", "mode", "img_per_s", "gflops", "params_m", "peak_mem_mb"}
+
+
+def test_benchmark_cli_end_to_end_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    rc = main(["benchmark", "--models", "esg_convnext_atto", "convnextv2_atto", "--img-size", "32",
+               "--batch-size", "2", "--repeats", "1", "--warmup", "1", "--threads", "1", "--json", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert set(data) >= {"records", "ratios", "environment", "targets"}
+    recs = data["records"]
+    assert {(r["model"], r["mode"]) for r in recs} == {(m, mode) for m in ("esg_convnext_atto", "convnextv2_atto")
+                                                      for mode in ("infer", "train")}
+    for r in recs:
+        assert REQUIRED <= set(r)
+        assert r["img_size"] == 32 and r["batch_size"] == 2
+        assert r["img_per_s"] > 0 and r["img_per_s_min"] <= r["img_per_s"] <= r["img_per_s_max"]
+        assert r["gflops"] > 0 and r["params_m"] > 0 and r["achieved_gflop_per_s"] > 0
+        assert r["peak_mem_mb"] is None or r["peak_mem_mb"] >= 0
+    by = {(r["model"], r["mode"]): r for r in recs}
+    esg, cnx = by[("esg_convnext_atto", "train")], by[("convnextv2_atto", "train")]
+    assert esg["params_m"] == pytest.approx(23.02, abs=0.05) and cnx["params_m"] == pytest.approx(3.39, abs=0.02)
+    assert esg["gflops"] > 5 * cnx["gflops"]  # ESG's extra work at any size
+    assert esg["gmacs_per_img"] > 2 * esg["gflops"]  # a training step counts forward + backward
+    assert by[("esg_convnext_atto", "infer")]["gmacs_per_img"] == esg["gflops"]
+    modes = {q["mode"] for q in data["ratios"]}
+    assert modes == {"infer", "train"}
+    for q in data["ratios"]:
+        assert q["paper_ratio"] == pytest.approx(6 / 42) and q["throughput_ratio"] > 0
+    env = data["environment"]
+    assert env["threads"] == 1 and env["device"] == "cpu" and env["torch"] and env["timm"]
+    printed = capsys.readouterr().out
+    assert "| `esg_convnext_atto` | 32 | 2 | infer |" in printed and "0.143" in printed
+
+
+def test_benchmark_rejects_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["benchmark", "--models", "no_such_model", "--repeats", "1"]) == 2
+    assert "unknown model" in capsys.readouterr().err
+    assert main(["benchmark", "--batch-size", "1"]) == 2
+    assert main(["benchmark", "--img-size", "16"]) == 2
+
+
+def _rec(model: str, mode: str, rates: list[float], gflops: float, gmacs: float) -> dict:
+    med = sorted(rates)[len(rates) // 2]
+    return {"model": model, "img_size": 64, "batch_size": 64, "mode": mode, "img_per_s": med,
+            "img_per_s_all": rates, "gflops": gflops, "gmacs_per_img": gmacs,
+            "achieved_gflop_per_s": 2 * gmacs * med}
+
+
+def test_ratios_are_paired_per_round_and_targets_check_efficiency() -> None:
+    records = [_rec("esg_convnext_atto", "infer", [10, 20, 30], 0.3, 0.3),
+               _rec("convnextv2_atto", "infer", [100, 100, 100], 0.045, 0.045),
+               _rec("resnet18", "infer", [50, 50, 50], 0.15, 0.15)]
+    (q,) = T.ratios(records)
+    assert q["mode"] == "infer" and q["throughput_ratio"] == pytest.approx(0.2)
+    assert q["ratio_min"] == pytest.approx(0.1) and q["ratio_max"] == pytest.approx(0.3)
+    assert q["gmacs_ratio_inverse"] == pytest.approx(0.15)
+    rows = T.targets(records)
+    eff = [t for t in rows if "dense-work" in t["target"]]
+    assert len(eff) == 1 and eff[0]["value"] == pytest.approx(0.8) and eff[0]["met"]
+    assert T.format_targets(rows).count("MET") == 2
+
+
+def test_family_matching_ignores_ablation_rows() -> None:
+    assert T._family("esg_convnext_atto") == ("esg_convnext", "atto")
+    assert T._family("esg_convnext_atto_abl3") is None
+    assert T._family("resnet18") is None
+
+
+def test_module_profile_runs_on_tiny_shapes() -> None:
+    cases = M.build_cases("atto", img_size=32, batch_size=2, stages=[0, 3], ref_batch=1)
+    names = {c.name for c in cases}
+    assert {"ELA", "SimAM (MLP)", "SimAM (inverted)", "GAM", "residual branch", "inverted branch", "ESG core",
+            "ConvNeXtV2 block", "ESG block"} <= names
+    records = M.profile_modules(cases, repeats=1, warmup=1)
+    assert len(records) == len(cases)
+    for r in records:
+        assert r["optimized_fwd_ms"] > 0 and r["optimized_fwdbwd_ms"] > 0
+    ela = next(r for r in records if r["module"] == "ELA" and r["stage"] == 0)
+    assert ela["shape"] == [2, 40, 8, 8] and ela["speedup_vs_reference_fwd"] > 0
+    assert "speedup_vs_original_fwdbwd" in ela
+    simam_mlp = next(r for r in records if r["module"] == "SimAM (MLP)" and r["stage"] == 3)
+    assert simam_mlp["shape"] == [2, 1, 1, 1280] and simam_mlp["reference_timed_on_batch"] == 1
+    table = M.format_modules(records)
+    assert "| 0 | ELA | 2x40x8x8 NCHW |" in table
+    explanation = M.explain_ratio(records)
+    assert 0 < explanation["fwd"]["predicted_ratio"] < 1.5
+    assert {t["module"] for t in M.module_targets(records)} == {"ELA", "SimAM (MLP)", "SimAM (inverted)", "GAM"}
+
+
+def test_module_profile_cli(tmp_path: Path) -> None:
+    out = tmp_path / "modules.json"
+    rc = main(["benchmark", "--modules", "--img-size", "32", "--batch-size", "2", "--repeats", "1",
+               "--ref-batch", "1", "--threads", "1", "--json", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert set(data) >= {"modules", "explanation", "targets", "environment"}
+    assert {r["stage"] for r in data["modules"]} == {0, 1, 2, 3}

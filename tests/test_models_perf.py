@@ -1,0 +1,155 @@
+"""The performance rewrites of the network (issue 7) against the code as first written and the
+literal equations: same outputs, same gradients, in every path (grad / no grad, NCHW / NHWC)."""
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from timm.layers.grn import GlobalResponseNorm
+
+import esg_lib  # noqa: F401
+from esg_lib.bench.original import ela_original, grn_original, prelu_channels_last_original, simam_original
+from esg_lib.models import ELA, GAM, ABLATION_ROWS, simam
+from esg_lib.models.attention import _SimAMFunction
+from esg_lib.models.esg_convnext import ChannelsLastPReLU, ESGBlock, FusedGlobalResponseNorm
+from esg_lib.models.reference import ela_literal, gam_literal, simam_literal
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def _grads(fn, x: torch.Tensor, params=(), g: torch.Tensor | None = None):
+    x = x.detach().clone().requires_grad_(True)
+    out = fn(x)
+    g = torch.randn_like(out) if g is None else g
+    grads = torch.autograd.grad(out, (x, *params), g)
+    return out.detach(), grads, g
+
+
+# -------------------------------------------------------------------------------------- SimAM
+@pytest.mark.parametrize("shape, dims", [((2, 3, 5, 7), (2, 3)), ((2, 5, 7, 3), (1, 2)), ((2, 3, 1, 1), (2, 3)),
+                                         ((1, 2, 1, 4), (1, 2))])
+def test_simam_backward_passes_gradcheck(shape, dims) -> None:
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: _SimAMFunction.apply(t, dims, 1e-4), (x,))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_simam_fused_equals_plain_formula_forward_and_backward(channels_last: bool) -> None:
+    dims = (1, 2) if channels_last else (2, 3)
+    x = torch.randn(4, 16, 8, 8) * 2 + 0.5
+    if channels_last:
+        x = x.permute(0, 2, 3, 1).contiguous()
+    out, (gx,), g = _grads(lambda t: simam(t, dims), x)
+    ref, (rx,), _ = _grads(lambda t: simam_original(t, dims), x, g=g)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gx, rx, rtol=1e-4, atol=1e-6)
+    with torch.no_grad():  # the in-place no-grad path
+        torch.testing.assert_close(simam(x, dims), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_simam_fused_equals_literal_and_keeps_its_input() -> None:
+    x = torch.randn(2, 6, 5, 7)
+    keep = x.clone()
+    with torch.inference_mode():
+        out = simam(x)
+    torch.testing.assert_close(out, simam_literal(x), rtol=1e-5, atol=1e-6)
+    assert torch.equal(x, keep)
+
+
+# ------------------------------------------------------------------------------------ ELA
+@pytest.mark.parametrize("shape", [(3, 40, 8, 8), (2, 16, 5, 9)])
+def test_ela_batched_strips_equal_original_and_literal(shape) -> None:
+    ela = ELA(shape[1])
+    for name, p in ela.named_parameters():
+        if "norm" in name:
+            p.data.uniform_(0.5, 1.5)
+    x = torch.randn(shape)
+    params = list(ela.parameters())
+    out, grads, g = _grads(ela, x, params)
+    ref, ref_grads, _ = _grads(lambda t: ela_original(ela, t), x, params, g)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    with torch.inference_mode():
+        torch.testing.assert_close(ela(x), ela_literal(ela, x), rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------- PReLU / GRN
+def test_channels_last_prelu_equals_where_form_with_gradients() -> None:
+    act = ChannelsLastPReLU(12)
+    act.weight.data.uniform_(-0.5, 1.5)
+    x = torch.randn(2, 5, 6, 12)
+    x[0, 0, 0, :] = 0.0  # the kink: any slope in [a, 1] is a valid subgradient
+    out, (gx, gw), g = _grads(act, x, [act.weight])
+    ref, (rx, rw), _ = _grads(lambda t: prelu_channels_last_original(act.weight, t), x, [act.weight], g)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(gw, rw, rtol=1e-5, atol=1e-6)
+    away = x != 0
+    torch.testing.assert_close(gx[away], rx[away], rtol=1e-5, atol=1e-6)
+    # at exactly 0, F.prelu (and nn.PReLU) take the slope a, the first-written where(x >= 0) took 1
+    torch.testing.assert_close(gx[0, 0, 0], g[0, 0, 0] * act.weight.detach())
+    assert out.is_contiguous()
+
+
+def test_fused_grn_equals_timm_grn_with_gradients() -> None:
+    fused, plain = FusedGlobalResponseNorm(32), GlobalResponseNorm(32, channels_last=True)
+    for m in (fused, plain):
+        torch.manual_seed(1)
+        m.weight.data.normal_(0, 0.5)
+        m.bias.data.normal_(0, 0.5)
+    assert fused.state_dict().keys() == plain.state_dict().keys()
+    x = torch.randn(3, 4, 5, 32)
+    x[1, :, :, 3] = 0.0  # an all-zero channel: finite gradient, as timm's
+    out, grads, g = _grads(fused, x, list(fused.parameters()))
+    ref, ref_grads, _ = _grads(plain, x, list(plain.parameters()), g)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads, ref_grads):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(grn_original(fused, x), ref)
+
+
+# ------------------------------------------------------------------------------------ GAM
+def test_gam_block_path_equals_literal_with_gradients() -> None:
+    gam = GAM(16).train()
+    x = torch.randn(2, 16, 5, 7)
+    params = list(gam.parameters())
+    out, grads, g = _grads(lambda t: gam.apply_spatial(gam.apply_channel(t.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)),
+                           x, params)
+    ref, ref_grads, _ = _grads(lambda t: gam_literal(gam, t), x, params, g)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------ whole block/model
+@pytest.mark.parametrize("row", sorted(ABLATION_ROWS))
+def test_every_ablation_row_trains_a_step_with_in_place_branch_sums(row: int) -> None:
+    """The block sums its branches in place: autograd must accept it in every configuration."""
+    model = timm.create_model(f"esg_convnext_atto_abl{row}", num_classes=3).train()
+    x = torch.randn(2, 3, 32, 32)
+    F.cross_entropy(model(x), torch.tensor([0, 2])).backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_block_matches_out_of_place_sum() -> None:
+    block = ESGBlock(16, act="prelu").eval()
+    x = torch.randn(2, 16, 6, 6)
+    with torch.no_grad():
+        expected = x + block.core(x) + block.residual(x) + block.inverted(x)
+        torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-5)
+    with torch.inference_mode():
+        torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_inference_mode_equals_grad_mode_for_the_whole_model() -> None:
+    model = timm.create_model("esg_convnext_atto", num_classes=5).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        fast = model(x)
+    slow = model(x.requires_grad_(True)).detach()
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
