@@ -17,7 +17,8 @@ REQUIRED = {"model", "img_size", "batch_size", "mode", "img_per_s", "gflops", "p
 def test_benchmark_cli_end_to_end_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
     rc = main(["benchmark", "--models", "esg_convnext_atto", "convnextv2_atto", "--img-size", "32",
-               "--batch-size", "2", "--repeats", "1", "--warmup", "1", "--threads", "1", "--json", str(out)])
+               "--batch-size", "2", "--repeats", "1", "--warmup", "1", "--threads", "1", "--min-time", "0",
+               "--json", str(out)])
     assert rc == 0
     data = json.loads(out.read_text())
     assert set(data) >= {"records", "ratios", "environment", "targets"}
@@ -109,3 +110,15 @@ def test_module_profile_cli(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert set(data) >= {"modules", "explanation", "targets", "environment"}
     assert {r["stage"] for r in data["modules"]} == {0, 1, 2, 3}
+
+
+def test_module_entry_point_runs_inference_only_at_batch_one(tmp_path: Path) -> None:
+    from esg_lib.bench.__main__ import main as bench_main
+
+    out = tmp_path / "b1.json"
+    assert bench_main(["--models", "resnet18", "--img-size", "32", "--batch-size", "1", "--modes", "infer",
+                       "--repeats", "2", "--threads", "1", "--min-time", "0.05", "--json", str(out)]) == 0
+    recs = json.loads(out.read_text())["records"]
+    assert [(r["model"], r["mode"], r["batch_size"]) for r in recs] == [("resnet18", "infer", 1)]
+    assert len(recs[0]["img_per_s_all"]) == 2
+    assert bench_main(["--batch-size", "1"]) == 2  # training at batch 1 is refused

@@ -153,3 +153,15 @@ def test_inference_mode_equals_grad_mode_for_the_whole_model() -> None:
         fast = model(x)
     slow = model(x.requires_grad_(True)).detach()
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+
+
+def test_gam_in_place_no_grad_path_equals_grad_path() -> None:
+    gam = GAM(16).eval()
+    for name, p in gam.named_parameters():
+        if "bn" in name:
+            p.data.uniform_(0.5, 1.5)
+    x = torch.randn(2, 16, 5, 7)
+    expected = gam(x)  # grad mode: the out-of-place path
+    with torch.inference_mode():
+        torch.testing.assert_close(gam(x), expected.detach())
+        torch.testing.assert_close(gam(x), gam_literal(gam, x), rtol=1e-5, atol=1e-6)

@@ -49,8 +49,19 @@ def _check(args: argparse.Namespace) -> None:
     for s in args.img_size:
         if s < 32:
             raise UserError(f"--img-size {s} is too small: the networks downsample by 32")
-    if min(args.batch_size) < 2:
-        raise UserError("--batch-size must be >= 2 (BatchNorm needs two samples in training mode)")
+    if min(args.batch_size) < 2 and "train" in args.modes and not args.modules:
+        raise UserError("--batch-size 1 needs --modes infer (BatchNorm needs two samples in training mode)")
+    if min(args.batch_size) < 1:
+        raise UserError("--batch-size must be >= 1")
+
+
+def _warn_if_busy(env: dict[str, Any]) -> None:
+    load, cores = (env.get("loadavg_start") or [0.0])[0], env.get("affinity") or env.get("cpu_count") or 1
+    if env["device"] == "cpu" and load > 0.5 * cores:
+        _log(f"  warning: load average {load:.1f} on {cores} core(s): other processes compete; with more than "
+             f"one thread, OpenMP barriers then wait on descheduled threads and small-op networks (ESG) slow "
+             f"down far more than large-op ones (measured: 10x with 2 threads, 2x with 1). Prefer a quiet "
+             f"machine, or --threads 1 for ratios.")
 
 
 def main_models(args: argparse.Namespace) -> dict[str, Any]:
@@ -69,11 +80,12 @@ def main_models(args: argparse.Namespace) -> dict[str, Any]:
     _log(f"esg benchmark: {len(args.models)} model(s) x {len(args.img_size)} size(s) x {len(args.batch_size)} "
          f"batch size(s), {args.repeats} interleaved round(s), {env['threads']} thread(s), {args.device}"
          f"{', channels_last' if args.channels_last else ''}{', torch.compile' if args.compile else ''}")
+    _warn_if_busy(env)
     t0 = time.perf_counter()
     records = T.run_benchmark(args.models, args.img_size, args.batch_size, repeats=args.repeats,
                               warmup=args.warmup, threads=env["threads"], device=args.device,
                               channels_last=args.channels_last, compile=args.compile,
-                              num_classes=args.num_classes, log=_log)
+                              num_classes=args.num_classes, modes=args.modes, min_time=args.min_time, log=_log)
     env["elapsed_s"] = time.perf_counter() - t0
     env["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     rat = T.ratios(records)
@@ -157,6 +169,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=3, help="interleaved timed rounds (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=1,
                    help="untimed steps of each kind before timing (default: %(default)s)")
+    p.add_argument("--modes", nargs="+", choices=("infer", "train"), default=["infer", "train"],
+                   help="what to time (default: both)")
+    p.add_argument("--min-time", type=float, default=0.5,
+                   help="each measurement repeats whole steps for at least this many seconds (default: %(default)s)")
     p.add_argument("--channels-last", action="store_true", help="model and input in channels_last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (compile time reported apart)")
     p.add_argument("--num-classes", type=int, default=9)

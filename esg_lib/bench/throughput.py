@@ -131,7 +131,7 @@ def _worker(cfg: dict[str, Any]) -> None:
     steps = {"infer": infer, "train": train}
     peak: dict[str, float | None] = {}
     compile_s: dict[str, float] = {}
-    for mode in ("infer", "train"):  # inference first: its high-water mark is not hidden by training's
+    for mode in cfg["modes"]:  # inference first: its high-water mark is not hidden by training's
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
@@ -162,13 +162,16 @@ def _worker(cfg: dict[str, Any]) -> None:
         if cmd["cmd"] == "quit":
             break
         fn = steps[cmd["mode"]]
-        iters = cmd.get("iters", 1)
+        min_time = cmd.get("min_time", 0.0)
         sync()
         t0 = time.perf_counter()
-        for _ in range(iters):
+        iters, elapsed = 0, 0.0
+        while iters == 0 or elapsed < min_time:  # whole steps until min_time has passed
             fn()
-        sync()
-        send({"seconds": (time.perf_counter() - t0) / iters})
+            sync()
+            iters += 1
+            elapsed = time.perf_counter() - t0
+        send({"seconds": elapsed / iters, "iters": iters})
 
 
 def _sender() -> Callable[[dict[str, Any]], None]:
@@ -223,8 +226,11 @@ class _Worker:
 def run_benchmark(models: Sequence[str], img_sizes: Sequence[int] = (64,), batch_sizes: Sequence[int] = (64,),
                   repeats: int = 3, warmup: int = 1, threads: int | None = None, device: str = "cpu",
                   channels_last: bool = False, compile: bool = False, num_classes: int = 9,
+                  modes: Sequence[str] = ("infer", "train"), min_time: float = 0.5,
                   log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Measure every (model, img_size, batch_size) for inference and training; returns records."""
+    """Measure every (model, img_size, batch_size) for inference and/or training; returns records.
+    Each measurement runs whole steps until ``min_time`` seconds have passed (at least one)."""
+    modes = [m for m in ("infer", "train") if m in modes]
     import torch
 
     threads = threads or torch.get_num_threads()
@@ -235,19 +241,19 @@ def run_benchmark(models: Sequence[str], img_sizes: Sequence[int] = (64,), batch
         for m, s, b in combos:  # one at a time: start-up and warm-up are not timed but do compete
             w = _Worker(dict(model=m, img_size=s, batch_size=b, threads=threads, device=device,
                              channels_last=channels_last, compile=compile, warmup=warmup,
-                             num_classes=num_classes))
+                             num_classes=num_classes, modes=modes))
             w.info = w.read()
             log(f"  {m} @ {s} px, batch {b}: ready ({w.info['params_m']:.2f} M params, "
                 f"{w.info['gmacs_fwd']:.3f} GMACs/img)")
             workers.append(w)
-        times: dict[tuple[int, str], list[float]] = {(i, mode): [] for i in range(len(workers)) for mode in
-                                                     ("infer", "train")}
+        times: dict[tuple[int, str], list[float]] = {(i, mode): [] for i in range(len(workers)) for mode in modes}
         for r in range(repeats):
             order = list(range(len(workers)))
             order = order[r % len(order):] + order[: r % len(order)]  # rotate who goes first
-            for mode in ("infer", "train"):
+            for mode in modes:
                 for i in order:
-                    times[(i, mode)].append(workers[i].ask({"cmd": "time", "mode": mode})["seconds"])
+                    reply = workers[i].ask({"cmd": "time", "mode": mode, "min_time": min_time})
+                    times[(i, mode)].append(reply["seconds"])
                     time.sleep(0.05)  # let the last worker's OpenMP threads stop spinning
             log(f"  round {r + 1}/{repeats} done")
     finally:
@@ -256,7 +262,7 @@ def run_benchmark(models: Sequence[str], img_sizes: Sequence[int] = (64,), batch
 
     records = []
     for i, (w, (m, s, b)) in enumerate(zip(workers, combos)):
-        for mode in ("infer", "train"):
+        for mode in modes:
             secs = times[(i, mode)]
             rates = sorted(b / t for t in secs)
             med = statistics.median(rates)
@@ -274,7 +280,7 @@ def run_benchmark(models: Sequence[str], img_sizes: Sequence[int] = (64,), batch
                 "peak_mem_mb": w.info["peak_mem_mb"][mode],
                 "first_steps_s": w.info["first_steps_s"][mode],
                 "threads": w.info["threads"], "device": device, "channels_last": channels_last,
-                "compile": compile, "repeats": repeats,
+                "compile": compile, "repeats": repeats, "min_time_s": min_time,
             })
     return records
 

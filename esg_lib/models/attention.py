@@ -208,11 +208,17 @@ class GAM(nn.Module):
 
     def apply_channel(self, x_nhwc: torch.Tensor) -> torch.Tensor:
         """Eq. 11 on an NHWC tensor."""
-        return x_nhwc * self.channel(x_nhwc)
+        if torch.is_grad_enabled():
+            return x_nhwc * self.channel(x_nhwc)
+        ch = self.channel  # no autograd: sigmoid and product in place on the MLP's output
+        return ch.fc2(ch.act(ch.fc1(x_nhwc))).sigmoid_().mul_(x_nhwc)
 
     def apply_spatial(self, x: torch.Tensor) -> torch.Tensor:
         """Eq. 12 on an NCHW tensor."""
-        return x * self.spatial(x)
+        if torch.is_grad_enabled():
+            return x * self.spatial(x)
+        sp = self.spatial  # no autograd: sigmoid and product in place on the last BN's output
+        return sp.bn2(sp.conv2(sp.act(sp.bn1(sp.conv1(x))))).sigmoid_().mul_(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.apply_channel(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)

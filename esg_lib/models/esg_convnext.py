@@ -159,11 +159,17 @@ class AttentionConvNeXtBlock(nn.Module):
         self.gam = GAM(dim, gam_reduction) if "gam" in attention else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nchw_input = not x.is_contiguous(memory_format=torch.channels_last) or x.is_contiguous()
         x = self.ela(self.conv_dw(x))
         x = self.mlp(self.norm(x.permute(0, 2, 3, 1)))
         if self.gam is not None:
             x = self.gam.apply_channel(x)
         x = x.permute(0, 3, 1, 2)
+        if nchw_input:
+            # Back to the caller's layout. Left channels-last-strided, every later convolution (GAM's,
+            # then the branches and the next block's) would run channels-last and reorder its NCHW
+            # weights on every call: far more bytes than this one activation copy from stage 2 on.
+            x = x.contiguous()
         if self.gam is not None:
             x = self.gam.apply_spatial(x)
         return x
