@@ -166,3 +166,18 @@ def test_report_rebuilds_tables_from_committed_per_run_metrics(tmp_path):
     assert sorted(p.name for p in written) == ["x-sdd.csv", "x-sdd.md"]
     md = (tmp_path / "results" / "cpu" / "x-sdd.md").read_text()
     assert "| ResNet18 | resnet18 | 11.00 | 92.0 ± 2.8 |" in md
+
+
+def test_timm_name_of_a_table_row_is_that_row():
+    assert C.build_config("cpu", model="esg_convnext_atto").model == "esg-convnext"
+    assert C.build_config("cpu", model="vit_tiny_patch16_224").model == "vit"
+    assert C.build_config("cpu", model="convnextv2_pico").model == "convnextv2_pico"
+    assert EM.model_keys(["esg_convnext_atto", "esg-convnext"], "cpu") == ["esg-convnext"]
+
+
+def test_docs_show_the_current_model_tables():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "engine.md").read_text()
+    for profile in C.PROFILES:
+        assert C.model_table_markdown(profile) in doc, f"docs/engine.md: {profile} table is stale"

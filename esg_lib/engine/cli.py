@@ -198,7 +198,6 @@ def _load_run_model(path: str, device_pref: str):
     model.load_state_dict(ck["model"])
     device = resolve_device(device_pref, Dist())
     model.to(device).eval()
-    torch.set_grad_enabled(False)
     return ck, model, device
 
 
@@ -270,7 +269,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     mean = torch.tensor(ck["mean"]).view(1, -1, 1, 1)
     std = torch.tensor(ck["std"]).view(1, -1, 1, 1)
     x = (torch.stack(images).float() / 255.0 - mean) / std
-    probs = torch.softmax(model(x.to(device)).float(), dim=1).cpu()
+    with torch.inference_mode():
+        probs = torch.softmax(model(x.to(device)).float(), dim=1).cpu()
     names = ck.get("display_names") or ck["class_names"]
     k = max(1, min(args.top, probs.shape[1]))
     for path, p in zip(args.images, probs):

@@ -113,11 +113,12 @@ def resolve_model(key: str, profile: str) -> ModelSpec:
 
 def model_keys(selection: list[str], profile: str) -> list[str]:
     """Expand ``all`` (the comparison rows) and ``ablation`` (Table 2 rows) in a model selection."""
-    from .config import ABLATION, COMPARISON
+    from .config import ABLATION, COMPARISON, canonical_model_key
 
     out: list[str] = []
     for item in selection:
-        out.extend(COMPARISON if item == "all" else ABLATION if item == "ablation" else [item])
+        out.extend(COMPARISON if item == "all" else ABLATION if item == "ablation"
+                   else [canonical_model_key(item, profile)])
     return list(dict.fromkeys(out))
 
 
