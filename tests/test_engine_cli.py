@@ -58,8 +58,10 @@ def test_evaluate_predict_runs_report(smoke_run, tmp_path, capsys):
     code, out, err = _run(["evaluate", "--checkpoint", str(best), "--json", "--out",
                            str(tmp_path / "ev")], capsys)
     assert code == 0, err
-    assert json.loads(out.strip().splitlines()[-1]) == pytest.approx(
-        {k: smoke_run.metrics["test"][k] for k in ("acc", "precision", "recall", "f1", "loss", "n")})
+    got = json.loads(out.strip().splitlines()[-1])
+    keys = ("acc", "precision", "recall", "f1", "loss", "n")
+    assert {k: got[k] for k in keys} == pytest.approx({k: smoke_run.metrics["test"][k] for k in keys})
+    assert (got["dataset"], got["split"]) == ("x-sdd", "test")
     assert (tmp_path / "ev" / "test_features.npz").is_file()
 
     img = next((Path(__file__).resolve().parents[1] / "data").rglob("*.jpg"))

@@ -97,6 +97,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, bund
     assert last["epoch"] == 0 and last["global_step"] == 3
     assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
     assert len(_log(run_dir)) == 1
+    monkeypatch.setattr(train, "build_criterion", real)  # a diverged run is not silently retried
+    with pytest.raises(train.TrainingDiverged, match="--force retrains it"):
+        fit(_cfg(tmp_path, model="resnet18"), bundle=bundle)
+    assert fit(_cfg(tmp_path, model="resnet18"), bundle=bundle, force=True).status == "done"
 
 
 def test_finished_runs_are_reused_unless_forced(tmp_path, bundle):

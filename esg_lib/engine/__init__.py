@@ -9,8 +9,9 @@ Notebook use::
 from __future__ import annotations
 
 from .config import PROFILES, TrainConfig, build_config
+from .evaluate import evaluate_checkpoint, predict_images
 from .runs import build_report
 from .train import FitResult, TrainingDiverged, fit
 
 __all__ = ["PROFILES", "TrainConfig", "build_config", "fit", "FitResult", "TrainingDiverged",
-           "build_report"]
+           "evaluate_checkpoint", "predict_images", "build_report"]

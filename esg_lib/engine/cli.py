@@ -123,7 +123,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_train(args: argparse.Namespace) -> int:
     from . import runs as R
     from .models import model_keys, resolve_model
-    from .train import fit, prepare_bundle
+    from .train import TrainingDiverged, fit, prepare_bundle
 
     profile = get_profile(args.profile)
     seeds = list(profile.seeds) if args.profile_seeds else (args.seeds or [0])
@@ -142,13 +142,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError(f"pretrained file not found: {args.pretrained_file}")
 
     results: list[dict[str, Any]] = []
+    diverged: list[str] = []
     bundles: dict[int, Any] = {}
     for seed in seeds:
         for key in keys:
             cfg = build_config(args.profile, model=key, seed=seed, **overrides)
             if seed not in bundles:      # the split depends on the seed, not on the model
                 bundles = {seed: prepare_bundle(cfg)}
-            res = fit(cfg, bundle=bundles[seed], force=args.force)
+            try:
+                res = fit(cfg, bundle=bundles[seed], force=args.force)
+            except TrainingDiverged as exc:   # keep going with the other runs, fail at the end
+                print(f"{key} seed {seed}: {exc}", file=sys.stderr)
+                diverged.append(f"{key}/seed {seed}")
+                continue
             results.append({"model": key, "seed": seed, **res.metrics.get("test", {})})
     del base
     _print_summary(results)
@@ -156,6 +162,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         written = R.build_report(args.profile, args.out, args.results)
         if written:
             print(f"tables: {', '.join(str(p) for p in written)}")
+    if diverged:
+        raise UserError(f"{len(diverged)} run(s) stopped on a non-finite loss: {', '.join(diverged)}")
     return 0
 
 
@@ -181,102 +189,26 @@ def _print_summary(rows: list[dict[str, Any]]) -> None:
 
 
 # ----------------------------------------------------------------------------------- evaluate
-def _load_run_model(path: str, device_pref: str):
-    import torch
-
-    from .models import build_model
-    from .config import ModelSpec
-    from .train import Dist, load_checkpoint, resolve_device
-
-    ck = load_checkpoint(path)
-    if "model" not in ck or "model_spec" not in ck:
-        raise UserError(f"{path} is not an esg training checkpoint")
-    s = ck["model_spec"]
-    spec = ModelSpec(s["label"], s["name"], s.get("kwargs") or {}, s.get("min_input"))
-    cfg = ck["config"]
-    model = build_model(spec, ck["num_classes"], cfg["img_size"])
-    model.load_state_dict(ck["model"])
-    device = resolve_device(device_pref, Dist())
-    model.to(device).eval()
-    return ck, model, device
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from . import evaluate as E
-    from .config import TrainConfig
-    from .train import prepare_bundle
+    from .evaluate import evaluate_checkpoint
 
-    ck, model, device = _load_run_model(args.checkpoint, args.device)
-    fields = {k: v for k, v in ck["config"].items() if k in TrainConfig.__dataclass_fields__}
-    cfg = TrainConfig(**fields)
-    if args.dataset:
-        cfg.dataset = args.dataset
-    bundle = prepare_bundle(cfg)
-    if list(bundle.class_names) != list(ck["class_names"]):
-        raise UserError(f"dataset classes {list(bundle.class_names)} differ from the checkpoint's "
-                        f"{ck['class_names']}")
-    split = getattr(bundle, args.split)
-    out = E.predict_dataset(model, split, device, cfg.eval_batch_size, features=bool(args.out))
-    summary = E.summarize(out, list(bundle.class_names))
-    if args.out:
-        E.write_outputs(Path(args.out), out, summary, list(bundle.class_names),
-                        getattr(split, "paths", None), prefix=args.split)
-    metrics = {k: summary[k] for k in ("acc", "precision", "recall", "f1", "loss", "n")}
+    metrics = evaluate_checkpoint(args.checkpoint, dataset=args.dataset, split=args.split,
+                                  out=args.out, device=args.device)
     if args.json:
         print(json.dumps(metrics))
     else:
-        print(f"{bundle.dataset_name} {args.split} ({metrics['n']} images): acc {metrics['acc']:.4f} "
+        print(f"{metrics['dataset']} {args.split} ({metrics['n']} images): acc {metrics['acc']:.4f} "
               f"precision {metrics['precision']:.4f} recall {metrics['recall']:.4f} "
               f"f1 {metrics['f1']:.4f} loss {metrics['loss']:.4f}")
     return 0
 
 
 # ----------------------------------------------------------------------------------- predict
-def load_image(path: str, img_size: int, color_mode: str = "RGB"):
-    """An image file → uint8 tensor (3, img_size, img_size), decoded like the training data.
-
-    Uses the data area's decoder (Pillow, colour mode ``L`` or ``RGB`` as recorded in the
-    checkpoint, bilinear resize, grey repeated on 3 channels) so predictions see what training saw.
-    """
-    import numpy as np
-    import torch
-    from PIL import Image, UnidentifiedImageError
-
-    if not Path(path).is_file():
-        raise UserError(f"image not found: {path}")
-    try:
-        from esg_lib.data.decode import decode_file
-    except ImportError:  # pragma: no cover - the data area is part of the package
-        decode_file = None
-    try:
-        if decode_file is not None:
-            arr = decode_file(path, img_size, color_mode)
-        else:
-            with Image.open(path) as im:
-                im = im.convert(color_mode).convert("RGB").resize((img_size, img_size), Image.BILINEAR)
-                arr = np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise UserError(f"cannot read image {path}: {str(exc).splitlines()[0][:160]}") from None
-    return torch.from_numpy(np.ascontiguousarray(arr))
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
-    import torch
+    from .evaluate import predict_images
 
-    ck, model, device = _load_run_model(args.checkpoint, args.device)
-    size = ck["config"]["img_size"]
-    images = [load_image(p, size, ck.get("color_mode", "RGB")) for p in args.images]  # validate every file before running
-    mean = torch.tensor(ck["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(ck["std"]).view(1, -1, 1, 1)
-    x = (torch.stack(images).float() / 255.0 - mean) / std
-    with torch.inference_mode():
-        probs = torch.softmax(model(x.to(device)).float(), dim=1).cpu()
-    names = ck.get("display_names") or ck["class_names"]
-    k = max(1, min(args.top, probs.shape[1]))
-    for path, p in zip(args.images, probs):
-        top = torch.topk(p, k)
-        cells = "\t".join(f"{names[i]}\t{v:.4f}" for v, i in zip(top.values.tolist(), top.indices.tolist()))
-        print(f"{path}\t{cells}")
+    for path, top in predict_images(args.checkpoint, args.images, top=args.top, device=args.device):
+        print(path + "\t" + "\t".join(f"{name}\t{p:.4f}" for name, p in top))
     return 0
 
 

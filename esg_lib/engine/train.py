@@ -264,9 +264,13 @@ def _fit(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist) -> FitResult:
     folder = R.run_dir(cfg, bundle.dataset_name, run_id)
     say = print if dist.main else (lambda *a, **k: None)
 
-    if R.is_finished(folder) and not force:
+    previous = R.read_json(folder / "metrics.json") or {}
+    if previous.get("status") == "done" and not force:
         say(f"reusing finished run {folder}")
-        return FitResult(folder, run_id, "reused", R.read_json(folder / "metrics.json") or {})
+        return FitResult(folder, run_id, "reused", previous)
+    if previous.get("status") == "diverged" and not force:  # deterministic: it would diverge again
+        raise TrainingDiverged(f"{previous.get('message', 'diverged earlier')} "
+                               f"[{folder}; --force retrains it]")
     if dist.main:
         if force and folder.exists():
             shutil.rmtree(folder)
