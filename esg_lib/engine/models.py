@@ -206,3 +206,19 @@ def no_weight_decay_names(model: nn.Module) -> list[str]:
         for pattern in extra():
             names.update(n for n, _ in model.named_parameters() if n == pattern or n.endswith("." + pattern))
     return sorted(names)
+
+
+def check_input_size(model: nn.Module, name: str, img_size: int) -> None:
+    """One eval-mode forward of a zero batch: a model that cannot take ``img_size`` inputs (a timm
+    ViT built for 224 px given 64 px, say) fails here with one line instead of mid-training."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, img_size, img_size))
+    except Exception as exc:  # noqa: BLE001 - any failure here means "wrong size for this model"
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise ConfigError(f"{name} cannot take {img_size} px inputs ({first}); use a model-table "
+                          f"key of this profile or another --img-size") from None
+    finally:
+        model.train(was_training)

@@ -45,7 +45,7 @@ from esg_lib.cli import UserError
 from . import evaluate as E
 from . import runs as R
 from .config import TrainConfig, validate
-from .models import model_for_config, no_weight_decay_names
+from .models import check_input_size, model_for_config, no_weight_decay_names
 
 # Called after every optimiser step with the global step (tests use it to simulate a kill).
 STEP_HOOK: Callable[[int], None] | None = None
@@ -259,6 +259,7 @@ def _fit(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist) -> FitResult:
 
     seed_everything(cfg.seed)
     model, spec = model_for_config(cfg, num_classes)
+    check_input_size(model, spec.name, cfg.img_size)
     payload = R.run_identity(cfg, spec, bundle.identity)
     run_id = R.run_hash(payload)
     folder = R.run_dir(cfg, bundle.dataset_name, run_id)
