@@ -57,6 +57,21 @@ def test_aggregate_records_groups_by_dataset_and_model():
     assert rows["resnet18"]["seeds"] == "0 1" and rows["swin-t"]["n"] == 1
 
 
+def test_aggregate_records_separates_protocols_and_config_variants():
+    base = dict(dataset="x-sdd", model="resnet18", label="ResNet18", timm_name="resnet18", params=1, steps=10,
+                precision=0.5, recall=0.5, f1=0.5, fps=1.0, train_seconds=1.0)
+    recs = [dict(base, seed=0, acc=0.8, protocol="leak-free", variant="a"),
+            dict(base, seed=1, acc=0.9, protocol="leak-free", variant="a"),
+            dict(base, seed=0, acc=0.99, protocol="augment-then-split", variant="a"),
+            dict(base, seed=0, acc=0.5, protocol="leak-free", variant="b")]
+    tables = R.aggregate_records(recs)
+    assert set(tables) == {"x-sdd", "x-sdd__augment-then-split"}
+    assert tables["x-sdd__augment-then-split"][0]["acc_mean"] == pytest.approx(0.99)
+    rows = {r["variant"]: r for r in tables["x-sdd"]}
+    assert rows["a"]["acc_mean"] == pytest.approx(0.85) and rows["a"]["n"] == 2
+    assert rows["b"]["label"] == "ResNet18 [b]" and rows["b"]["n"] == 1
+
+
 # ----------------------------------------------------------------------------------- config
 def test_profiles_and_overrides():
     smoke = C.build_config("smoke")

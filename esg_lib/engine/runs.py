@@ -129,6 +129,14 @@ def find_runs(out: str | Path = "runs", profile: str | None = None) -> list[Path
     return sorted(p.parent for p in base.rglob("config.json"))
 
 
+def config_variant(config: Mapping[str, Any]) -> str:
+    """Short hash of the config fields that determine a result, apart from model, seed and protocol:
+    runs of one table row must share it (an ``--set epochs=3`` run is another row, not another seed)."""
+    keep = {k: v for k, v in config.items()
+            if k not in TrainConfig.RUNTIME_FIELDS | {"model", "seed", "protocol", "dataset"}}
+    return run_hash(keep)[:8]
+
+
 def run_record(folder: Path) -> dict[str, Any]:
     """One flat row describing a run folder: identity, status and test metrics."""
     cfg = read_json(folder / "config.json") or {}
@@ -141,7 +149,8 @@ def run_record(folder: Path) -> dict[str, Any]:
            "model": c.get("model"), "timm_name": cfg.get("model_spec", {}).get("name"),
            "label": cfg.get("model_spec", {}).get("label"), "seed": c.get("seed"),
            "status": met.get("status", "running/killed" if (folder / "last.pt").exists() else "new"),
-           "epochs_done": epochs_logged, "epochs": c.get("epochs")}
+           "epochs_done": epochs_logged, "epochs": c.get("epochs"),
+           "protocol": c.get("protocol", "leak-free"), "variant": config_variant(c)}
     test = met.get("test", {})
     for k in (*M.METRIC_KEYS, "loss"):
         row[k] = test.get(k)
@@ -176,23 +185,39 @@ def export_run_metrics(folders: Iterable[Path], results: Path) -> list[Path]:
     return written
 
 
+def table_name(dataset: str, protocol: str = "leak-free") -> str:
+    """Tables are per dataset and split protocol: ``x-sdd``, ``x-sdd__augment-then-split``."""
+    return dataset if protocol in (None, "leak-free") else f"{dataset}__{protocol}"
+
+
 def aggregate_records(records: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """``{dataset: [row per model]}`` with mean ± std across seeds of the test metrics."""
-    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    """``{table: [row per model]}`` with mean ± std across seeds of the test metrics.
+
+    One table per (dataset, protocol) (:func:`table_name`); one row per model and config variant
+    (runs trained with other settings, e.g. ``--set epochs=3``, never average with the profile's).
+    """
+    groups: dict[tuple[str, str, str, str], list[Mapping[str, Any]]] = {}
     for r in records:
-        groups.setdefault((r["dataset"], r["model"]), []).append(r)
+        key = (table_name(r["dataset"], r.get("protocol", "leak-free")), r["model"], r.get("variant", ""))
+        groups.setdefault(key, []).append(r)
+    variants: dict[tuple[str, str], int] = {}
+    for table, model, _ in groups:
+        variants[(table, model)] = variants.get((table, model), 0) + 1
     tables: dict[str, list[dict[str, Any]]] = {}
-    for (dataset, model), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], _order(kv[0][1]))):
+    for (table, model, variant), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], _order(kv[0][1]), kv[0][2])):
         agg = M.aggregate(rows, (*M.METRIC_KEYS, "fps", "train_seconds"))
         first = rows[0]
-        row: dict[str, Any] = {"model": model, "label": first.get("label") or model,
+        label = first.get("label") or model
+        if variants[(table, model)] > 1:
+            label = f"{label} [{variant}]"
+        row: dict[str, Any] = {"model": model, "label": label, "variant": variant,
                                "timm_name": first.get("timm_name"), "params": first.get("params"),
                                "steps": first.get("steps"),
                                "seeds": " ".join(str(r["seed"]) for r in sorted(rows, key=lambda r: r["seed"])),
                                "n": len(rows)}
         for k, (mean, std, n) in agg.items():
             row[f"{k}_mean"], row[f"{k}_std"] = mean, std
-        tables.setdefault(dataset, []).append(row)
+        tables.setdefault(table, []).append(row)
     return tables
 
 
