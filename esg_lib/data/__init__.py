@@ -6,7 +6,7 @@ Entry point for the engine::
     bundle = prepare_data("x-sdd", img_size=64, seed=0, protocol="leak-free")
     bundle.train[0]  # (normalised float32 3xHxW, label)
 
-See ``docs/data.md`` for where data lives, the protocols, the class-name tables and the augmentation.
+See the README's "Data" section for where data lives, the protocols, the class-name tables and the augmentation.
 """
 from __future__ import annotations
 

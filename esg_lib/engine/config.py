@@ -296,7 +296,7 @@ def identity_fields(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def model_table_markdown(profile: str) -> str:
-    """The profile's model table as Markdown (kept in docs/engine.md; a test checks they agree)."""
+    """The profile's model table as Markdown (kept in README.md; a test checks they agree)."""
     from .models import resolve_model
 
     prof = get_profile(profile)

@@ -243,7 +243,7 @@ def write_tables(tables: Mapping[str, list[dict[str, Any]]], results: Path, prof
             params = f"{r['params'] / 1e6:.2f}" if r.get("params") else "—"
             lines.append(f"| {r['label']} | {r['timm_name']} | {params} | {' | '.join(cells)} | {fps} "
                          f"| {r['steps']} | {secs} | {r['seeds']} |")
-        lines += ["", "Macro-averaged precision/recall/F1 (scikit-learn). FPS: see docs/engine.md "
+        lines += ["", "Macro-averaged precision/recall/F1 (scikit-learn). FPS: see the README "
                   "(protocol); wall-clock is machine-dependent. Rebuild: `esg report --profile "
                   f"{profile}`.", ""]
         md_path.write_text("\n".join(lines))
