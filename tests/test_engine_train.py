@@ -14,7 +14,7 @@ from esg_lib.engine.config import COMPARISON
 from esg_lib.engine.models import build_model, resolve_model
 from esg_lib.engine.synthetic import synthetic_bundle
 
-TIMING_KEYS = {"epoch_seconds", "train_seconds"}
+TIMING_KEYS = {"epoch_seconds", "train_seconds", "data_seconds", "data_wait_fraction"}
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +126,9 @@ def test_run_folder_holds_log_metadata_checkpoints_predictions_and_features(tmp_
     log = _log(d)
     assert [r["epoch"] for r in log] == [1, 2]
     assert {"train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr"} <= set(log[0])
+    raw = [json.loads(ln) for ln in (d / "log.jsonl").read_text().splitlines()]
+    for r in raw:  # the input pipeline's wait is measured inside the epoch's training time
+        assert 0 <= r["data_seconds"] < r["epoch_seconds"] and 0 <= r["data_wait_fraction"] < 1
     m = res.metrics
     assert m["best_epoch"] in (1, 2) and m["test"]["n"] == 12 and m["steps"] == 6
     with open(d / "test_predictions.csv") as fh:

@@ -346,7 +346,10 @@ def _fit(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist) -> FitResult:
         loss_sum = correct = seen = 0.0
         bar = _progress(loader, cfg.progress and dist.main, f"{spec.name} ep {epoch + 1}/{cfg.epochs}")
         diverged = False
+        data_seconds = 0.0  # time spent waiting for the next batch: the input pipeline's share
+        t_fetch = time.perf_counter()
         for x, y in bar:
+            data_seconds += time.perf_counter() - t_fetch
             x, y = x.to(device, non_blocking=True), torch.as_tensor(y).to(device, non_blocking=True)
             if device.type == "cuda" and cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -377,6 +380,7 @@ def _fit(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist) -> FitResult:
                 STEP_HOOK(global_step)
             if global_step >= total_steps:
                 break
+            t_fetch = time.perf_counter()
         if diverged:
             status = "diverged"
             msg = (f"non-finite loss at epoch {epoch + 1}, step {global_step + 1}: stopped; "
@@ -388,12 +392,14 @@ def _fit(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist) -> FitResult:
                                                        "epoch": epoch + 1, "step": global_step + 1})
             raise TrainingDiverged(msg)
         loss_sum, correct, seen = _reduce([loss_sum, correct, seen], dist, device)
-        train_seconds += time.time() - t0
+        epoch_train_seconds = time.time() - t0
+        train_seconds += epoch_train_seconds
         val = _validate(model, bundle, cfg, device, use_amp)
         record = {"epoch": epoch + 1, "step": global_step, "lr": optimizer.param_groups[0]["lr"],
                   "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
                   "val_loss": val.get("loss"), "val_acc": val.get("acc"), "val_f1": val.get("f1"),
-                  "epoch_seconds": time.time() - t0, "train_seconds": train_seconds}
+                  "epoch_seconds": time.time() - t0, "train_seconds": train_seconds,
+                  "data_seconds": data_seconds, "data_wait_fraction": data_seconds / max(epoch_train_seconds, 1e-9)}
         improved = _is_better(record, best, cfg.select_metric)
         if improved:
             best = {"epoch": epoch + 1, "value": record.get(cfg.select_metric),
