@@ -126,7 +126,9 @@ def plot_curves(curves: Mapping[str, Sequence[Sequence[float]]], metric: str = "
     ``curves[label]`` is a list of per-seed series (seeds may have different lengths: the common
     prefix is used). ``highlight`` draws that model dashed in red, as the paper draws its own.
     """
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
     colors = sns.color_palette(PALETTE, n_colors=max(len(curves), 1))
     for (label, series), color in zip(curves.items(), colors):
         series = [np.asarray(s, dtype=float) for s in series if len(s)]
@@ -136,12 +138,14 @@ def plot_curves(curves: Mapping[str, Sequence[Sequence[float]]], metric: str = "
         stack = np.stack([s[:n] for s in series])
         mean, std = stack.mean(0), stack.std(0)
         epochs = np.arange(1, n + 1)
-        style = dict(color="tab:red", ls="--", lw=2.5) if label == highlight else dict(color=color, lw=1.8)
+        style = (dict(color="tab:red", ls="--", lw=2.6, zorder=5) if label == highlight
+                 else dict(color=color, lw=1.6, zorder=2))
         ax.plot(epochs, mean, label=f"{label} (n={len(series)})", **style)
         if len(series) > 1:
             ax.fill_between(epochs, mean - std, mean + std, alpha=0.15, color=style["color"])
     ax.set(xlabel="epoch", ylabel=metric, title=title)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
 
 
@@ -152,10 +156,12 @@ def plot_confusion_matrices(matrices: Mapping[str, np.ndarray], class_names: Seq
     rows, cols = _grid(len(matrices), max_cols)
     side = 0.45 * len(class_names) + 1.5
     fig, axes = plt.subplots(rows, cols, figsize=(side * cols, side * rows), squeeze=False)
-    for ax, (label, cm) in zip(axes.flat, matrices.items()):
+    for i, (ax, (label, cm)) in enumerate(zip(axes.flat, matrices.items())):
+        first_col = i % cols == 0
         sns.heatmap(np.asarray(cm), annot=True, fmt="d", cmap="rocket_r", cbar=False, square=True, ax=ax,
-                    xticklabels=class_names, yticklabels=class_names, annot_kws={"fontsize": 7})
-        ax.set(title=label, xlabel="predicted", ylabel="true")
+                    xticklabels=class_names, yticklabels=class_names if first_col else False,
+                    annot_kws={"fontsize": 7})
+        ax.set(title=label, xlabel="predicted", ylabel="true" if first_col else "")
         ax.tick_params(labelsize=8)
     for ax in list(axes.flat)[len(matrices):]:
         ax.axis("off")
@@ -199,10 +205,12 @@ def plot_tsne(embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]], class_nam
 # --------------------------------------------------------------------------------- Fig. 13
 def plot_cam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray], column_titles: Sequence[str],
                   title: str = "") -> plt.Figure:
-    """Paper Fig. 13: the original images in the first row, then one row of Grad-CAM overlays per model.
+    """Paper Fig. 13: the original images in the first row, then one row of Grad-CAM overlays per model
+    (viridis, colour-blind safe: bright = more important; the paper uses jet).
 
     ``images`` float in [0, 1], (N, H, W, 3); ``cams[model]`` (N, H, W) in [0, 1].
     """
+    import cv2
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
     n = len(images)
@@ -213,7 +221,8 @@ def plot_cam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray], column_tit
     axes[0, 0].set_ylabel("image", rotation=0, ha="right", va="center")
     for row, (label, cam) in enumerate(cams.items(), start=1):
         for col in range(n):
-            axes[row, col].imshow(show_cam_on_image(images[col].astype(np.float32), cam[col], use_rgb=True))
+            axes[row, col].imshow(show_cam_on_image(images[col].astype(np.float32), cam[col], use_rgb=True,
+                                                          colormap=cv2.COLORMAP_VIRIDIS))
         axes[row, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([])
@@ -231,7 +240,7 @@ def plot_metric_bars(frame, x: str, y: str, hue: str | None = None, err: str | N
     hues = list(dict.fromkeys(frame[hue])) if hue else [None]
     width = 0.8 / len(hues)
     colors = sns.color_palette(PALETTE, n_colors=len(hues))
-    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(xs) * max(1, len(hues) / 2)), 4.2))
+    fig, ax = plt.subplots(figsize=(max(6.0, 2.6 * len(xs)), 4.2))
     for k, (level, color) in enumerate(zip(hues, colors)):
         part = frame if level is None else frame[frame[hue] == level]
         values = [part.loc[part[x] == v, y].mean() for v in xs]
@@ -243,5 +252,5 @@ def plot_metric_bars(frame, x: str, y: str, hue: str | None = None, err: str | N
     ax.set_xticks(np.arange(len(xs)), xs)
     ax.set(title=title, ylabel=ylabel or y, xlabel="")
     if hue:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
