@@ -93,8 +93,12 @@ def _error_of(output: Path, stderr: str) -> str:
 
 def run_notebooks(profile: str = "smoke", notebooks: Sequence[str] | None = None,
                   parameters: dict[str, Any] | None = None, kernel: str | None = None,
-                  root: Path | None = None, timeout: int | None = None) -> ReproduceReport:
-    """Execute ``notebooks`` (default: all of :data:`NOTEBOOKS`) with papermill, one subprocess each."""
+                  root: Path | None = None, timeout: int | None = None, stream: bool = False) -> ReproduceReport:
+    """Execute ``notebooks`` (default: all of :data:`NOTEBOOKS`) with papermill, one subprocess each.
+
+    ``stream=True`` shows what the notebooks print as they run (papermill ``--log-output``) instead
+    of capturing it; errors are read from the executed copy either way.
+    """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     root = root or project_root()
@@ -118,10 +122,15 @@ def run_notebooks(profile: str = "smoke", notebooks: Sequence[str] | None = None
             cmd += ["-y", json.dumps({key: value})]
         print(f"[{i}/{len(names)}] {name}: {NOTEBOOKS.get(name, '')}", flush=True)
         start = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if stream:
+            proc = subprocess.run([*cmd, "--log-output"], text=True, env=env, stderr=subprocess.STDOUT)
+        else:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         seconds = time.perf_counter() - start
         ok = proc.returncode == 0
-        report.results.append(NotebookResult(name, ok, seconds, output, "" if ok else _error_of(output, proc.stderr)))
+        report.results.append(NotebookResult(name, ok, seconds, output,
+                                             "" if ok else _error_of(output, proc.stderr or "")))
         print(f"    {'ok' if ok else 'FAILED'} in {seconds:.0f} s -> {output}", flush=True)
     return report
 
@@ -161,7 +170,7 @@ def _run(args: argparse.Namespace) -> int:
         report = run_notebooks(args.profile, args.notebooks, params, args.kernel, root)
     else:
         # the reviewer's entry point: 00_reproduce_all runs every notebook and prints the summary
-        report = run_notebooks(args.profile, ["00_reproduce_all.ipynb"], params, args.kernel, root)
+        report = run_notebooks(args.profile, ["00_reproduce_all.ipynb"], params, args.kernel, root, stream=True)
     print(report.summary())
     if report.failures:
         print(f"esg reproduce: {len(report.failures)} notebook(s) failed (see above)", file=sys.stderr)
