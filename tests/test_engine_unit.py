@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -196,3 +197,28 @@ def test_docs_show_the_current_model_tables():
     doc = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for profile in C.PROFILES:
         assert C.model_table_markdown(profile) in doc, f"README.md: {profile} model table is stale"
+
+
+def test_readme_results_block_is_what_esg_report_produces():
+    """The README's `cpu` results block equals the tables rebuilt from the committed per-run metrics."""
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    begin, end = R.README_BEGIN.format(profile="cpu"), R.README_END.format(profile="cpu")
+    block = readme.split(begin, 1)[1].split(end, 1)[0].strip()
+    assert block == R.readme_results("cpu", root / "results")
+
+
+def test_update_readme_rewrites_only_its_block(tmp_path):
+    recs = tmp_path / "results" / "cpu" / "runs"
+    recs.mkdir(parents=True)
+    (recs / "x.json").write_text(json.dumps(dict(dataset="x-sdd", model="resnet18", label="ResNet18",
+                                                 timm_name="resnet18", seed=0, params=11e6, steps=5, acc=0.9,
+                                                 precision=0.8, recall=0.7, f1=0.75, fps=10.0,
+                                                 train_seconds=3.0, protocol="leak-free", variant="v")))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{R.README_BEGIN.format(profile='cpu')}\nold\n{R.README_END.format(profile='cpu')}\nend\n")
+    assert R.update_readme("cpu", readme, tmp_path / "results") is True
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("end\n") and "old" not in text
+    assert "| ResNet18 | resnet18 | 11.00 | 90.0 |" in text
+    assert R.update_readme("cpu", readme, tmp_path / "results") is False

@@ -107,6 +107,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", default=None, help="one profile (default: every profile found)")
     p.add_argument("--out", default="runs", help="run folders (default: runs)")
     p.add_argument("--results", default="results")
+    p.add_argument("--readme", nargs="?", const="README.md", metavar="PATH",
+                   help="also rewrite the results block of README.md (or PATH) for --profile")
     p.set_defaults(func=cmd_report)
 
 
@@ -246,6 +248,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     written: list[Path] = []
     for p in profiles:
         written += R.build_report(p, args.out, args.results)
+    if args.readme:
+        if not args.profile:
+            raise UserError("--readme needs --profile")
+        changed = R.update_readme(args.profile, args.readme, args.results)
+        print(f"{args.readme}: results block for {args.profile!r} {'updated' if changed else 'unchanged'}")
+        return 0
     if not written:
         if args.profile:
             raise UserError(f"no finished runs for profile {args.profile!r} under {args.out}/ or "
