@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from esg_lib.cli import UserError
+from esg_lib.models.esg_convnext import ABLATION_ROWS
 
 
 class ConfigError(UserError):
@@ -103,7 +104,8 @@ def _table(esg: str, img_size: int, vit: str, vit_patch: int, swin_window: int) 
         "resnet18": ModelSpec("ResNet18", "resnet18", note="reference, not in the paper"),
     }
     for k in range(1, 6):
-        table[f"esg-abl{k}"] = ModelSpec(f"Ablation {k}", f"{esg}_abl{k}", note="paper Table 2 row")
+        table[f"esg-abl{k}"] = ModelSpec(f"Row {k}: {ABLATION_ROWS[k].label}", f"{esg}_abl{k}",
+                                         note="paper Table 2 row")
     return table
 
 
