@@ -35,8 +35,10 @@ reproduce: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# root (containers, CI images) needs --allow-root; LAB_ARGS adds any other jupyter option (e.g. --no-browser --port 8890)
+LAB_ARGS ?=
 lab: install
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 # Refresh requirements-lock.txt from the current venv (after changing dependencies).
 lock: install
