@@ -195,7 +195,6 @@ class Experiment:
             b = bundle if protocol == "leak-free" else self.bundle(self.config("resnet18", self.seeds[0], protocol,
                                                                                 dataset))
             audits.append({"protocol": protocol, **leak_audit(b).as_dict()})
-        bundle = self.bundle(cfg)
         return {"bundle": bundle, "counts": counts, "audit": pd.DataFrame(audits)}
 
     # ------------------------------------------------------------------------------- tables

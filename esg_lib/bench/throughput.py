@@ -295,18 +295,24 @@ def _family(model: str) -> tuple[str, str] | None:
     return None
 
 
-def ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """ESG / ConvNeXtV2 throughput ratios of the same size, per mode, image and batch size:
-    the median of the per-round (paired) ratios, beside the paper's 6 / 42 FPS."""
-    out = []
+def _esg_with_partner(records: list[dict[str, Any]], partner: Callable[[str], str]):
+    """``(esg_record, partner_record)`` for every ESG-ConvNeXt record whose partner model (named from
+    the ESG size, e.g. ``convnextv2_<size>``) was measured at the same size, batch and mode."""
     index = {(r["model"], r["img_size"], r["batch_size"], r["mode"]): r for r in records}
     for r in records:
         fam = _family(r["model"])
         if not fam or fam[0] != "esg_convnext":
             continue
-        other = index.get((f"convnextv2_{fam[1]}", r["img_size"], r["batch_size"], r["mode"]))
-        if not other:
-            continue
+        other = index.get((partner(fam[1]), r["img_size"], r["batch_size"], r["mode"]))
+        if other:
+            yield r, other
+
+
+def ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """ESG / ConvNeXtV2 throughput ratios of the same size, per mode, image and batch size:
+    the median of the per-round (paired) ratios, beside the paper's 6 / 42 FPS."""
+    out = []
+    for r, other in _esg_with_partner(records, lambda size: f"convnextv2_{size}"):
         paired = [a / b for a, b in zip(r["img_per_s_all"], other["img_per_s_all"])]
         out.append({
             "esg": r["model"], "convnextv2": other["model"], "img_size": r["img_size"],
@@ -321,14 +327,7 @@ def ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def targets(records: list[dict[str, Any]], module_rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The issue's checkable targets, each with ``met`` (True/False/None when not measurable here)."""
     out = []
-    index = {(r["model"], r["img_size"], r["batch_size"], r["mode"]): r for r in records}
-    for r in records:
-        fam = _family(r["model"])
-        if not fam or fam[0] != "esg_convnext":
-            continue
-        ref = index.get(("resnet18", r["img_size"], r["batch_size"], r["mode"]))
-        if not ref:
-            continue
+    for r, ref in _esg_with_partner(records, lambda size: "resnet18"):
         rel = r["achieved_gflop_per_s"] / ref["achieved_gflop_per_s"]
         out.append({"target": f"dense-work efficiency ({r['mode']}): {r['model']} GFLOP/s >= "
                               f"{EFFICIENCY_TARGET} x resnet18 ({r['img_size']} px, batch {r['batch_size']})",
