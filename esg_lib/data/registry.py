@@ -44,22 +44,23 @@ def embedded_dir() -> Path:
     return (root / "data" / "x-sdd") if root else (_user_cache() / "x-sdd-embedded-absent")
 
 
-def fetched_dir() -> Path:
-    """Where ``esg data fetch`` puts datasets: ``$ESG_DATA_DIR`` or ``data/fetched``."""
-    env = os.environ.get("ESG_DATA_DIR")
+def _location(env_var: str, checkout_subdir: str, user_subdir: str) -> Path:
+    """``$env_var`` if set, else ``<checkout>/data/<checkout_subdir>``, else the user cache."""
+    env = os.environ.get(env_var)
     if env:
         return Path(env).expanduser()
     root = checkout_root()
-    return (root / "data" / "fetched") if root else (_user_cache() / "fetched")
+    return (root / "data" / checkout_subdir) if root else (_user_cache() / user_subdir)
+
+
+def fetched_dir() -> Path:
+    """Where ``esg data fetch`` puts datasets: ``$ESG_DATA_DIR`` or ``data/fetched``."""
+    return _location("ESG_DATA_DIR", "fetched", "fetched")
 
 
 def cache_dir() -> Path:
     """Where decoded images are cached: ``$ESG_CACHE_DIR`` or ``data/cache``."""
-    env = os.environ.get("ESG_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    root = checkout_root()
-    return (root / "data" / "cache") if root else (_user_cache() / "decoded")
+    return _location("ESG_CACHE_DIR", "cache", "decoded")
 
 
 @dataclass(frozen=True)
