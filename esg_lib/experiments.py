@@ -20,7 +20,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 __all__ = ["Experiment", "RunResult", "PAPER_MODELS", "COMPARISON_MODELS", "ABLATION_MODELS", "PROTOCOLS",
-           "paper_table", "main_dataset", "paired_difference", "dataset_available", "PAPER_LABELS"]
+           "paper_table", "main_dataset", "paired_difference", "dataset_available", "PAPER_LABELS",
+           "records_frame", "summarize", "side_by_side", "paired_differences", "protocol_table"]
 
 # The paper's seven models (Tables 1 and 3, Figs. 12 and 13), by model-table key.
 PAPER_MODELS = ("mobilenetv3", "inceptionv3", "convnextv2", "vit", "densenet121", "swin-t", "esg-convnext")
@@ -200,95 +201,24 @@ class Experiment:
     # ------------------------------------------------------------------------------- tables
     def results_frame(self, runs: Sequence[RunResult]) -> "pd.DataFrame":  # noqa: F821
         """One row per run: model, seed, protocol, test metrics (%), FPS, params, train seconds."""
-        import pandas as pd
-
-        rows = []
-        for r in runs:
-            test = r.metrics.get("test", {})
-            rows.append({"key": r.key, "model": r.label, "seed": r.seed, "protocol": r.protocol,
-                         "dataset": r.dataset, **{m: 100 * test.get(m, math.nan) for m in METRICS},
-                         "fps": r.metrics.get("fps"), "params_m": (r.metrics.get("params") or 0) / 1e6,
-                         "steps": r.metrics.get("steps"), "train_seconds": r.metrics.get("train_seconds")})
-        return pd.DataFrame(rows)
+        return records_frame(_run_record(r) for r in runs)
 
     def summary(self, runs: Sequence[RunResult], by: Sequence[str] = ("key", "model")) -> "pd.DataFrame":  # noqa: F821
         """Mean and std (ddof=1) over seeds per model: columns ``<metric>_mean``, ``<metric>_std``, ``n``."""
-        frame = self.results_frame(runs)
-        cols = [*METRICS, "fps", "params_m", "steps", "train_seconds"]
-        grouped = frame.groupby(list(by), sort=False)
-        out = grouped[cols].mean().add_suffix("_mean").join(grouped[list(METRICS)].std(ddof=1).add_suffix("_std"))
-        out["n"] = grouped.size()
-        return out.reset_index()
+        return summarize(self.results_frame(runs), by)
 
     def side_by_side(self, runs: Sequence[RunResult], table: int) -> "pd.DataFrame":  # noqa: F821
         """Our mean ± std beside the paper's Table ``table`` (the paper's columns are labelled so)."""
-        import pandas as pd
-
-        ours = self.summary(runs)
-        paper = paper_table(table).set_index("model")
-        rows = []
-        for _, r in ours.iterrows():
-            paper_row = paper.loc[PAPER_LABELS[r["key"]]] if PAPER_LABELS.get(r["key"]) in paper.index else None
-            row = {"model": r["model"], "params (M)": round(r["params_m_mean"], 2), "n seeds": int(r["n"])}
-            for m, name in zip(METRICS, ("Acc", "Pre", "Rec", "F1")):
-                row[f"{name} ours"] = _pm(r[f"{m}_mean"], r[f"{m}_std"])
-                paper_key = {"acc": "accuracy"}.get(m, m)
-                row[f"{name} paper"] = "—" if paper_row is None else f"{paper_row[paper_key]:.1f}"
-            row["FPS ours (this machine)"] = f"{r['fps_mean']:.1f}" if r["fps_mean"] == r["fps_mean"] else "—"
-            rows.append(row)
-        return pd.DataFrame(rows)
+        return side_by_side(self.summary(runs), table)
 
     def paired_differences(self, runs: Sequence[RunResult], target: str = "esg-convnext",
                            metric: str = "acc") -> "pd.DataFrame":  # noqa: F821
-        """``target`` minus every other model: mean paired per-seed difference (points) with a 95 % t
-        interval, and whether it is within noise (the interval contains 0). One test image is worth
-        ``100 / test size`` points, shown beside."""
-        import pandas as pd
-
-        frame = self.results_frame(runs)
-        mine = frame[frame["key"] == target].set_index("seed")[metric]
-        test_size = next((r.metrics.get("test", {}).get("n") for r in runs if r.metrics.get("test")), None)
-        rows = []
-        for key, part in frame[frame["key"] != target].groupby("key", sort=False):
-            other = part.set_index("seed")[metric]
-            seeds = sorted(set(mine.index) & set(other.index))
-            if not seeds:
-                continue
-            d = paired_difference(mine.loc[seeds].to_numpy(), other.loc[seeds].to_numpy())
-            rows.append({"reference": part["model"].iloc[0], "seeds": len(seeds),
-                         f"{metric} difference (points)": round(d["mean"], 2),
-                         "95% interval": "—" if d["low"] != d["low"] else f"[{d['low']:.2f}, {d['high']:.2f}]",
-                         "within noise": "yes" if d["within_noise"] else "no",
-                         "one test image (points)": round(100 / test_size, 2) if test_size else "—"})
-        return pd.DataFrame(rows)
+        """``target`` minus every other model, paired per seed (see :func:`paired_differences`)."""
+        return paired_differences(self.results_frame(runs), target, metric)
 
     def protocol_table(self, runs: Sequence[RunResult], metric: str = "acc") -> "pd.DataFrame":  # noqa: F821
-        """Per model: ``metric`` under each protocol (mean ± std), the leak's effect (augment-then-split
-        minus augment-then-group-split, paired per seed) and the augmented test set's effect
-        (augment-then-group-split minus leak-free)."""
-        import pandas as pd
-
-        frame = self.results_frame(runs)
-        rows = []
-        for key, part in frame.groupby("key", sort=False):
-            by = {p: part[part["protocol"] == p].set_index("seed")[metric] for p in PROTOCOLS}
-            row: dict[str, Any] = {"model": part["model"].iloc[0]}
-            for p in PROTOCOLS:
-                v = by[p]
-                row[p] = _pm(v.mean(), v.std(ddof=1)) if len(v) else "—"
-
-            def effect(a: str, b: str) -> str:
-                seeds = sorted(set(by[a].index) & set(by[b].index))
-                if not seeds:
-                    return "—"
-                d = paired_difference(by[a].loc[seeds].to_numpy(), by[b].loc[seeds].to_numpy())
-                ci = "" if d["low"] != d["low"] else f" [{d['low']:+.1f}, {d['high']:+.1f}]"
-                return f"{d['mean']:+.1f}{ci}"
-
-            row["leak (points)"] = effect("augment-then-split", "augment-then-group-split")
-            row["augmented test (points)"] = effect("augment-then-group-split", "leak-free")
-            rows.append(row)
-        return pd.DataFrame(rows)
+        """``metric`` under each split protocol and the leak's effect (see :func:`protocol_table`)."""
+        return protocol_table(self.results_frame(runs), metric)
 
     def write_table(self, frame: "pd.DataFrame", name: str, caption: str = "",  # noqa: F821
                     runs: Sequence[RunResult] | None = None) -> list[Path]:
@@ -357,20 +287,127 @@ class Experiment:
         return images, cams, titles
 
 
-def _hardware_of(runs: Sequence[RunResult]) -> list[str]:
-    """Distinct "device, threads" descriptions from the runs' meta.json files."""
-    seen: dict[str, None] = {}
-    for r in runs:
-        try:
-            meta = json.loads((r.run_dir / "meta.json").read_text())
-        except (OSError, ValueError):
+# ------------------------------------------------------------------ tables from run records
+# The same functions serve the notebooks (records of the run folders they trained) and the README
+# (records committed under results/<profile>/runs/, see esg_lib.engine.runs.readme_results).
+
+def _run_record(r: RunResult) -> dict[str, Any]:
+    test = r.metrics.get("test", {})
+    return {"model": r.key, "label": r.label, "seed": r.seed, "protocol": r.protocol, "dataset": r.dataset,
+            **{m: test.get(m) for m in METRICS}, "test_n": test.get("n"), "fps": r.metrics.get("fps"),
+            "params": r.metrics.get("params"), "steps": r.metrics.get("steps"),
+            "train_seconds": r.metrics.get("train_seconds")}
+
+
+def records_frame(records: Iterable[Mapping[str, Any]]) -> "pd.DataFrame":  # noqa: F821
+    """One row per run record (fractions in, percent out): key, model label, seed, protocol,
+    dataset, acc/precision/recall/f1 (%), test size, FPS, params (M), steps, train seconds."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        rows.append({"key": r["model"], "model": r.get("label") or r["model"], "seed": r["seed"],
+                     "protocol": r.get("protocol") or "leak-free", "dataset": r.get("dataset"),
+                     **{m: math.nan if r.get(m) is None else 100 * r[m] for m in METRICS},
+                     "test_n": r.get("test_n"), "fps": r.get("fps"),
+                     "params_m": (r.get("params") or 0) / 1e6, "steps": r.get("steps"),
+                     "train_seconds": r.get("train_seconds")})
+    columns = ["key", "model", "seed", "protocol", "dataset", *METRICS, "test_n", "fps", "params_m",
+               "steps", "train_seconds"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def summarize(frame: "pd.DataFrame", by: Sequence[str] = ("key", "model")) -> "pd.DataFrame":  # noqa: F821
+    """Mean and std (ddof=1) over seeds per model: columns ``<metric>_mean``, ``<metric>_std``, ``n``."""
+    cols = [*METRICS, "fps", "params_m", "steps", "train_seconds"]
+    grouped = frame.groupby(list(by), sort=False)
+    out = grouped[cols].mean().add_suffix("_mean").join(grouped[list(METRICS)].std(ddof=1).add_suffix("_std"))
+    out["n"] = grouped.size()
+    return out.reset_index()
+
+
+def side_by_side(summary: "pd.DataFrame", table: int) -> "pd.DataFrame":  # noqa: F821
+    """Our mean ± std (a :func:`summarize` frame) beside the paper's Table ``table``; the paper's
+    columns say so."""
+    import pandas as pd
+
+    paper = paper_table(table).set_index("model")
+    rows = []
+    for _, r in summary.iterrows():
+        paper_row = paper.loc[PAPER_LABELS[r["key"]]] if PAPER_LABELS.get(r["key"]) in paper.index else None
+        row = {"model": r["model"], "params (M)": round(r["params_m_mean"], 2), "n seeds": int(r["n"])}
+        for m, name in zip(METRICS, ("Acc", "Pre", "Rec", "F1")):
+            row[f"{name} ours"] = _pm(r[f"{m}_mean"], r[f"{m}_std"])
+            paper_key = {"acc": "accuracy"}.get(m, m)
+            row[f"{name} paper"] = "—" if paper_row is None else f"{paper_row[paper_key]:.1f}"
+        row["FPS ours (this machine)"] = f"{r['fps_mean']:.1f}" if r["fps_mean"] == r["fps_mean"] else "—"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired_differences(frame: "pd.DataFrame", target: str = "esg-convnext",  # noqa: F821
+                       metric: str = "acc") -> "pd.DataFrame":  # noqa: F821
+    """``target`` minus every other model of a :func:`records_frame`: mean paired per-seed difference
+    (points) with a 95 % t interval, and whether it is within noise (the interval contains 0, or
+    a single seed). One test image is worth ``100 / test size`` points, shown beside."""
+    import pandas as pd
+
+    mine = frame[frame["key"] == target].set_index("seed")[metric]
+    sizes = frame["test_n"].dropna()
+    test_size = int(sizes.iloc[0]) if len(sizes) else None
+    rows = []
+    for key, part in frame[frame["key"] != target].groupby("key", sort=False):
+        other = part.set_index("seed")[metric]
+        seeds = sorted(set(mine.index) & set(other.index))
+        if not seeds:
             continue
-        hw = meta.get("hardware", {})
-        if meta.get("device", "cpu").startswith("cuda"):
-            text = f"{hw.get('gpu', 'GPU')} x{meta.get('world_size', 1)}"
-        else:
-            text = f"CPU {hw.get('processor') or hw.get('machine', '')}, {meta.get('threads')} threads"
-        seen[text] = None
+        d = paired_difference(mine.loc[seeds].to_numpy(), other.loc[seeds].to_numpy())
+        rows.append({"reference": part["model"].iloc[0], "seeds": len(seeds),
+                     f"{metric} difference (points)": round(d["mean"], 2),
+                     "95% interval": "—" if d["low"] != d["low"] else f"[{d['low']:.2f}, {d['high']:.2f}]",
+                     "within noise": "yes" if d["within_noise"] else "no",
+                     "one test image (points)": round(100 / test_size, 2) if test_size else "—"})
+    return pd.DataFrame(rows)
+
+
+def protocol_table(frame: "pd.DataFrame", metric: str = "acc") -> "pd.DataFrame":  # noqa: F821
+    """Per model of a :func:`records_frame`: ``metric`` under each protocol (mean ± std), the leak's
+    effect (augment-then-split minus augment-then-group-split, paired per seed) and the augmented
+    test set's effect (augment-then-group-split minus leak-free)."""
+    import pandas as pd
+
+    rows = []
+    for key, part in frame.groupby("key", sort=False):
+        by = {p: part[part["protocol"] == p].set_index("seed")[metric] for p in PROTOCOLS}
+        row: dict[str, Any] = {"model": part["model"].iloc[0]}
+        for p in PROTOCOLS:
+            v = by[p]
+            row[p] = _pm(v.mean(), v.std(ddof=1)) if len(v) else "—"
+
+        def effect(a: str, b: str) -> str:
+            seeds = sorted(set(by[a].index) & set(by[b].index))
+            if not seeds:
+                return "—"
+            d = paired_difference(by[a].loc[seeds].to_numpy(), by[b].loc[seeds].to_numpy())
+            ci = "" if d["low"] != d["low"] else f" [{d['low']:+.1f}, {d['high']:+.1f}]"
+            return f"{d['mean']:+.1f}{ci}"
+
+        row["leak (points)"] = effect("augment-then-split", "augment-then-group-split")
+        row["augmented test (points)"] = effect("augment-then-group-split", "leak-free")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def markdown_table(frame: "pd.DataFrame") -> str:  # noqa: F821
+    """A DataFrame as a GitHub Markdown table (no extra dependency)."""
+    return _markdown(frame)
+
+
+def _hardware_of(runs: Sequence[RunResult]) -> list[str]:
+    """Distinct hardware descriptions from the runs' meta.json files."""
+    from esg_lib.engine.runs import hardware_text, read_json
+
+    seen = {hardware_text(meta): None for meta in (read_json(r.run_dir / "meta.json") for r in runs) if meta}
     return list(seen) or ["unknown"]
 
 

@@ -111,6 +111,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also rewrite the results block of README.md (or PATH) for --profile")
     p.set_defaults(func=cmd_report)
 
+    p = subparsers.add_parser("tune", help="try the candidate recipes on the validation part",
+                              description="Train every candidate recipe (esg_lib.engine.tuning) for "
+                              "ESG-ConvNeXt, ResNet18 and ConvNeXtV2 on seed 0's split and table their "
+                              "validation scores in RESULTS/<profile>/tuning.md (resumable).",
+                              epilog="examples:\n  esg tune --profile cpu\n  esg tune --profile cpu "
+                              "--model resnet18 --threads 1\n  esg tune --profile cpu --report   "
+                              "# rebuild the table only", formatter_class=fmt)
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--model", nargs="+", default=None, metavar="KEY",
+                   help="model-table keys (default: esg-convnext resnet18 convnextv2)")
+    p.add_argument("--out", default="runs", help="tuning runs go under OUT/tuning/<profile>/")
+    p.add_argument("--results", default="results")
+    p.add_argument("--report", action="store_true", help="only rebuild RESULTS/<profile>/tuning.md")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_tune)
+
+    p = subparsers.add_parser("queue", help="train what the profile's experiment plan still lacks",
+                              description="Train the pending runs of the profile's plan "
+                              "(esg_lib.engine.plan) in order, resuming unfinished ones; rebuild the "
+                              "tables after each run. Safe to stop and restart.",
+                              epilog="examples:\n  esg queue --profile cpu --status\n"
+                              "  esg queue --profile cpu                       # everything, in order\n"
+                              "  esg queue --profile cpu --stage leak --limit 2\n"
+                              "  setsid nohup esg queue --profile cpu > queue.log 2>&1 &   # background",
+                              formatter_class=fmt)
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--stage", nargs="+", default=None, metavar="TEXT",
+                   help="only stages whose name contains TEXT (e.g. 'references', 'leak', 'NEU')")
+    p.add_argument("--status", action="store_true", help="print the progress table and exit")
+    p.add_argument("--list", action="store_true", help="print the pending runs in order and exit")
+    p.add_argument("--limit", type=int, default=None, help="stop after this many runs")
+    p.add_argument("--out", default="runs")
+    p.add_argument("--results", default="results")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_queue)
+
 
 # ----------------------------------------------------------------------------------- train
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -262,6 +301,43 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     for path in written:
         print(path)
+    return 0
+
+
+def _runtime(args: argparse.Namespace) -> dict[str, Any]:
+    o: dict[str, Any] = {}
+    if args.threads:
+        o["threads"] = args.threads
+    if args.no_progress:
+        o["progress"] = False
+    return o
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from . import tuning as T
+
+    T.candidates(args.profile)
+    if not args.report:
+        T.run_tuning(args.profile, tuple(args.model or T.TUNED_MODELS), args.out, args.results,
+                     force=args.force, **_runtime(args))
+    path = T.write_tuning_table(args.profile, args.results)
+    print(path.read_text())
+    return 0
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    from . import plan as P
+
+    if args.status:
+        print(P.status_markdown(args.profile, args.results, args.out))
+        return 0
+    if args.list:
+        for stage, model, seed in P.pending(args.profile, args.stage, args.results, args.out):
+            print(f"{stage.name}\t{model}\tseed {seed}")
+        return 0
+    done = P.run_queue(args.profile, args.stage, args.out, args.results, args.limit, **_runtime(args))
+    print(f"{len(done)} run(s) finished")
+    print(P.status_markdown(args.profile, args.results, args.out))
     return 0
 
 

@@ -66,7 +66,9 @@ class ModelSpec:
     ``name`` is a timm model name (ESG-ConvNeXt models are registered in timm by ``import esg_lib``);
     ``kwargs`` go to ``timm.create_model``; ``min_input`` > img_size upsamples the input inside the
     model (InceptionV3 needs ≥ 75 px); ``param_match_of`` makes the name be resolved at build time to
-    the ConvNeXtV2 size whose parameter count is closest to that model's.
+    the ConvNeXtV2 size whose parameter count is closest to that model's. ``recipe`` holds training
+    fields chosen for this row by tuning on the validation part (:mod:`esg_lib.engine.tuning`); they
+    sit between the profile's defaults and the caller's overrides.
     """
 
     label: str
@@ -75,6 +77,7 @@ class ModelSpec:
     min_input: int | None = None
     param_match_of: str | None = None
     note: str = ""
+    recipe: Mapping[str, Any] = field(default_factory=dict)
 
 
 # Paper rows in the order of its Tables 1 and 3, then our reference model.
@@ -83,7 +86,11 @@ COMPARISON = ("esg-convnext", "mobilenetv3", "inceptionv3", "convnextv2", "convn
 ABLATION = tuple(f"esg-abl{k}" for k in range(1, 6))
 
 
-def _table(esg: str, img_size: int, vit: str, vit_patch: int, swin_window: int) -> dict[str, ModelSpec]:
+def _table(esg: str, img_size: int, vit: str, vit_patch: int, swin_window: int,
+           recipes: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, ModelSpec]:
+    """The profile's model table. ``recipes`` (model key → training fields) come from tuning; the
+    ablation rows share ESG-ConvNeXt's recipe and the param-matched ConvNeXtV2 shares ConvNeXtV2's,
+    so that a row differs from its partner only in the model."""
     size = esg.rsplit("_", 1)[-1]
     small = img_size < 224
     vit_kw = {"img_size": img_size, "patch_size": vit_patch} if small else {}
@@ -106,6 +113,12 @@ def _table(esg: str, img_size: int, vit: str, vit_patch: int, swin_window: int) 
     for k in range(1, 6):
         table[f"esg-abl{k}"] = ModelSpec(f"Row {k}: {ABLATION_ROWS[k].label}", f"{esg}_abl{k}",
                                          note="paper Table 2 row")
+    recipes = dict(recipes or {})
+    shared_from = {"convnextv2-param": "convnextv2", **{f"esg-abl{k}": "esg-convnext" for k in range(1, 6)}}
+    for key in table:
+        recipe = recipes.get(key, recipes.get(shared_from.get(key, ""), {}))
+        if recipe:
+            table[key] = dataclasses.replace(table[key], recipe=dict(recipe))
     return table
 
 
@@ -214,14 +227,17 @@ _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
 def build_config(profile: str = "smoke", **overrides: Any) -> TrainConfig:
-    """The profile's defaults with ``overrides`` applied; unknown fields raise :class:`ConfigError`."""
+    """The profile's defaults, then the model row's tuned ``recipe``, then ``overrides``; unknown
+    fields raise :class:`ConfigError`."""
     prof = get_profile(profile)
     unknown = sorted(set(overrides) - set(_FIELDS))
     if unknown:
         raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
-    values = {**prof.defaults, **{k: v for k, v in overrides.items()}, "profile": profile}
+    model = canonical_model_key(overrides.get("model", TrainConfig.model), profile)
+    recipe = prof.models[model].recipe if model in prof.models else {}
+    values = {**prof.defaults, **recipe, **overrides, "profile": profile}
     if "model" in values:
-        values["model"] = canonical_model_key(values["model"], profile)
+        values["model"] = model
     cfg = TrainConfig(**values)
     validate(cfg)
     return cfg

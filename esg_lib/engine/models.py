@@ -17,6 +17,8 @@ Input-size constraints (what each model gets at ``img_size`` < 224):
 """
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 from pathlib import Path
 from typing import Any
@@ -104,8 +106,7 @@ def resolve_model(key: str, profile: str) -> ModelSpec:
     if spec.param_match_of:
         if spec.param_match_of not in timm.list_models(spec.param_match_of):
             raise ConfigError(f"{spec.param_match_of} is not registered (esg_lib.models missing?)")
-        spec = ModelSpec(spec.label, closest_convnextv2(spec.param_match_of), spec.kwargs,
-                         spec.min_input, None, spec.note)
+        spec = dataclasses.replace(spec, name=closest_convnextv2(spec.param_match_of), param_match_of=None)
     if spec.name not in timm.list_models(spec.name):
         raise ConfigError(f"model {spec.name!r} (for {key!r}) is not registered in timm")
     return spec

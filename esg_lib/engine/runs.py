@@ -122,6 +122,15 @@ def hardware(device: Any = None) -> dict[str, Any]:
     return info
 
 
+def hardware_text(meta: Mapping[str, Any]) -> str:
+    """``"CPU x86_64, 2 cores, 2 threads"`` or ``"NVIDIA H100 x1"`` from a run's meta.json."""
+    hw = meta.get("hardware") or {}
+    if str(meta.get("device", "cpu")).startswith("cuda"):
+        return f"{hw.get('gpu', 'GPU')} x{meta.get('world_size', 1)}"
+    return (f"CPU {hw.get('processor') or hw.get('machine') or '?'}, {hw.get('cpu_count', '?')} cores, "
+            f"{meta.get('threads', '?')} threads")
+
+
 # ----------------------------------------------------------------------------------- listing
 def find_runs(out: str | Path = "runs", profile: str | None = None) -> list[Path]:
     """Run folders (those with a config.json) under ``out`` (optionally one profile)."""
@@ -156,6 +165,7 @@ def run_record(folder: Path) -> dict[str, Any]:
     test = met.get("test", {})
     for k in (*M.METRIC_KEYS, "loss"):
         row[k] = test.get(k)
+    row["test_n"] = test.get("n")
     for k in ("fps", "params", "steps", "best_epoch", "train_seconds", "wall_seconds"):
         row[k] = met.get(k)
     return row
@@ -177,9 +187,16 @@ def export_run_metrics(folders: Iterable[Path], results: Path) -> list[Path]:
         rec = run_record(folder)
         rec.pop("path", None)
         met = read_json(folder / "metrics.json") or {}
+        meta = read_json(folder / "meta.json") or {}
+        report = (read_json(folder / "test_report.json") or {}).get("per_class", {})
         rec["val"] = met.get("val_best")
+        rec["per_class_recall"] = {name: v["recall"] for name, v in report.items()
+                                   if isinstance(v, dict) and name not in ("macro avg", "weighted avg")}
         rec["fps_protocol"] = met.get("fps_protocol")
-        rec["git"] = (read_json(folder / "meta.json") or {}).get("git")
+        rec["git"] = meta.get("git")
+        rec["finished"] = meta.get("finished")
+        rec["command"] = meta.get("command")
+        rec["hardware"] = hardware_text(meta)
         dest.mkdir(parents=True, exist_ok=True)
         path = dest / f"{slug(rec['dataset'])}__{slug(rec['model'])}__{rec['run']}.json"
         write_json(path, rec)
@@ -263,14 +280,12 @@ README_END = "<!-- results:{profile}:end -->"
 
 
 def readme_results(profile: str, results: str | Path = "results") -> str:
-    """The README's results block for a profile: every ``esg report`` table, rebuilt from the
-    committed per-run metrics ``results/<profile>/runs/*.json`` (a test checks the README matches)."""
-    res = Path(results) / profile
-    records = [r for r in (read_json(p) for p in sorted((res / "runs").glob("*.json"))) if r]
-    if not records:
-        return f"No `{profile}`-profile runs are committed yet (`results/{profile}/runs/` is empty)."
-    tables = aggregate_records(records)
-    return "\n".join(table_markdown(t, rows, profile).replace("# ", "#### ", 1) for t, rows in tables.items()).strip()
+    """The README's results block for a profile, rebuilt from the committed per-run metrics
+    ``results/<profile>/runs/*.json`` and tuning records (a test checks the README matches); see
+    :mod:`esg_lib.engine.analysis`."""
+    from .analysis import results_block
+
+    return results_block(profile, results)
 
 
 def update_readme(profile: str, readme: str | Path, results: str | Path = "results") -> bool:

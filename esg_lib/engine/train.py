@@ -25,12 +25,15 @@ Recipe (paper: cross-entropy, AdamW, warm-up, lr 1e-4, batch 64, 100 epochs; not
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime as _dt
 import json
 import math
 import os
 import random
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,6 +166,30 @@ def prepare_bundle(cfg: TrainConfig):
                         augment_copies=cfg.augment_copies, online_augment=cfg.online_augment)
 
 
+_BUNDLE_FIELDS = ("seed", "img_size", "protocol", "val_fraction", "test_fraction", "max_images",
+                  "augment_copies")
+
+
+def matching_bundle(cfg: TrainConfig, bundle: Any = None):
+    """``bundle`` made to fit ``cfg``: prepared when None; its online augmentation switched to the
+    config's (models of one seed share the decoded split even when their tuned recipes differ);
+    a bundle prepared for another split, size or protocol is refused rather than silently used."""
+    if bundle is None:
+        return prepare_bundle(cfg)
+    ident = bundle.identity
+    wrong = [f for f in _BUNDLE_FIELDS if f in ident and ident[f] != getattr(cfg, f)]
+    if wrong:
+        raise ValueError(f"the data bundle does not match the config ({', '.join(wrong)} differ)")
+    if bool(ident.get("online_augment")) == bool(cfg.online_augment):
+        return bundle
+    from esg_lib.data.augment import online_params, online_transform
+
+    train = copy.copy(bundle.train)
+    train.transform = online_transform() if cfg.online_augment else None
+    identity = {**ident, "online_augment": online_params() if cfg.online_augment else False}
+    return dataclasses.replace(bundle, train=train, identity=identity)
+
+
 def train_loader(dataset, cfg: TrainConfig, dist: Dist):
     if cfg.batch_size % dist.world:
         raise UserError(f"batch_size {cfg.batch_size} is not divisible by {dist.world} processes")
@@ -254,7 +281,7 @@ def _fit(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist) -> FitResult:
     torch.use_deterministic_algorithms(True, warn_only=True)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False
-    bundle = bundle if bundle is not None else prepare_bundle(cfg)
+    bundle = matching_bundle(cfg, bundle)
     num_classes = len(bundle.class_names)
 
     seed_everything(cfg.seed)
@@ -315,6 +342,7 @@ def _fit(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist) -> FitResult:
         "run_id": run_id, "seed": cfg.seed, "git": R.git_commit(), "versions": R.package_versions(),
         "hardware": R.hardware(device), "device": str(device), "threads": threads,
         "world_size": dist.world, "amp": use_amp, "started": _now(),
+        "command": " ".join(sys.argv),
     }
     common = {"run_id": run_id, "identity": payload, "config": cfg.to_dict(),
               "model_spec": R.spec_dict(spec), "dataset_name": bundle.dataset_name,

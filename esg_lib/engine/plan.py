@@ -1,0 +1,236 @@
+"""The experiment plan of a profile: which runs make up its results, in which order, how far along.
+
+The plan is data (:data:`PLANS`): a list of stages, each one dataset, one split protocol, some
+model-table rows and the profile's seeds. ``esg queue --profile cpu`` trains what is missing, stage
+by stage and seed-major inside a stage (one decoded split per seed), resuming unfinished runs from
+their last epoch; it can be stopped at any time and started again in a later session. The order puts
+first what the comparison needs most: ESG-ConvNeXt and its references on X-SDD for every seed.
+
+Progress is read from the runs' own records: a (stage, model, seed) is *done* when a committed
+per-run record (``results/<profile>/runs/*.json``) has the same dataset, protocol, model, seed and
+config variant as the profile would train now; *started* when a run folder with those fields holds
+logged epochs. Time spent is the runs' own wall-clock seconds (``metrics.json``; for unfinished
+runs, the training seconds of their last logged epoch).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from .config import ABLATION, COMPARISON, ConfigError, build_config, get_profile, identity_fields
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One block of the plan: ``models`` × the profile's seeds on one dataset and split protocol."""
+
+    name: str
+    dataset: str
+    protocol: str
+    models: tuple[str, ...]
+    purpose: str = ""
+
+
+REFERENCES = ("esg-convnext", "resnet18", "convnextv2", "convnextv2-param")
+OTHER_BASELINES = tuple(k for k in COMPARISON if k not in REFERENCES)
+LEAK_MODELS = ("esg-convnext", "convnextv2")
+
+_FULL_PLAN = (
+    Stage("X-SDD comparison: ESG-ConvNeXt and references", "x-sdd", "leak-free", REFERENCES,
+          "Table 3 rows that the statistics compare (ESG vs ResNet18 and both ConvNeXtV2)"),
+    Stage("X-SDD comparison: the paper's other baselines", "x-sdd", "leak-free", OTHER_BASELINES,
+          "the rest of Table 3"),
+    Stage("X-SDD leak: augment-then-split", "x-sdd", "augment-then-split", LEAK_MODELS,
+          "what augmenting before splitting adds (near-copies across train/test)"),
+    Stage("X-SDD leak: augment-then-group-split", "x-sdd", "augment-then-group-split", LEAK_MODELS,
+          "augmented test set without the leak: separates the two effects"),
+    Stage("X-SDD ablation (Table 2 rows 1-4)", "x-sdd", "leak-free", ABLATION[:4],
+          "row 5 is the full network: its runs are the first stage's ESG-ConvNeXt runs"),
+    Stage("NEU-CLS-64: ESG-ConvNeXt and ConvNeXtV2", "neu-cls-64", "leak-free",
+          ("esg-convnext", "convnextv2", "convnextv2-param"), "Table 1 rows on the second dataset"),
+    Stage("NEU-CLS-64: other models", "neu-cls-64", "leak-free",
+          ("resnet18", *OTHER_BASELINES), "the rest of Table 1, as time allows"),
+)
+
+PLANS: dict[str, tuple[Stage, ...]] = {
+    "cpu": _FULL_PLAN,
+    "paper": _FULL_PLAN,
+    "smoke": (Stage("smoke: ESG-ConvNeXt and ResNet18", "x-sdd", "leak-free", ("esg-convnext", "resnet18")),),
+}
+
+
+def plan(profile: str) -> tuple[Stage, ...]:
+    get_profile(profile)
+    try:
+        return PLANS[profile]
+    except KeyError:
+        raise ConfigError(f"no experiment plan for profile {profile!r}") from None
+
+
+def expected_variant(profile: str, model: str, dataset: str, protocol: str) -> str:
+    """The config variant a run of this row would have if trained now (recipe included)."""
+    from .runs import config_variant
+
+    cfg = build_config(profile, model=model, dataset=dataset, protocol=protocol)
+    return config_variant(identity_fields(cfg))
+
+
+def _key(dataset: str, protocol: str, model: str, seed: int, variant: str) -> tuple:
+    return (dataset, protocol or "leak-free", model, int(seed), variant)
+
+
+def _run_progress(out: str | Path, profile: str) -> dict[tuple, dict[str, Any]]:
+    """Unfinished run folders: key → epochs logged and training seconds so far."""
+    from . import runs as R
+
+    found: dict[tuple, dict[str, Any]] = {}
+    for folder in R.find_runs(out, profile):
+        cfg = (R.read_json(folder / "config.json") or {}).get("config", {})
+        log = folder / "log.jsonl"
+        if not log.is_file() or R.is_finished(folder):
+            continue
+        lines = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+        if not lines:
+            continue
+        key = _key(cfg.get("dataset"), cfg.get("protocol"), cfg.get("model"), cfg.get("seed"),
+                   R.config_variant(cfg))
+        found[key] = {"epochs": len(lines), "seconds": lines[-1].get("train_seconds", 0.0)}
+    return found
+
+
+def status(profile: str, results: str | Path = "results",
+           out: str | Path | None = "runs") -> list[dict[str, Any]]:
+    """One row per stage: runs planned / done / started, hours spent, and what is missing.
+    ``out=None`` reads only the committed records (no run folders: what the README shows)."""
+    from . import runs as R
+
+    res = Path(results) / profile / "runs"
+    records = [r for r in (R.read_json(p) for p in sorted(res.glob("*.json"))) if r] if res.is_dir() else []
+    done = {_key(r["dataset"], r.get("protocol"), r["model"], r["seed"], r.get("variant", "")): r
+            for r in records}
+    running = _run_progress(out, profile) if out is not None else {}
+    seeds = get_profile(profile).seeds
+    rows = []
+    for stage in plan(profile):
+        n_done, started, seconds, missing = 0, 0, 0.0, []
+        for model in stage.models:
+            variant = expected_variant(profile, model, stage.dataset, stage.protocol)
+            for seed in seeds:
+                key = _key(stage.dataset, stage.protocol, model, seed, variant)
+                if key in done:
+                    n_done += 1
+                    seconds += float(done[key].get("wall_seconds") or done[key].get("train_seconds") or 0.0)
+                else:
+                    missing.append(f"{model}/s{seed}")
+                    if key in running:
+                        started += 1
+                        seconds += float(running[key]["seconds"] or 0.0)
+        rows.append({"stage": stage.name, "dataset": stage.dataset, "protocol": stage.protocol,
+                     "planned": len(stage.models) * len(seeds), "done": n_done, "started": started,
+                     "hours": seconds / 3600.0, "missing": missing})
+    return rows
+
+
+def _compact(missing: Sequence[str]) -> str:
+    """``["a/s0", "a/s1", "b/s2"]`` → ``"a (s0 s1), b (s2)"``."""
+    by: dict[str, list[str]] = {}
+    for item in missing:
+        model, seed = item.rsplit("/", 1)
+        by.setdefault(model, []).append(seed)
+    return ", ".join(f"{m} ({' '.join(s)})" for m, s in by.items()) or "—"
+
+
+def status_markdown(profile: str, results: str | Path = "results", out: str | Path | None = "runs") -> str:
+    rows = status(profile, results, out)
+    lines = ["| Stage | Runs done | Hours spent | Still to run |", "|---|---|---|---|"]
+    for r in rows:
+        todo = _compact(r["missing"])
+        part = f" (+{r['started']} started)" if r["started"] else ""
+        lines.append(f"| {r['stage']} | {r['done']}/{r['planned']}{part} | {r['hours']:.2f} | {todo} |")
+    total_done = sum(r["done"] for r in rows)
+    total = sum(r["planned"] for r in rows)
+    hours = sum(r["hours"] for r in rows)
+    lines.append(f"| **all** | **{total_done}/{total}** | **{hours:.2f}** | |")
+    return "\n".join(lines)
+
+
+def pending(profile: str, stages: Sequence[str] | None = None, results: str | Path = "results",
+            out: str | Path = "runs") -> list[tuple[Stage, str, int]]:
+    """(stage, model, seed) still to train, in queue order (stage, then seed, then model)."""
+    rows = {r["stage"]: set(r["missing"]) for r in status(profile, results, out)}
+    chosen = [s for s in plan(profile) if not stages or any(t.lower() in s.name.lower() for t in stages)]
+    if stages and not chosen:
+        raise ConfigError(f"no stage matches {', '.join(stages)} (stages: "
+                          f"{'; '.join(s.name for s in plan(profile))})")
+    todo = []
+    for stage in chosen:
+        for seed in get_profile(profile).seeds:
+            for model in stage.models:
+                if f"{model}/s{seed}" in rows[stage.name]:
+                    todo.append((stage, model, seed))
+    return todo
+
+
+def run_queue(profile: str, stages: Sequence[str] | None = None, out: str | Path = "runs",
+              results: str | Path = "results", limit: int | None = None,
+              **overrides: Any) -> list[dict[str, Any]]:
+    """Train the pending runs of the plan in order; after each run, export its record and rebuild
+    the tables (so that a session that ends mid-queue loses at most the run in progress, which
+    resumes from its last epoch next time). A stage whose dataset is unavailable is skipped with a
+    message. ``limit`` stops after that many runs."""
+    from esg_lib.cli import UserError
+
+    from . import runs as R
+    from .train import TrainingDiverged, fit, matching_bundle, prepare_bundle
+    from .tuning import adopt_tuning_run
+
+    todo = pending(profile, stages, results, out)
+    print(f"{len(todo)} run(s) pending for profile {profile!r}")
+    done: list[dict[str, Any]] = []
+    bundle, bundle_key, unavailable = None, None, set()
+    for i, (stage, model, seed) in enumerate(todo):
+        if limit is not None and len(done) >= limit:
+            break
+        if stage.dataset in unavailable:
+            continue
+        cfg = build_config(profile, model=model, seed=seed, dataset=stage.dataset,
+                           protocol=stage.protocol, out=str(out), **overrides)
+        key = (stage.dataset, stage.protocol, seed)
+        print(f"[{i + 1}/{len(todo)}] {stage.name}: {model} seed {seed}", flush=True)
+        try:
+            if key != bundle_key:
+                bundle, bundle_key = None, None          # free the previous split first
+                bundle, bundle_key = prepare_bundle(cfg), key
+        except UserError as exc:
+            print(f"skipping {stage.dataset}: {exc}", file=sys.stderr)
+            unavailable.add(stage.dataset)
+            continue
+        bundle_now = matching_bundle(cfg, bundle)
+        folder = _planned_folder(cfg, bundle_now)
+        if adopt_tuning_run(cfg, folder):
+            print(f"adopted the identical tuning run into {folder}")
+        try:
+            res = fit(cfg, bundle=bundle_now)
+        except TrainingDiverged as exc:
+            print(f"{model} seed {seed}: {exc}", file=sys.stderr)
+            continue
+        done.append({"stage": stage.name, "model": model, "seed": seed, "folder": str(res.run_dir)})
+        R.build_report(profile, out, results)
+    return done
+
+
+def _planned_folder(cfg: Any, bundle: Any) -> Path:
+    from . import runs as R
+    from .models import resolve_model
+
+    spec = resolve_model(cfg.model, cfg.profile)
+    return R.run_dir(cfg, bundle.dataset_name, R.run_hash(R.run_identity(cfg, spec, bundle.identity)))
+
+
+def describe(profile: str) -> Iterable[str]:
+    seeds = " ".join(map(str, get_profile(profile).seeds))
+    for s in plan(profile):
+        yield f"{s.name}: {s.dataset}, {s.protocol}, {', '.join(s.models)}; seeds {seeds}. {s.purpose}"

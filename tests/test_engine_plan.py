@@ -1,0 +1,167 @@
+"""Recipe tuning, the experiment plan / queue, and the README results block built from records."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from esg_lib.engine import analysis as A
+from esg_lib.engine import config as C
+from esg_lib.engine import plan as P
+from esg_lib.engine import runs as R
+from esg_lib.engine import tuning as T
+from esg_lib.engine.train import matching_bundle
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------- recipes
+def test_recipe_sits_between_profile_defaults_and_overrides(monkeypatch):
+    table = C._table("esg_convnext_atto", 32, "vit_tiny_patch16_224", 8, 4,
+                     recipes={"esg-convnext": {"lr": 3e-3, "label_smoothing": 0.1},
+                              "convnextv2": {"online_augment": True}})
+    monkeypatch.setitem(C.PROFILES, "smoke", dataclasses.replace(C.PROFILES["smoke"], models=table))
+    assert C.build_config("smoke", model="esg-convnext").lr == 3e-3
+    assert C.build_config("smoke", model="esg-convnext", lr=5e-4).lr == 5e-4      # caller wins
+    assert C.build_config("smoke", model="esg-abl2").label_smoothing == 0.1      # ablation shares ESG's
+    assert C.build_config("smoke", model="convnextv2-param").online_augment is True
+    assert C.build_config("smoke", model="resnet18").lr == C.PROFILES["smoke"].defaults["lr"]
+    assert C.build_config("smoke").lr == 3e-3          # the default model is esg_convnext_atto
+
+
+def test_matching_bundle_switches_online_augmentation_without_copying_images():
+    from esg_lib.engine.train import prepare_bundle
+
+    cfg = C.build_config("smoke", model="resnet18")
+    b = prepare_bundle(cfg)
+    on = matching_bundle(dataclasses.replace(cfg, online_augment=True), b)
+    assert on.train.transform is not None and b.train.transform is None
+    assert on.train.images is b.train.images and on.test is b.test
+    assert on.identity["online_augment"] and not b.identity["online_augment"]
+    # the same identity as a bundle prepared with online augmentation from the start
+    assert on.identity == prepare_bundle(dataclasses.replace(cfg, online_augment=True)).identity
+    off = matching_bundle(cfg, on)
+    assert off.train.transform is None and off.identity == b.identity
+    with pytest.raises(ValueError, match="img_size"):
+        matching_bundle(dataclasses.replace(cfg, img_size=24), b)
+
+
+# ----------------------------------------------------------------------------- tuning
+def _rec(model, cand, f1, acc=0.5):
+    return {"model": model, "candidate": cand, "val_f1": f1, "val_acc": acc}
+
+
+def test_winner_is_best_validation_f1_then_accuracy_then_earlier_candidate():
+    names = [c["name"] for c in T.candidates("cpu")]
+    recs = [_rec("m", names[0], 0.80), _rec("m", names[1], 0.90, 0.91), _rec("m", names[2], 0.90, 0.93),
+            _rec("m", names[3], 0.70)]
+    assert T.winners("cpu", recs)["m"]["name"] == names[2]
+    tie = [_rec("t", n, 0.5, 0.5) for n in names]
+    assert T.winners("cpu", tie)["t"]["name"] == names[0]
+    assert "m" not in T.winners("cpu", recs[:3])         # undecided until every candidate ran
+
+
+def test_every_candidate_names_every_tuned_field():
+    for profile, cands in T.CANDIDATES.items():
+        assert len({c["name"] for c in cands}) == len(cands)
+        for c in cands:
+            assert set(c["fields"]) == set(T.TUNED_FIELDS), (profile, c["name"])
+
+
+def test_committed_recipes_are_the_winners_of_the_committed_tuning_records():
+    checked = 0
+    for profile in T.CANDIDATES:
+        records = T.load_records(profile, ROOT / "results")
+        for model, cand in T.winners(profile, records).items():
+            recipe = dict(C.get_profile(profile).models[model].recipe)
+            assert recipe == cand["fields"], f"{profile}/{model}: table has {recipe}, tuning chose {cand}"
+            checked += 1
+    if checked == 0:
+        pytest.skip("no finished tuning is committed under results/")
+
+
+# ----------------------------------------------------------------------------- tune + queue
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """Smoke tuning of ResNet18 (2 candidates), then the whole smoke plan through the queue."""
+    base = tmp_path_factory.mktemp("pipeline")
+    out, results = base / "runs", base / "results"
+    runtime = dict(progress=False, fps_iters=1, fps_warmup=0)
+    tuned = T.run_tuning("smoke", ("resnet18",), out, results, **runtime)
+    before = P.status("smoke", results, out)
+    done = P.run_queue("smoke", out=out, results=results, **runtime)
+    return {"out": out, "results": results, "tuned": tuned, "before": before, "done": done}
+
+
+def test_tuning_writes_validation_only_records_and_a_table(pipeline):
+    recs = T.load_records("smoke", pipeline["results"])
+    assert {r["candidate"] for r in recs} == {c["name"] for c in T.candidates("smoke")}
+    for r in recs:
+        assert 0 <= r["val_f1"] <= 1 and r["epochs"] == 2 and r["val_n"] > 0
+        assert not {"acc", "f1", "test"} & set(r), "tuning records must not carry test metrics"
+    table = (pipeline["results"] / "smoke" / "tuning.md").read_text()
+    best = T.winners("smoke", recs)["resnet18"]["name"]
+    assert f"**{best}**" in table and table.count("**") == 2
+
+
+def test_queue_trains_the_plan_in_order_and_adopts_the_tuning_run(pipeline):
+    assert [(d["model"], d["seed"]) for d in pipeline["done"]] == [
+        ("esg-convnext", 0), ("resnet18", 0), ("esg-convnext", 1), ("resnet18", 1)]
+    assert pipeline["before"][0]["done"] == 0
+    after = P.status("smoke", pipeline["results"], pipeline["out"])
+    assert after[0]["done"] == after[0]["planned"] == 4 and after[0]["missing"] == []
+    assert after[0]["hours"] > 0
+    assert P.pending("smoke", results=pipeline["results"], out=pipeline["out"]) == []
+    # resnet18 seed 0 with the profile's recipe is the tuning run of the first candidate: copied
+    tuning = next(r for r in pipeline["tuned"] if r["candidate"] == T.candidates("smoke")[0]["name"])
+    adopted = Path(next(d["folder"] for d in pipeline["done"] if (d["model"], d["seed"]) == ("resnet18", 0)))
+    assert adopted.name == tuning["run"]
+    assert (adopted / "log.jsonl").read_text() == (
+        pipeline["out"] / "tuning" / adopted.relative_to(pipeline["out"]) / "log.jsonl").read_text()
+
+
+def test_exported_records_carry_provenance_and_per_class_recall(pipeline):
+    recs = A.load_records("smoke", pipeline["results"])
+    assert len(recs) == 4
+    for r in recs:
+        assert r["hardware"].startswith("CPU") and r["finished"] and r["git"] is not None
+        assert r["command"] and r["test_n"] > 0
+        assert len(r["per_class_recall"]) == 7 and all(0 <= v <= 1 for v in r["per_class_recall"].values())
+
+
+def test_results_block_is_computed_from_the_records(pipeline):
+    from esg_lib.experiments import paired_difference
+
+    recs = A.load_records("smoke", pipeline["results"])
+    block = R.readme_results("smoke", pipeline["results"])
+    assert "| smoke: ESG-ConvNeXt and ResNet18 | 4/4 |" in block
+    assert "ESG-ConvNeXt minus each model, paired per seed (x-sdd, leak-free)" in block
+    assert "Per-class recall (x-sdd" in block and "beside the paper's Table 3" in block
+    acc = {(r["model"], r["seed"]): 100 * r["acc"] for r in recs}
+    d = paired_difference([acc["esg-convnext", 0], acc["esg-convnext", 1]],
+                          [acc["resnet18", 0], acc["resnet18", 1]])
+    assert f"| ResNet18 | 2 | {round(d['mean'], 2)} | [{d['low']:.2f}, {d['high']:.2f}] |" in block
+
+
+def test_status_ignores_records_of_another_recipe(pipeline, tmp_path):
+    res = tmp_path / "results" / "smoke" / "runs"
+    res.mkdir(parents=True)
+    for p in (pipeline["results"] / "smoke" / "runs").glob("*.json"):
+        rec = json.loads(p.read_text())
+        rec["variant"] = "other"
+        (res / p.name).write_text(json.dumps(rec))
+    assert P.status("smoke", tmp_path / "results", out=None)[0]["done"] == 0
+    assert "paired per seed" not in R.readme_results("smoke", tmp_path / "results")
+
+
+def test_queue_cli_status_and_list(pipeline, capsys):
+    from esg_lib.cli import main
+
+    assert main(["queue", "--profile", "smoke", "--status", "--out", str(pipeline["out"]),
+                 "--results", str(pipeline["results"])]) == 0
+    assert "| **all** | **4/4** |" in capsys.readouterr().out
+    assert main(["queue", "--profile", "smoke", "--list", "--out", str(pipeline["out"] / "none"),
+                 "--results", str(pipeline["out"] / "none")]) == 0
+    assert capsys.readouterr().out.count("seed") == 4
