@@ -109,7 +109,9 @@ class Experiment:
     """One profile, dataset, seed list and device; where outputs go.
 
     ``overrides`` are config fields applied to every run (``{"epochs": 3}``), as from a notebook's
-    parameters cell. ``seeds=None`` means the profile's seeds.
+    parameters cell. ``seeds=None`` means the profile's seeds. ``train_missing=False`` trains
+    nothing: only finished runs are used and missing ones are listed in :attr:`skipped` (figures
+    from a partly finished plan, e.g. the `cpu` profile between sessions).
     """
     profile: str = "smoke"
     dataset: str = "x-sdd"
@@ -118,6 +120,7 @@ class Experiment:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     root: Path | None = None
     progress: bool = True
+    train_missing: bool = True
 
     def __post_init__(self) -> None:
         from esg_lib.engine.config import get_profile
@@ -126,6 +129,7 @@ class Experiment:
         profile = get_profile(self.profile)
         self.seeds = tuple(self.seeds) if self.seeds is not None else tuple(profile.seeds)
         self._bundles: dict[tuple, Any] = {}
+        self.skipped: list[str] = []
 
     # ------------------------------------------------------------------------------ folders
     @property
@@ -169,16 +173,25 @@ class Experiment:
         """Train (or reuse) every model of ``keys`` for every seed; seed-major so a seed's split is
         decoded once and shared by all models."""
         from esg_lib.engine.models import resolve_model
-        from esg_lib.engine.train import fit
+        from esg_lib.engine.runs import is_finished
+        from esg_lib.engine.train import fit, planned_run_dir
 
         results = []
         for seed in (self.seeds if seeds is None else tuple(seeds)):
             for key in keys:
                 cfg = self.config(key, seed, protocol, dataset)
+                if not self.train_missing and not is_finished(planned_run_dir(cfg, self.bundle(cfg))):
+                    self.skipped.append(f"{key} seed {seed} ({protocol})")
+                    continue
                 fitted = fit(cfg, self.bundle(cfg))
                 label = resolve_model(key, self.profile).label
                 results.append(RunResult(key, label, seed, protocol, cfg.dataset, Path(fitted.run_dir),
                                          dict(fitted.metrics)))
+        if self.skipped:
+            print(f"not trained (train_missing=False), left out: {', '.join(self.skipped)}")
+            if not results:
+                raise RuntimeError(f"no finished {self.profile} runs for {', '.join(keys)} ({protocol}); "
+                                   "train them first (esg queue) or set train_missing=True")
         return results
 
     def data_overview(self, dataset: str | None = None) -> dict[str, Any]:

@@ -163,6 +163,8 @@ def _run(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {}
     if args.device:
         params["device"] = args.device
+    if args.reuse_only:
+        params["train_missing"] = False
     if args.notebooks:
         unknown = [n for n in args.notebooks if n not in NOTEBOOKS and n != "00_reproduce_all.ipynb"]
         if unknown:
@@ -189,4 +191,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--notebooks", nargs="+", metavar="NAME", help="run only these numbered notebooks")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the profile's)")
     p.add_argument("--kernel", help=f"Jupyter kernel (default: {KERNEL} if registered, else python3)")
+    p.add_argument("--reuse-only", action="store_true",
+                   help="train nothing: tables and figures from the finished runs only (a notebook "
+                        "whose runs are all missing fails and says so)")
     p.set_defaults(func=_run)

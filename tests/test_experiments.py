@@ -85,6 +85,14 @@ def test_tiny_real_experiment_end_to_end(tmp_path: Path) -> None:
     assert [r.label for r in runs] == ["ResNet18", "ESG-ConvNeXt"]
     again = exp.train(["resnet18"])  # reused by identity, not retrained
     assert again[0].run_dir == runs[0].run_dir
+    reuse_only = Experiment("smoke", "x-sdd", seeds=[0, 1], device="cpu", root=tmp_path, progress=False,
+                            overrides={"epochs": 1, "fps_iters": 1}, train_missing=False)
+    assert [r.run_dir for r in reuse_only.train(["resnet18", "mobilenetv3"])] == [runs[0].run_dir]
+    assert reuse_only.skipped == ["mobilenetv3 seed 0 (leak-free)", "resnet18 seed 1 (leak-free)",
+                                  "mobilenetv3 seed 1 (leak-free)"]
+    with pytest.raises(RuntimeError, match="no finished smoke runs for vit"):
+        reuse_only.train(["vit"])
+    assert not (tmp_path / "runs" / "smoke" / "x-sdd" / "vit").exists()
 
     table = exp.side_by_side(runs, table=3)
     assert list(table["model"]) == ["ResNet18", "ESG-ConvNeXt"]

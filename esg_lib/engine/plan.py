@@ -184,7 +184,7 @@ def run_queue(profile: str, stages: Sequence[str] | None = None, out: str | Path
     from esg_lib.cli import UserError
 
     from . import runs as R
-    from .train import TrainingDiverged, fit, matching_bundle, prepare_bundle
+    from .train import TrainingDiverged, fit, matching_bundle, planned_run_dir, prepare_bundle
     from .tuning import adopt_tuning_run
 
     todo = pending(profile, stages, results, out)
@@ -209,7 +209,7 @@ def run_queue(profile: str, stages: Sequence[str] | None = None, out: str | Path
             unavailable.add(stage.dataset)
             continue
         bundle_now = matching_bundle(cfg, bundle)
-        folder = _planned_folder(cfg, bundle_now)
+        folder = planned_run_dir(cfg, bundle_now)
         if adopt_tuning_run(cfg, folder):
             print(f"adopted the identical tuning run into {folder}")
         try:
@@ -220,14 +220,6 @@ def run_queue(profile: str, stages: Sequence[str] | None = None, out: str | Path
         done.append({"stage": stage.name, "model": model, "seed": seed, "folder": str(res.run_dir)})
         R.build_report(profile, out, results)
     return done
-
-
-def _planned_folder(cfg: Any, bundle: Any) -> Path:
-    from . import runs as R
-    from .models import resolve_model
-
-    spec = resolve_model(cfg.model, cfg.profile)
-    return R.run_dir(cfg, bundle.dataset_name, R.run_hash(R.run_identity(cfg, spec, bundle.identity)))
 
 
 def describe(profile: str) -> Iterable[str]:

@@ -190,6 +190,15 @@ def matching_bundle(cfg: TrainConfig, bundle: Any = None):
     return dataclasses.replace(bundle, train=train, identity=identity)
 
 
+def planned_run_dir(cfg: TrainConfig, bundle: Any) -> Path:
+    """The folder :func:`fit` would use for ``cfg`` on ``bundle``, without building the model."""
+    from .models import resolve_model
+
+    bundle = matching_bundle(cfg, bundle)
+    spec = resolve_model(cfg.model, cfg.profile)
+    return R.run_dir(cfg, bundle.dataset_name, R.run_hash(R.run_identity(cfg, spec, bundle.identity)))
+
+
 def train_loader(dataset, cfg: TrainConfig, dist: Dist):
     if cfg.batch_size % dist.world:
         raise UserError(f"batch_size {cfg.batch_size} is not divisible by {dist.world} processes")
