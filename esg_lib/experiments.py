@@ -309,7 +309,7 @@ def _run_record(r: RunResult) -> dict[str, Any]:
     return {"model": r.key, "label": r.label, "seed": r.seed, "protocol": r.protocol, "dataset": r.dataset,
             **{m: test.get(m) for m in METRICS}, "test_n": test.get("n"), "fps": r.metrics.get("fps"),
             "params": r.metrics.get("params"), "steps": r.metrics.get("steps"),
-            "train_seconds": r.metrics.get("train_seconds")}
+            "train_seconds": r.metrics.get("train_seconds"), "gmacs": r.metrics.get("gmacs")}
 
 
 def records_frame(records: Iterable[Mapping[str, Any]]) -> "pd.DataFrame":  # noqa: F821
@@ -324,15 +324,16 @@ def records_frame(records: Iterable[Mapping[str, Any]]) -> "pd.DataFrame":  # no
                      **{m: math.nan if r.get(m) is None else 100 * r[m] for m in METRICS},
                      "test_n": r.get("test_n"), "fps": r.get("fps"),
                      "params_m": (r.get("params") or 0) / 1e6, "steps": r.get("steps"),
-                     "train_seconds": r.get("train_seconds")})
+                     "train_seconds": r.get("train_seconds"),
+                     "gmacs": math.nan if r.get("gmacs") is None else r["gmacs"]})
     columns = ["key", "model", "seed", "protocol", "dataset", *METRICS, "test_n", "fps", "params_m",
-               "steps", "train_seconds"]
+               "steps", "train_seconds", "gmacs"]
     return pd.DataFrame(rows, columns=columns)
 
 
 def summarize(frame: "pd.DataFrame", by: Sequence[str] = ("key", "model")) -> "pd.DataFrame":  # noqa: F821
     """Mean and std (ddof=1) over seeds per model: columns ``<metric>_mean``, ``<metric>_std``, ``n``."""
-    cols = [*METRICS, "fps", "params_m", "steps", "train_seconds"]
+    cols = [*METRICS, "fps", "params_m", "steps", "train_seconds", "gmacs"]
     grouped = frame.groupby(list(by), sort=False)
     out = grouped[cols].mean().add_suffix("_mean").join(grouped[list(METRICS)].std(ddof=1).add_suffix("_std"))
     out["n"] = grouped.size()
@@ -348,7 +349,9 @@ def side_by_side(summary: "pd.DataFrame", table: int) -> "pd.DataFrame":  # noqa
     rows = []
     for _, r in summary.iterrows():
         paper_row = paper.loc[PAPER_LABELS[r["key"]]] if PAPER_LABELS.get(r["key"]) in paper.index else None
-        row = {"model": r["model"], "params (M)": round(r["params_m_mean"], 2), "n seeds": int(r["n"])}
+        row = {"model": r["model"], "params (M)": round(r["params_m_mean"], 2),
+               "GMACs": "—" if r["gmacs_mean"] != r["gmacs_mean"] else f"{r['gmacs_mean']:.3f}",
+               "n seeds": int(r["n"])}
         for m, name in zip(METRICS, ("Acc", "Pre", "Rec", "F1")):
             row[f"{name} ours"] = _pm(r[f"{m}_mean"], r[f"{m}_std"])
             paper_key = {"acc": "accuracy"}.get(m, m)

@@ -177,6 +177,30 @@ def _order(key: str) -> tuple[int, str]:
     return (rank.get(key, len(rank)), key)
 
 
+_GMACS: dict[str, float] = {}
+
+
+def run_gmacs(folder: Path) -> float | None:
+    """GMACs (multiply-adds, the unit the paper calls GFLOPs) of one forward pass of the run's
+    model at the run's image size, counted on a fresh model (cached per model and size)."""
+    from .models import build_model
+
+    cfg = read_json(folder / "config.json") or {}
+    spec_d, c = cfg.get("model_spec") or {}, cfg.get("config") or {}
+    if not spec_d.get("name") or not c.get("img_size"):
+        return None
+    key = _canonical([spec_d.get("name"), spec_d.get("kwargs"), spec_d.get("min_input"), c["img_size"],
+                      cfg.get("num_classes")])
+    if key not in _GMACS:
+        from esg_lib.models.zoo import count_gmacs
+
+        spec = ModelSpec(spec_d.get("label") or spec_d["name"], spec_d["name"], spec_d.get("kwargs") or {},
+                         spec_d.get("min_input"))
+        model = build_model(spec, int(cfg.get("num_classes") or 7), int(c["img_size"]))
+        _GMACS[key] = count_gmacs(model, int(c["img_size"]))
+    return _GMACS[key]
+
+
 def export_run_metrics(folders: Iterable[Path], results: Path) -> list[Path]:
     """Copy each finished run's metrics into ``results/runs/`` (small JSON files to commit)."""
     dest = results / "runs"
@@ -197,6 +221,7 @@ def export_run_metrics(folders: Iterable[Path], results: Path) -> list[Path]:
         rec["finished"] = meta.get("finished")
         rec["command"] = meta.get("command")
         rec["hardware"] = hardware_text(meta)
+        rec["gmacs"] = met.get("gmacs") or run_gmacs(folder)
         dest.mkdir(parents=True, exist_ok=True)
         path = dest / f"{slug(rec['dataset'])}__{slug(rec['model'])}__{rec['run']}.json"
         write_json(path, rec)

@@ -492,6 +492,7 @@ def _finish(folder, model, bundle, cfg, device, use_amp, best, best_path, global
         "best_epoch": best["epoch"], "val_best": best["metrics"],
         "test": {k: summary[k] for k in ("acc", "precision", "recall", "f1", "loss", "n")},
         "fps": fps["fps"], "fps_protocol": {k: v for k, v in fps.items() if k != "fps"},
+        "gmacs": R.run_gmacs(folder),
         "train_seconds": train_seconds, "wall_seconds": wall,
     }
     R.write_json(folder / "metrics.json", metrics)
