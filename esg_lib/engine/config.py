@@ -319,11 +319,13 @@ def model_table_markdown(profile: str) -> str:
 
     prof = get_profile(profile)
     d = prof.defaults
-    lines = [f"| key | paper row | timm model | kwargs | notes |", "|---|---|---|---|---|"]
+    lines = ["| key | paper row | timm model | kwargs | recipe (tuned) | notes |", "|---|---|---|---|---|---|"]
     for key in (*COMPARISON, *ABLATION):
         spec = resolve_model(key, profile) if prof.models[key].param_match_of else prof.models[key]
         kw = ", ".join(f"{k}={v}" for k, v in spec.kwargs.items()) or "—"
-        lines.append(f"| `{key}` | {spec.label} | `{spec.name}` | {kw} | {spec.note or '—'} |")
+        recipe = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in spec.recipe.items()) or "profile's"
+        lines.append(f"| `{key}` | {spec.label} | `{spec.name}` | {kw} | {recipe} | {spec.note or '—'} |")
     head = (f"**{profile}** — {prof.description}. img_size {d['img_size']}, batch {d['batch_size']}, "
             f"epochs {d['epochs']}, lr {d['lr']:g}, warm-up {d['warmup_epochs']} epoch(s), "
             f"max_images {d['max_images']}, augment_copies {d['augment_copies']}, seeds "
