@@ -143,6 +143,9 @@ def test_results_block_is_computed_from_the_records(pipeline):
     d = paired_difference([acc["esg-convnext", 0], acc["esg-convnext", 1]],
                           [acc["resnet18", 0], acc["resnet18", 1]])
     assert f"| ResNet18 | 2 | {round(d['mean'], 2)} | [{d['low']:.2f}, {d['high']:.2f}] |" in block
+    esg_mean = (acc["esg-convnext", 0] + acc["esg-convnext", 1]) / 2
+    assert f"{'met' if esg_mean >= 94 else 'not met'}: {esg_mean:.1f} % over 2 seed(s)" in block
+    assert f"- vs ResNet18: {d['mean']:+.1f} points accuracy over 2 paired seed(s)" in block
 
 
 def test_status_ignores_records_of_another_recipe(pipeline, tmp_path):

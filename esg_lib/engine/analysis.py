@@ -94,6 +94,35 @@ def paired_section(records, dataset: str, keys: Sequence[str]) -> str:
             + "\n\n".join(parts) + "\n")
 
 
+def verdict_section(records, dataset: str = "x-sdd", aim: float = 94.0) -> str:
+    """Plain sentences computed from the records: the aim of issue 8 and ESG vs each reference."""
+    from esg_lib import experiments as E
+
+    frame = E.records_frame(_select(records, dataset, "leak-free"))
+    esg = frame[frame["key"] == "esg-convnext"]
+    if esg.empty:
+        return ""
+    lines = [f"##### Reading ({dataset}, leak-free; computed from the records above)", ""]
+    mean, n = esg["acc"].mean(), len(esg)
+    lines.append(f"- Aim: ESG-ConvNeXt ≥ {aim:g} % mean test accuracy — "
+                 f"{'met' if mean >= aim else 'not met'}: {mean:.1f} % over {n} seed(s).")
+    for key, part in frame[frame["key"] != "esg-convnext"].groupby("key", sort=False):
+        other = part.set_index("seed")["acc"]
+        mine = esg.set_index("seed")["acc"]
+        seeds = sorted(set(mine.index) & set(other.index))
+        if not seeds:
+            continue
+        d = E.paired_difference(mine.loc[seeds].to_numpy(), other.loc[seeds].to_numpy())
+        if d["within_noise"]:
+            word = "no difference beyond noise"
+        else:
+            word = "ESG-ConvNeXt better" if d["mean"] > 0 else "ESG-ConvNeXt worse"
+        ci = "" if d["low"] != d["low"] else f", 95 % interval [{d['low']:+.1f}, {d['high']:+.1f}]"
+        lines.append(f"- vs {part['model'].iloc[0]}: {d['mean']:+.1f} points accuracy over {len(seeds)} "
+                     f"paired seed(s){ci} — {word}.")
+    return "\n".join(lines) + "\n"
+
+
 def leak_section(records, dataset: str = "x-sdd", keys: Sequence[str] = ("esg-convnext", "convnextv2")) -> str:
     from esg_lib import experiments as E
 
@@ -173,6 +202,7 @@ def results_block(profile: str, results: str | Path = "results") -> str:
     parts += [
         side_by_side_section(profile, current, "x-sdd", 3, comparison, "X-SDD — beside the paper's Table 3"),
         paired_section(current, "x-sdd", comparison),
+        verdict_section(current),
         leak_section(current),
         side_by_side_section(profile, current, "x-sdd", 2, ablation,
                              "X-SDD ablation — beside the paper's Table 2 (the paper's rows are on NEU-CLS-64)"),
