@@ -168,3 +168,6 @@ def test_queue_cli_status_and_list(pipeline, capsys):
     assert main(["queue", "--profile", "smoke", "--list", "--out", str(pipeline["out"] / "none"),
                  "--results", str(pipeline["out"] / "none")]) == 0
     assert capsys.readouterr().out.count("seed") == 4
+    assert main(["queue", "--profile", "smoke", "--list", "--model", "resnet18", "--out",
+                 str(pipeline["out"] / "none"), "--results", str(pipeline["out"] / "none")]) == 0
+    assert [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()] == ["resnet18", "resnet18"]

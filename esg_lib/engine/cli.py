@@ -141,6 +141,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", default="cpu")
     p.add_argument("--stage", nargs="+", default=None, metavar="TEXT",
                    help="only stages whose name contains TEXT (e.g. 'references', 'leak', 'NEU')")
+    p.add_argument("--model", nargs="+", default=None, metavar="KEY", help="only these model-table rows")
     p.add_argument("--status", action="store_true", help="print the progress table and exit")
     p.add_argument("--list", action="store_true", help="print the pending runs in order and exit")
     p.add_argument("--limit", type=int, default=None, help="stop after this many runs")
@@ -332,10 +333,11 @@ def cmd_queue(args: argparse.Namespace) -> int:
         print(P.status_markdown(args.profile, args.results, args.out))
         return 0
     if args.list:
-        for stage, model, seed in P.pending(args.profile, args.stage, args.results, args.out):
+        for stage, model, seed in P.pending(args.profile, args.stage, args.results, args.out, args.model):
             print(f"{stage.name}\t{model}\tseed {seed}")
         return 0
-    done = P.run_queue(args.profile, args.stage, args.out, args.results, args.limit, **_runtime(args))
+    done = P.run_queue(args.profile, args.stage, args.out, args.results, args.limit, args.model,
+                       **_runtime(args))
     print(f"{len(done)} run(s) finished")
     print(P.status_markdown(args.profile, args.results, args.out))
     return 0

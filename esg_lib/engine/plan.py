@@ -158,8 +158,9 @@ def status_markdown(profile: str, results: str | Path = "results", out: str | Pa
 
 
 def pending(profile: str, stages: Sequence[str] | None = None, results: str | Path = "results",
-            out: str | Path = "runs") -> list[tuple[Stage, str, int]]:
-    """(stage, model, seed) still to train, in queue order (stage, then seed, then model)."""
+            out: str | Path = "runs", models: Sequence[str] | None = None) -> list[tuple[Stage, str, int]]:
+    """(stage, model, seed) still to train, in queue order (stage, then seed, then model);
+    ``stages`` / ``models`` keep only stages whose name contains one of the texts / those models."""
     rows = {r["stage"]: set(r["missing"]) for r in status(profile, results, out)}
     chosen = [s for s in plan(profile) if not stages or any(t.lower() in s.name.lower() for t in stages)]
     if stages and not chosen:
@@ -169,14 +170,14 @@ def pending(profile: str, stages: Sequence[str] | None = None, results: str | Pa
     for stage in chosen:
         for seed in get_profile(profile).seeds:
             for model in stage.models:
-                if f"{model}/s{seed}" in rows[stage.name]:
+                if f"{model}/s{seed}" in rows[stage.name] and (not models or model in models):
                     todo.append((stage, model, seed))
     return todo
 
 
 def run_queue(profile: str, stages: Sequence[str] | None = None, out: str | Path = "runs",
               results: str | Path = "results", limit: int | None = None,
-              **overrides: Any) -> list[dict[str, Any]]:
+              models: Sequence[str] | None = None, **overrides: Any) -> list[dict[str, Any]]:
     """Train the pending runs of the plan in order; after each run, export its record and rebuild
     the tables (so that a session that ends mid-queue loses at most the run in progress, which
     resumes from its last epoch next time). A stage whose dataset is unavailable is skipped with a
@@ -187,7 +188,7 @@ def run_queue(profile: str, stages: Sequence[str] | None = None, out: str | Path
     from .train import TrainingDiverged, fit, matching_bundle, planned_run_dir, prepare_bundle
     from .tuning import adopt_tuning_run
 
-    todo = pending(profile, stages, results, out)
+    todo = pending(profile, stages, results, out, models)
     print(f"{len(todo)} run(s) pending for profile {profile!r}")
     done: list[dict[str, Any]] = []
     bundle, bundle_key, unavailable = None, None, set()
