@@ -75,11 +75,31 @@ def test_committed_recipes_are_the_winners_of_the_committed_tuning_records():
     for profile in T.CANDIDATES:
         records = T.load_records(profile, ROOT / "results")
         for model, cand in T.winners(profile, records).items():
-            recipe = dict(C.get_profile(profile).models[model].recipe)
-            assert recipe == cand["fields"], f"{profile}/{model}: table has {recipe}, tuning chose {cand}"
+            cfg = C.build_config(profile, model=model)
+            have = {f: getattr(cfg, f) for f in T.TUNED_FIELDS}
+            assert have == cand["fields"], f"{profile}/{model}: the table gives {have}, tuning chose {cand}"
+            assert T.recipe_ready(profile, model, ROOT / "results") == (True, "")
             checked += 1
     if checked == 0:
         pytest.skip("no finished tuning is committed under results/")
+
+
+def test_queue_waits_for_a_rows_tuning(tmp_path, monkeypatch):
+    monkeypatch.setitem(T.TUNING_REQUIRED, "smoke", ("resnet18", "esg-convnext"))
+    ready, why = T.recipe_ready("smoke", "resnet18", tmp_path)
+    assert not ready and "esg tune --profile smoke --model resnet18" in why
+    assert not T.recipe_ready("smoke", "esg-abl3", tmp_path)[0]          # shares ESG's recipe
+    assert T.recipe_ready("smoke", "mobilenetv3", tmp_path) == (True, "")  # not tuned in this profile
+    names = [c["name"] for c in T.candidates("smoke")]
+    recs = tmp_path / "smoke" / "tuning" / "runs"
+    recs.mkdir(parents=True)
+    for name, f1 in zip(names, (0.4, 0.6)):             # the second candidate wins ...
+        (recs / f"{name[:5]}.json").write_text(json.dumps({"model": "resnet18", "candidate": name,
+                                                           "val_f1": f1, "val_acc": f1}))
+    ready, why = T.recipe_ready("smoke", "resnet18", tmp_path)
+    assert not ready and "not the tuning winner" in why     # ... but the table has the profile's recipe
+    done = P.run_queue("smoke", out=tmp_path / "runs", results=tmp_path, models=["resnet18"])
+    assert done == [] and not (tmp_path / "runs").exists()
 
 
 # ----------------------------------------------------------------------------- tune + queue

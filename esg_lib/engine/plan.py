@@ -180,22 +180,28 @@ def run_queue(profile: str, stages: Sequence[str] | None = None, out: str | Path
               models: Sequence[str] | None = None, **overrides: Any) -> list[dict[str, Any]]:
     """Train the pending runs of the plan in order; after each run, export its record and rebuild
     the tables (so that a session that ends mid-queue loses at most the run in progress, which
-    resumes from its last epoch next time). A stage whose dataset is unavailable is skipped with a
+    resumes from its last epoch next time). A stage whose dataset is unavailable, and a model whose
+    recipe tuning is not finished (:func:`esg_lib.engine.tuning.recipe_ready`), are skipped with a
     message. ``limit`` stops after that many runs."""
     from esg_lib.cli import UserError
 
     from . import runs as R
     from .train import TrainingDiverged, fit, matching_bundle, planned_run_dir, prepare_bundle
-    from .tuning import adopt_tuning_run
+    from .tuning import adopt_tuning_run, recipe_ready
 
     todo = pending(profile, stages, results, out, models)
     print(f"{len(todo)} run(s) pending for profile {profile!r}")
     done: list[dict[str, Any]] = []
-    bundle, bundle_key, unavailable = None, None, set()
+    bundle, bundle_key, unavailable, not_ready = None, None, set(), set()
     for i, (stage, model, seed) in enumerate(todo):
         if limit is not None and len(done) >= limit:
             break
-        if stage.dataset in unavailable:
+        if stage.dataset in unavailable or model in not_ready:
+            continue
+        ready, why = recipe_ready(profile, model, results)
+        if not ready:
+            print(f"skipping {model}: {why}", file=sys.stderr)
+            not_ready.add(model)
             continue
         cfg = build_config(profile, model=model, seed=seed, dataset=stage.dataset,
                            protocol=stage.protocol, out=str(out), **overrides)
