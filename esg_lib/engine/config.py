@@ -33,11 +33,13 @@ Profiles
     of training plus validation, test, FPS and data preparation (≈3.8 h for the 8 models without
     the param-matched ConvNeXtV2), leaving head-room for a busy machine. **64 px** (NEU-CLS-64's
     native size; X-SDD's 128 px images halved; 224 px would cost ≈12× more), **batch 64** (the
-    paper's), 1 warm-up epoch, cosine to 1e-6, **lr 1e-4** (the paper's): a check at 1e-3 (seed
+    paper's), 1 warm-up epoch, cosine to 1e-6, **lr 1e-4** (the paper's) as the default: a check at 1e-3 (seed
     0, same 915 steps, on a GPU) helped ResNet18 (test F1 0.73 → 0.89) but hurt ViT (0.81 → 0.73)
     and made Swin-T collapse (0.62 → 0.29, best epoch 1), so one larger lr for every model would
-    not be a fair "same recipe"; every model gets the same lr, schedule and steps ("same
-    budget"). Model sizes: the
+    not be fair either. Each comparison row therefore gets its own ``recipe`` (lr, online
+    augmentation, label smoothing): the best of the same four candidates on seed 0's validation
+    part (:mod:`esg_lib.engine.tuning`, :data:`CPU_RECIPES`); data, split, steps and schedule stay
+    the same for every model ("same budget"). Model sizes: the
     small member of each family at 64 px (ViT-Ti with 8 px patches, Swin-T with window 4,
     MobileNetV3-Large, DenseNet121, InceptionV3 upsampled to 75 px inside the model,
     esg_convnext_atto and convnextv2_atto; convnextv2_tiny is the param-matched one).
