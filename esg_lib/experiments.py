@@ -340,9 +340,10 @@ def summarize(frame: "pd.DataFrame", by: Sequence[str] = ("key", "model")) -> "p
     return out.reset_index()
 
 
-def side_by_side(summary: "pd.DataFrame", table: int) -> "pd.DataFrame":  # noqa: F821
+def side_by_side(summary: "pd.DataFrame", table: int,  # noqa: F821
+                 fps: Mapping[str, float] | None = None) -> "pd.DataFrame":  # noqa: F821
     """Our mean ± std (a :func:`summarize` frame) beside the paper's Table ``table``; the paper's
-    columns say so."""
+    columns say so. ``fps`` (model key → images/s, from ``esg fps``) replaces the runs' own FPS."""
     import pandas as pd
 
     paper = paper_table(table).set_index("model")
@@ -356,7 +357,8 @@ def side_by_side(summary: "pd.DataFrame", table: int) -> "pd.DataFrame":  # noqa
             row[f"{name} ours"] = _pm(r[f"{m}_mean"], r[f"{m}_std"])
             paper_key = {"acc": "accuracy"}.get(m, m)
             row[f"{name} paper"] = "—" if paper_row is None else f"{paper_row[paper_key]:.1f}"
-        row["FPS ours (this machine)"] = f"{r['fps_mean']:.1f}" if r["fps_mean"] == r["fps_mean"] else "—"
+        speed = (fps or {}).get(r["key"], r["fps_mean"])
+        row["FPS ours (this machine)"] = f"{speed:.1f}" if speed == speed else "—"
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -191,3 +191,21 @@ def test_queue_cli_status_and_list(pipeline, capsys):
     assert main(["queue", "--profile", "smoke", "--list", "--model", "resnet18", "--out",
                  str(pipeline["out"] / "none"), "--results", str(pipeline["out"] / "none")]) == 0
     assert [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()] == ["resnet18", "resnet18"]
+
+
+def test_fps_pass_feeds_the_tables(pipeline, tmp_path, capsys):
+    import shutil
+
+    from esg_lib.cli import main
+
+    results = tmp_path / "results"
+    shutil.copytree(pipeline["results"], results)
+    assert main(["fps", "--profile", "smoke", "--results", str(results), "--iters", "2",
+                 "--repeats", "2"]) == 0
+    data = json.loads((results / "smoke" / "fps.json").read_text())
+    assert set(data["models"]) >= {"esg-convnext", "resnet18", "convnextv2-param", "esg-abl1"}
+    assert all(v["fps"] > 0 and len(v["fps_all"]) == 2 for v in data["models"].values())
+    assert data["protocol"]["img_size"] == 32 and data["hardware"].startswith("CPU")
+    block = R.readme_results("smoke", results)
+    assert "FPS: `esg fps` (" in block
+    assert f"| {data['models']['resnet18']['fps']:.1f} |" in block

@@ -61,16 +61,27 @@ def _describe(records: Sequence[Mapping[str, Any]]) -> str:
 
 
 def side_by_side_section(profile: str, records, dataset: str, table: int, keys: Sequence[str],
-                         title: str) -> str:
+                         title: str, results: str | Path = "results") -> str:
     from esg_lib import experiments as E
+
+    from .fps import load_fps
 
     recs = _select(records, dataset, "leak-free", keys)
     if not recs:
         return ""
     frame = _ordered(E.records_frame(recs), keys)
-    body = E.markdown_table(E.side_by_side(E.summarize(frame), table))
+    speed = load_fps(profile, results)
+    fps = {k: v["fps"] for k, v in (speed or {}).get("models", {}).items()}
+    body = E.markdown_table(E.side_by_side(E.summarize(frame), table, fps))
+    if speed:
+        p = speed["protocol"]
+        fps_note = (f"FPS: `esg fps` ({speed['date'][:10]}, {speed['hardware']}; batch {p['batch_size']}, "
+                    f"{p['img_size']} px, median of {p['repeats']} × {p['iters']} images)")
+    else:
+        fps_note = "FPS: measured by each run after training (thread counts may differ; `esg fps` measures all rows alike)"
     return (f"##### {title}\n\nOurs: profile `{profile}`, {dataset}, leak-free split, test part, mean ± std "
-            f"over seeds (%); {_describe(recs)}. Columns marked *paper* are the paper's Table {table} "
+            f"over seeds (%); {_describe(recs)}. {fps_note}. GMACs: multiply-adds of one image at the "
+            f"profile's size. Columns marked *paper* are the paper's Table {table} "
             f"(224 px, 100 epochs, RTX 4090, its own split), not ours.\n\n{body}\n")
 
 
@@ -200,14 +211,16 @@ def results_block(profile: str, results: str | Path = "results") -> str:
     comparison = E.COMPARISON_MODELS
     ablation = E.ABLATION_MODELS
     parts += [
-        side_by_side_section(profile, current, "x-sdd", 3, comparison, "X-SDD — beside the paper's Table 3"),
+        side_by_side_section(profile, current, "x-sdd", 3, comparison, "X-SDD — beside the paper's Table 3",
+                             results),
         paired_section(current, "x-sdd", comparison),
         verdict_section(current),
         leak_section(current),
         side_by_side_section(profile, current, "x-sdd", 2, ablation,
-                             "X-SDD ablation — beside the paper's Table 2 (the paper's rows are on NEU-CLS-64)"),
+                             "X-SDD ablation — beside the paper's Table 2 (the paper's rows are on NEU-CLS-64)",
+                             results),
         side_by_side_section(profile, current, "neu-cls-64", 1, comparison,
-                             "NEU-CLS-64 — beside the paper's Table 1"),
+                             "NEU-CLS-64 — beside the paper's Table 1", results),
         paired_section(current, "neu-cls-64", comparison),
         per_class_section(current, "x-sdd", comparison),
     ]

@@ -129,6 +129,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_tune)
 
+    p = subparsers.add_parser("fps", help="inference speed of every model-table row, one quiet pass",
+                              description="Measure images/s (batch 1, the profile's image size, CPU) of "
+                              "every comparison and ablation row on freshly built models and write "
+                              "RESULTS/<profile>/fps.json, which the tables' FPS column uses. Run it "
+                              "on an otherwise idle machine.", formatter_class=fmt)
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--results", default="results")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's, i.e. all cores)")
+    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=5)
+    p.set_defaults(func=cmd_fps)
+
     p = subparsers.add_parser("queue", help="train what the profile's experiment plan still lacks",
                               description="Train the pending runs of the profile's plan "
                               "(esg_lib.engine.plan) in order, resuming unfinished ones; rebuild the "
@@ -323,6 +335,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
                      force=args.force, **_runtime(args))
     path = T.write_tuning_table(args.profile, args.results)
     print(path.read_text())
+    return 0
+
+
+def cmd_fps(args: argparse.Namespace) -> int:
+    from . import fps as F
+
+    path = F.write_fps(args.profile, args.results, threads=args.threads, iters=args.iters,
+                       repeats=args.repeats)
+    print(path)
     return 0
 
 
