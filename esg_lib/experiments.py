@@ -221,8 +221,12 @@ class Experiment:
         return summarize(self.results_frame(runs), by)
 
     def side_by_side(self, runs: Sequence[RunResult], table: int) -> "pd.DataFrame":  # noqa: F821
-        """Our mean ± std beside the paper's Table ``table`` (the paper's columns are labelled so)."""
-        return side_by_side(self.summary(runs), table)
+        """Our mean ± std beside the paper's Table ``table`` (the paper's columns are labelled so);
+        FPS from ``esg fps`` (``results/<profile>/fps.json``) when it has been measured."""
+        from esg_lib.engine.fps import load_fps
+
+        speed = load_fps(self.profile, self.results_dir.parent) or {}
+        return side_by_side(self.summary(runs), table, {k: v["fps"] for k, v in speed.get("models", {}).items()})
 
     def paired_differences(self, runs: Sequence[RunResult], target: str = "esg-convnext",
                            metric: str = "acc") -> "pd.DataFrame":  # noqa: F821
