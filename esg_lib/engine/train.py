@@ -166,8 +166,10 @@ def prepare_bundle(cfg: TrainConfig):
                         augment_copies=cfg.augment_copies, online_augment=cfg.online_augment)
 
 
-_BUNDLE_FIELDS = ("seed", "img_size", "protocol", "val_fraction", "test_fraction", "max_images",
-                  "augment_copies")
+# A bundle prepared with other values of these would be mislabelled by the run's config. The seed
+# is not among them: the same split with another initialisation seed is a legitimate experiment
+# (the run identity records the bundle's own split seed).
+_BUNDLE_FIELDS = ("img_size", "protocol", "val_fraction", "test_fraction", "max_images", "augment_copies")
 
 
 def matching_bundle(cfg: TrainConfig, bundle: Any = None):
