@@ -189,6 +189,7 @@ class Profile:
 # Recipes chosen by `esg tune --profile cpu`: each tuned model's best candidate on seed 0's
 # validation part (results/cpu/tuning.md). A test checks these equal the committed tuning winners.
 CPU_RECIPES: dict[str, dict[str, Any]] = {
+    "esg-convnext": {"lr": 1e-3, "online_augment": True, "label_smoothing": 0.1},
     "resnet18": {"lr": 1e-3, "online_augment": False, "label_smoothing": 0.0},
     "convnextv2": {"lr": 1e-3, "online_augment": False, "label_smoothing": 0.0},
 }
