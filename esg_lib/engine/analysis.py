@@ -182,9 +182,9 @@ def tuning_section(profile: str, results: str | Path) -> str:
     if not records:
         return ""
     return ("##### Recipe tuning (validation part only)\n\n"
-            "ESG-ConvNeXt, ResNet18 and ConvNeXtV2 each tried the same candidate recipes on seed 0's "
-            "split (`esg tune`); the winner on validation F1 is the row's recipe in the model table. "
-            "The other models use the profile's recipe.\n\n"
+            "Every comparison row tries the same candidate recipes on seed 0's split (`esg tune`); "
+            "the winner on validation F1 is the row's recipe in the model table, and `esg queue` "
+            "trains a row only once its tuning is finished (rows not listed here are not tuned yet).\n\n"
             + T.tuning_table_markdown(profile, records) + "\n")
 
 
