@@ -113,14 +113,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("tune", help="try the candidate recipes on the validation part",
                               description="Train every candidate recipe (esg_lib.engine.tuning) for "
-                              "ESG-ConvNeXt, ResNet18 and ConvNeXtV2 on seed 0's split and table their "
+                              "each comparison row on seed 0's split and table their "
                               "validation scores in RESULTS/<profile>/tuning.md (resumable).",
                               epilog="examples:\n  esg tune --profile cpu\n  esg tune --profile cpu "
                               "--model resnet18 --threads 1\n  esg tune --profile cpu --report   "
                               "# rebuild the table only", formatter_class=fmt)
     p.add_argument("--profile", default="cpu")
     p.add_argument("--model", nargs="+", default=None, metavar="KEY",
-                   help="model-table keys (default: esg-convnext resnet18 convnextv2)")
+                   help="model-table keys (default: every tuned row, ESG-ConvNeXt and its references first)")
     p.add_argument("--out", default="runs", help="tuning runs go under OUT/tuning/<profile>/")
     p.add_argument("--results", default="results")
     p.add_argument("--report", action="store_true", help="only rebuild RESULTS/<profile>/tuning.md")

@@ -88,6 +88,11 @@ COMPARISON = ("esg-convnext", "mobilenetv3", "inceptionv3", "convnextv2", "convn
 ABLATION = tuple(f"esg-abl{k}" for k in range(1, 6))
 
 
+# Rows that take their partner's tuned recipe: they differ from it only in the network.
+SHARED_RECIPE: dict[str, str] = {"convnextv2-param": "convnextv2",
+                                 **{f"esg-abl{k}": "esg-convnext" for k in range(1, 6)}}
+
+
 def _table(esg: str, img_size: int, vit: str, vit_patch: int, swin_window: int,
            recipes: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, ModelSpec]:
     """The profile's model table. ``recipes`` (model key → training fields) come from tuning; the
@@ -116,9 +121,8 @@ def _table(esg: str, img_size: int, vit: str, vit_patch: int, swin_window: int,
         table[f"esg-abl{k}"] = ModelSpec(f"Row {k}: {ABLATION_ROWS[k].label}", f"{esg}_abl{k}",
                                          note="paper Table 2 row")
     recipes = dict(recipes or {})
-    shared_from = {"convnextv2-param": "convnextv2", **{f"esg-abl{k}": "esg-convnext" for k in range(1, 6)}}
     for key in table:
-        recipe = recipes.get(key, recipes.get(shared_from.get(key, ""), {}))
+        recipe = recipes.get(key, recipes.get(SHARED_RECIPE.get(key, ""), {}))
         if recipe:
             table[key] = dataclasses.replace(table[key], recipe=dict(recipe))
     return table

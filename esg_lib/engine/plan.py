@@ -18,7 +18,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Sequence
 
 from .config import ABLATION, COMPARISON, ConfigError, build_config, get_profile, identity_fields
 
@@ -227,9 +227,3 @@ def run_queue(profile: str, stages: Sequence[str] | None = None, out: str | Path
         done.append({"stage": stage.name, "model": model, "seed": seed, "folder": str(res.run_dir)})
         R.build_report(profile, out, results)
     return done
-
-
-def describe(profile: str) -> Iterable[str]:
-    seeds = " ".join(map(str, get_profile(profile).seeds))
-    for s in plan(profile):
-        yield f"{s.name}: {s.dataset}, {s.protocol}, {', '.join(s.models)}; seeds {seeds}. {s.purpose}"

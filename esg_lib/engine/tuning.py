@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .config import ConfigError, TrainConfig, build_config, get_profile
+from .config import SHARED_RECIPE, ConfigError, TrainConfig, build_config, get_profile
 
 TUNED_FIELDS: tuple[str, ...] = ("lr", "online_augment", "label_smoothing")
 # ESG-ConvNeXt and its two closest references first, then the paper's other baselines: every
@@ -34,7 +34,6 @@ TUNED_MODELS: tuple[str, ...] = ("esg-convnext", "resnet18", "convnextv2", "mobi
                                  "vit", "densenet121", "swin-t")
 # Profiles whose production runs wait for their row's tuning (esg queue skips them until then).
 TUNING_REQUIRED: dict[str, tuple[str, ...]] = {"cpu": TUNED_MODELS}
-SHARED_RECIPE = {"convnextv2-param": "convnextv2", **{f"esg-abl{k}": "esg-convnext" for k in range(1, 6)}}
 TUNING_SEED = 0
 
 
