@@ -102,6 +102,22 @@ def test_queue_waits_for_a_rows_tuning(tmp_path, monkeypatch):
     assert done == [] and not (tmp_path / "runs").exists()
 
 
+def test_time_left_is_estimated_from_the_runs_of_the_same_row_then_its_tuning_then_the_full_model():
+    runs = [{"dataset": "x-sdd", "model": "esg-convnext", "wall_seconds": s} for s in (100.0, 300.0, 200.0)]
+    runs.append({"dataset": "x-sdd", "model": "resnet18", "wall_seconds": None, "train_seconds": 50.0})
+    tuning = [{"model": "resnet18", "train_seconds": 999.0}, {"model": "vit", "train_seconds": 70.0},
+              {"model": "vit", "train_seconds": 90.0}]
+    typical = P.typical_run_seconds("cpu", runs, tuning)
+    assert typical["x-sdd", "esg-convnext"] == 200.0          # median of the row's own runs
+    assert typical["x-sdd", "resnet18"] == 50.0               # own runs beat tuning runs
+    assert typical["x-sdd", "vit"] == 80.0                    # no runs yet: its tuning runs
+    assert typical["x-sdd", "esg-abl2"] == 200.0              # ablation rows: the full network
+    assert ("x-sdd", "convnextv2-param") not in typical       # a shared recipe is not a shared cost
+    assert ("neu-cls-64", "esg-convnext") not in typical      # no evidence on that dataset
+    assert P._hours_left(1.5, 0) == "1.50"
+    assert P._hours_left(1.5, 2) == "≥ 1.50 (+2 runs without an estimate)"
+
+
 # ----------------------------------------------------------------------------- tune + queue
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):

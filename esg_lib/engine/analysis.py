@@ -200,8 +200,10 @@ def results_block(profile: str, results: str | Path = "results") -> str:
     parts = []
     if profile in P.PLANS:
         parts.append("##### Progress of the experiment plan\n\nFrom the committed run records "
-                     f"(`esg queue --profile {profile} --status`); hours are the runs' own wall-clock "
-                     "seconds on the hardware named in the tables.\n\n"
+                     f"(`esg queue --profile {profile} --status`); hours spent are the runs' own wall-clock "
+                     "seconds on the hardware named in the tables; hours left is a planning estimate (each "
+                     "missing run as the median of its row's finished or tuning runs, the ablation rows as the "
+                     "full network; ≥ where some rows have no runs yet).\n\n"
                      + P.status_markdown(profile, results, out=None) + "\n")
     parts.append(tuning_section(profile, results))
     if not records:

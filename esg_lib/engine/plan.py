@@ -11,6 +11,13 @@ per-run record (``results/<profile>/runs/*.json``) has the same dataset, protoco
 config variant as the profile would train now; *started* when a run folder with those fields holds
 logged epochs. Time spent is the runs' own wall-clock seconds (``metrics.json``; for unfinished
 runs, the training seconds of their last logged epoch).
+
+Time left is a rough estimate (:func:`typical_run_seconds`): each missing run counts as the median
+time of the finished runs of the same row on the same dataset (any protocol), else of its tuning runs
+(which train on the profile's default dataset), else, for the ablation rows, of the full
+ESG-ConvNeXt (an upper bound: the rows are parts of it); runs with none of these are counted apart, so the
+total is then a lower bound. Records come from different thread counts and machine loads, so the
+estimate is only good for planning sessions.
 """
 from __future__ import annotations
 
@@ -20,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import ABLATION, COMPARISON, ConfigError, build_config, get_profile, identity_fields
+from .config import (ABLATION, COMPARISON, SHARED_RECIPE, ConfigError, TrainConfig, build_config, get_profile,
+                     identity_fields)
 
 
 @dataclass(frozen=True)
@@ -101,36 +109,71 @@ def _run_progress(out: str | Path, profile: str) -> dict[tuple, dict[str, Any]]:
     return found
 
 
+def _record_seconds(rec: dict[str, Any]) -> float:
+    return float(rec.get("wall_seconds") or rec.get("train_seconds") or 0.0)
+
+
+def typical_run_seconds(profile: str, records: Sequence[dict[str, Any]],
+                        tuning_records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], float]:
+    """``(dataset, model) → seconds`` one more run of that row is expected to take (module docstring);
+    pairs without any evidence are absent."""
+    import statistics
+
+    runs: dict[tuple[str, str], list[float]] = {}
+    for r in records:
+        runs.setdefault((r["dataset"], r["model"]), []).append(_record_seconds(r))
+    tuning: dict[str, list[float]] = {}
+    for r in tuning_records:
+        tuning.setdefault(r["model"], []).append(float(r.get("train_seconds") or 0.0))
+    typical = {k: statistics.median(v) for k, v in runs.items()}
+    for model, v in tuning.items():
+        typical.setdefault((TrainConfig.dataset, model), statistics.median(v))
+    full = SHARED_RECIPE[ABLATION[0]]
+    for stage in plan(profile):
+        for model in (m for m in stage.models if m in ABLATION):
+            if (stage.dataset, model) not in typical and (stage.dataset, full) in typical:
+                typical[stage.dataset, model] = typical[stage.dataset, full]
+    return typical
+
+
 def status(profile: str, results: str | Path = "results",
            out: str | Path | None = "runs") -> list[dict[str, Any]]:
-    """One row per stage: runs planned / done / started, hours spent, and what is missing.
-    ``out=None`` reads only the committed records (no run folders: what the README shows)."""
+    """One row per stage: runs planned / done / started, hours spent, what is missing, the estimated
+    hours left and how many missing runs have no estimate. ``out=None`` reads only the committed
+    records (no run folders: what the README shows)."""
     from . import runs as R
+    from .tuning import load_records as load_tuning_records
 
     res = Path(results) / profile / "runs"
     records = [r for r in (R.read_json(p) for p in sorted(res.glob("*.json"))) if r] if res.is_dir() else []
     done = {_key(r["dataset"], r.get("protocol"), r["model"], r["seed"], r.get("variant", "")): r
             for r in records}
     running = _run_progress(out, profile) if out is not None else {}
+    typical = typical_run_seconds(profile, records, load_tuning_records(profile, results))
     seeds = get_profile(profile).seeds
     rows = []
     for stage in plan(profile):
-        n_done, started, seconds, missing = 0, 0, 0.0, []
+        n_done, started, seconds, missing, left, unknown = 0, 0, 0.0, [], 0.0, 0
         for model in stage.models:
             variant = expected_variant(profile, model, stage.dataset, stage.protocol)
             for seed in seeds:
                 key = _key(stage.dataset, stage.protocol, model, seed, variant)
                 if key in done:
                     n_done += 1
-                    seconds += float(done[key].get("wall_seconds") or done[key].get("train_seconds") or 0.0)
+                    seconds += _record_seconds(done[key])
+                    continue
+                missing.append(f"{model}/s{seed}")
+                so_far = float(running[key]["seconds"] or 0.0) if key in running else 0.0
+                started += key in running
+                seconds += so_far
+                if (stage.dataset, model) in typical:
+                    left += max(typical[stage.dataset, model] - so_far, 0.0)
                 else:
-                    missing.append(f"{model}/s{seed}")
-                    if key in running:
-                        started += 1
-                        seconds += float(running[key]["seconds"] or 0.0)
+                    unknown += 1
         rows.append({"stage": stage.name, "dataset": stage.dataset, "protocol": stage.protocol,
                      "planned": len(stage.models) * len(seeds), "done": n_done, "started": started,
-                     "hours": seconds / 3600.0, "missing": missing})
+                     "hours": seconds / 3600.0, "missing": missing, "hours_left": left / 3600.0,
+                     "unestimated": unknown})
     return rows
 
 
@@ -145,16 +188,26 @@ def _compact(missing: Sequence[str]) -> str:
 
 def status_markdown(profile: str, results: str | Path = "results", out: str | Path | None = "runs") -> str:
     rows = status(profile, results, out)
-    lines = ["| Stage | Runs done | Hours spent | Still to run |", "|---|---|---|---|"]
+    lines = ["| Stage | Runs done | Hours spent | Hours left (estimate) | Still to run |", "|---|---|---|---|---|"]
     for r in rows:
         todo = _compact(r["missing"])
         part = f" (+{r['started']} started)" if r["started"] else ""
-        lines.append(f"| {r['stage']} | {r['done']}/{r['planned']}{part} | {r['hours']:.2f} | {todo} |")
+        lines.append(f"| {r['stage']} | {r['done']}/{r['planned']}{part} | {r['hours']:.2f} | "
+                     f"{_hours_left(r['hours_left'], r['unestimated'])} | {todo} |")
     total_done = sum(r["done"] for r in rows)
     total = sum(r["planned"] for r in rows)
     hours = sum(r["hours"] for r in rows)
-    lines.append(f"| **all** | **{total_done}/{total}** | **{hours:.2f}** | |")
+    left = _hours_left(sum(r["hours_left"] for r in rows), sum(r["unestimated"] for r in rows))
+    lines.append(f"| **all** | **{total_done}/{total}** | **{hours:.2f}** | **{left}** | |")
     return "\n".join(lines)
+
+
+def _hours_left(hours: float, unestimated: int) -> str:
+    """``"1.50"``; ``"≥ 1.50 (+2 runs without an estimate)"`` when some runs have no evidence yet."""
+    if not unestimated:
+        return f"{hours:.2f}"
+    runs = "run" if unestimated == 1 else "runs"
+    return f"≥ {hours:.2f} (+{unestimated} {runs} without an estimate)"
 
 
 def pending(profile: str, stages: Sequence[str] | None = None, results: str | Path = "results",
