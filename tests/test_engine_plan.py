@@ -113,7 +113,8 @@ def test_time_left_is_estimated_from_the_runs_of_the_same_row_then_its_tuning_th
     assert typical["x-sdd", "vit"] == 80.0                    # no runs yet: its tuning runs
     assert typical["x-sdd", "esg-abl2"] == 200.0              # ablation rows: the full network
     assert ("x-sdd", "convnextv2-param") not in typical       # a shared recipe is not a shared cost
-    assert ("neu-cls-64", "esg-convnext") not in typical      # no evidence on that dataset
+    assert typical["neu-cls-64", "esg-convnext"] == pytest.approx(200.0 * 7226 / 1360)  # scaled by images
+    assert P.typical_run_seconds("cpu", [], []) == {}         # no evidence, no estimate
     assert P._hours_left(1.5, 0) == "1.50"
     assert P._hours_left(1.5, 2) == "≥ 1.50 (+2 runs without an estimate)"
 

@@ -203,7 +203,7 @@ def results_block(profile: str, results: str | Path = "results") -> str:
                      f"(`esg queue --profile {profile} --status`); hours spent are the runs' own wall-clock "
                      "seconds on the hardware named in the tables; hours left is a planning estimate (each "
                      "missing run as the median of its row's finished or tuning runs, the ablation rows as the "
-                     "full network; ≥ where some rows have no runs yet).\n\n"
+                     "full network, other datasets scaled by image count; ≥ where some rows have no runs yet).\n\n"
                      + P.status_markdown(profile, results, out=None) + "\n")
     parts.append(tuning_section(profile, results))
     if not records:

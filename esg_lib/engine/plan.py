@@ -15,8 +15,9 @@ runs, the training seconds of their last logged epoch).
 Time left is a rough estimate (:func:`typical_run_seconds`): each missing run counts as the median
 time of the finished runs of the same row on the same dataset (any protocol), else of its tuning runs
 (which train on the profile's default dataset), else, for the ablation rows, of the full
-ESG-ConvNeXt (an upper bound: the rows are parts of it); runs with none of these are counted apart, so the
-total is then a lower bound. Records come from different thread counts and machine loads, so the
+ESG-ConvNeXt (an upper bound: the rows are parts of it); a row with none of these on a dataset but some
+on another known dataset is scaled by the ratio of their image counts (the profile's steps grow with
+the data); runs with no evidence at all are counted apart, so the total is then a lower bound. Records come from different thread counts and machine loads, so the
 estimate is only good for planning sessions.
 """
 from __future__ import annotations
@@ -129,11 +130,25 @@ def typical_run_seconds(profile: str, records: Sequence[dict[str, Any]],
     for model, v in tuning.items():
         typical.setdefault((TrainConfig.dataset, model), statistics.median(v))
     full = SHARED_RECIPE[ABLATION[0]]
-    for stage in plan(profile):
+    stages = plan(profile)
+    for stage in stages:
         for model in (m for m in stage.models if m in ABLATION):
             if (stage.dataset, model) not in typical and (stage.dataset, full) in typical:
                 typical[stage.dataset, model] = typical[stage.dataset, full]
+    for stage in stages:
+        for model in stage.models:
+            seen = [(d, t) for (d, m), t in typical.items() if m == model and d != stage.dataset]
+            if (stage.dataset, model) not in typical and seen:
+                dataset, seconds = seen[0]
+                typical[stage.dataset, model] = seconds * _images(stage.dataset) / _images(dataset)
     return typical
+
+
+def _images(dataset: str) -> int:
+    """Images of a known dataset, from its committed content manifest."""
+    from esg_lib.data.registry import KNOWN
+
+    return sum(1 for line in KNOWN[dataset].manifest_text().splitlines() if line.strip())
 
 
 def status(profile: str, results: str | Path = "results",
