@@ -197,6 +197,7 @@ CPU_RECIPES: dict[str, dict[str, Any]] = {
     "resnet18": {"lr": 1e-3, "online_augment": False, "label_smoothing": 0.0},
     "convnextv2": {"lr": 1e-3, "online_augment": False, "label_smoothing": 0.0},
     "mobilenetv3": {"lr": 1e-3, "online_augment": False, "label_smoothing": 0.0},
+    "inceptionv3": {"lr": 1e-3, "online_augment": False, "label_smoothing": 0.0},
 }
 
 PROFILES: dict[str, Profile] = {
