@@ -55,15 +55,30 @@ def dataset_available(name: str) -> bool:
         return False
 
 
-def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd") -> tuple[str, str]:
+def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, profile: str | None = None,
+                 train_missing: bool = True, root: str | Path | None = None) -> tuple[str, str]:
     """``(dataset, note)``: the requested dataset, or the fallback with a one-line note saying why
-    and how to get the requested one (NEU-CLS-64 is never committed and cannot be fetched offline)."""
-    if dataset_available(requested):
+    and how to get the requested one (NEU-CLS-64 is never committed and cannot be fetched offline).
+
+    With ``train_missing=False`` (a notebook that trains nothing) and a ``profile``, the requested
+    dataset must also have a finished run of that profile under ``<root>/runs`` (``root``: the
+    project root, as :class:`Experiment`'s); otherwise the
+    notebook would have nothing to show, so it falls back too (e.g. NEU-CLS-64 fetched but its
+    `cpu` runs not trained yet)."""
+    if not dataset_available(requested):
+        return fallback, (f"{requested} is not available here: `esg data fetch {requested}` downloads it (or "
+                          f"set ESG_NEU_CLS_64 to your copy). Running the same experiment on {fallback} "
+                          f"instead; every figure and table below is labelled {fallback}.")
+    if train_missing or profile is None:
         return requested, ""
-    note = (f"{requested} is not available here: `esg data fetch {requested}` downloads it (or set "
-            f"ESG_NEU_CLS_64 to your copy). Running the same experiment on {fallback} instead; every "
-            f"figure and table below is labelled {fallback}.")
-    return fallback, note
+    from esg_lib.engine import runs as R
+
+    runs = (Path(root) if root else _project_root()) / "runs"
+    if any(R.is_finished(folder) for folder in R.find_runs(runs / profile, requested)):
+        return requested, ""
+    return fallback, (f"{requested} has no finished `{profile}` runs yet and this notebook trains nothing "
+                      f"(train_missing=False): showing {fallback} instead; every figure and table below is "
+                      f"labelled {fallback}. `esg queue --profile {profile}` trains them.")
 
 
 def paper_table(table: int) -> "pd.DataFrame":  # noqa: F821

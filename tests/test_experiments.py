@@ -47,6 +47,20 @@ def test_main_dataset_falls_back_with_a_clear_note(monkeypatch: pytest.MonkeyPat
     assert X.main_dataset("x-sdd") == ("x-sdd", "")
 
 
+def test_main_dataset_without_training_needs_finished_runs_of_the_profile(tmp_path: Path) -> None:
+    # x-sdd is always available (embedded): what decides is whether a finished cpu run exists
+    name, note = X.main_dataset("x-sdd", fallback="elsewhere", profile="cpu", train_missing=False, root=tmp_path)
+    assert name == "elsewhere" and "no finished `cpu` runs" in note and "esg queue --profile cpu" in note
+    run = tmp_path / "runs" / "cpu" / "x-sdd" / "resnet18" / "s0-abc"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    assert X.main_dataset("x-sdd", "elsewhere", profile="cpu", train_missing=False, root=tmp_path)[0] == "elsewhere"
+    (run / "metrics.json").write_text('{"status": "done"}')              # finished
+    assert X.main_dataset("x-sdd", "elsewhere", profile="cpu", train_missing=False, root=tmp_path) == ("x-sdd", "")
+    assert X.main_dataset("x-sdd", "elsewhere", profile="smoke", train_missing=False, root=tmp_path)[0] == "elsewhere"
+    assert X.main_dataset("x-sdd", "elsewhere", profile="cpu", root=tmp_path) == ("x-sdd", "")  # it may train
+
+
 def _fake(key: str, label: str, seed: int, protocol: str, acc: float) -> RunResult:
     return RunResult(key, label, seed, protocol, "x-sdd", Path("/nonexistent"),
                      {"test": {"acc": acc / 100, "precision": 0.5, "recall": 0.5, "f1": 0.5, "n": 272},
