@@ -62,9 +62,8 @@ def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, prof
 
     With ``train_missing=False`` (a notebook that trains nothing) and a ``profile``, the requested
     dataset must also have a finished run of that profile under ``<root>/runs`` (``root``: the
-    project root, as :class:`Experiment`'s); otherwise the
-    notebook would have nothing to show, so it falls back too (e.g. NEU-CLS-64 fetched but its
-    `cpu` runs not trained yet)."""
+    project root, as :class:`Experiment`'s); otherwise the notebook would have nothing to show, so
+    it falls back too (e.g. NEU-CLS-64 fetched but its `cpu` runs not trained yet)."""
     if not dataset_available(requested):
         return fallback, (f"{requested} is not available here: `esg data fetch {requested}` downloads it (or "
                           f"set ESG_NEU_CLS_64 to your copy). Running the same experiment on {fallback} "
