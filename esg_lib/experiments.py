@@ -73,7 +73,7 @@ def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, prof
     from esg_lib.engine import runs as R
 
     runs = (Path(root) if root else _project_root()) / "runs"
-    if any(R.is_finished(folder) for folder in R.find_runs(runs / profile, requested)):
+    if any(R.is_finished(folder) for folder in R.find_runs(runs / profile / requested)):
         return requested, ""
     return fallback, (f"{requested} has no finished `{profile}` runs yet and this notebook trains nothing "
                       f"(train_missing=False): showing {fallback} instead; every figure and table below is "

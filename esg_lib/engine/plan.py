@@ -15,10 +15,11 @@ runs, the training seconds of their last logged epoch).
 Time left is a rough estimate (:func:`typical_run_seconds`): each missing run counts as the median
 time of the finished runs of the same row on the same dataset (any protocol), else of its tuning runs
 (which train on the profile's default dataset), else, for the ablation rows, of the full
-ESG-ConvNeXt (an upper bound: the rows are parts of it); a row with none of these on a dataset but some
-on another known dataset is scaled by the ratio of their image counts (the profile's steps grow with
-the data); runs with no evidence at all are counted apart, so the total is then a lower bound. Records come from different thread counts and machine loads, so the
-estimate is only good for planning sessions.
+ESG-ConvNeXt (an upper bound: the rows are parts of it); a row with none of these on a dataset
+but some on another known dataset is scaled by the ratio of their image counts (the profile's steps
+grow with the data); runs with no evidence at all are counted apart, so the total is then a lower
+bound. Records come from different thread counts and machine loads, so the estimate is only good
+for planning sessions.
 """
 from __future__ import annotations
 
@@ -28,8 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import (ABLATION, COMPARISON, SHARED_RECIPE, ConfigError, TrainConfig, build_config, get_profile,
-                     identity_fields)
+from .config import ABLATION, COMPARISON, ConfigError, TrainConfig, build_config, get_profile, identity_fields
 
 
 @dataclass(frozen=True)
@@ -129,12 +129,11 @@ def typical_run_seconds(profile: str, records: Sequence[dict[str, Any]],
     typical = {k: statistics.median(v) for k, v in runs.items()}
     for model, v in tuning.items():
         typical.setdefault((TrainConfig.dataset, model), statistics.median(v))
-    full = SHARED_RECIPE[ABLATION[0]]
     stages = plan(profile)
     for stage in stages:
         for model in (m for m in stage.models if m in ABLATION):
-            if (stage.dataset, model) not in typical and (stage.dataset, full) in typical:
-                typical[stage.dataset, model] = typical[stage.dataset, full]
+            if (stage.dataset, model) not in typical and (stage.dataset, "esg-convnext") in typical:
+                typical[stage.dataset, model] = typical[stage.dataset, "esg-convnext"]
     for stage in stages:
         for model in stage.models:
             seen = [(d, t) for (d, m), t in typical.items() if m == model and d != stage.dataset]
@@ -146,9 +145,10 @@ def typical_run_seconds(profile: str, records: Sequence[dict[str, Any]],
 
 def _images(dataset: str) -> int:
     """Images of a known dataset, from its committed content manifest."""
+    from esg_lib.data.manifest import parse_manifest
     from esg_lib.data.registry import KNOWN
 
-    return sum(1 for line in KNOWN[dataset].manifest_text().splitlines() if line.strip())
+    return len(parse_manifest(KNOWN[dataset].manifest_text()))
 
 
 def status(profile: str, results: str | Path = "results",
