@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 __all__ = ["NOTEBOOKS", "PROFILES", "NotebookResult", "run_notebooks", "run_all", "project_root", "kernel_name",
-           "summary_markdown", "register"]
+           "summary_markdown", "resolve_notebooks", "register"]
 
 PROFILES = ("smoke", "cpu", "paper")
 KERNEL = "esg-lib"
@@ -37,6 +37,23 @@ NOTEBOOKS: dict[str, str] = {
     "07_xsdd_generalization.ipynb": "Table 3 (+ ResNet18 reference), Fig. 15 curves on X-SDD",
     "08_split_protocols.ipynb": "leak-free vs augment-then-group-split vs augment-then-split",
 }
+
+
+def resolve_notebooks(names: Sequence[str]) -> list[str]:
+    """Full notebook file names for what a user typed: ``03_model_comparison.ipynb``, the name
+    without ``.ipynb``, or any unambiguous prefix such as ``03``. Raises ``ValueError`` naming every
+    name that matches no notebook or more than one."""
+    choices = [*NOTEBOOKS, "00_reproduce_all.ipynb"]
+    resolved, problems = [], []
+    for name in names:
+        matches = [c for c in choices if c == name] or [c for c in choices if c.startswith(name)]
+        if len(matches) == 1:
+            resolved.append(matches[0])
+        else:
+            problems.append(f"{name!r} ({'matches ' + ', '.join(matches) if matches else 'no such notebook'})")
+    if problems:
+        raise ValueError(f"unknown notebook(s): {'; '.join(problems)} (choose from {', '.join(choices)})")
+    return resolved
 
 
 def project_root() -> Path:
@@ -166,10 +183,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.reuse_only:
         params["train_missing"] = False
     if args.notebooks:
-        unknown = [n for n in args.notebooks if n not in NOTEBOOKS and n != "00_reproduce_all.ipynb"]
-        if unknown:
-            raise UserError(f"unknown notebook(s): {', '.join(unknown)} (choose from {', '.join(NOTEBOOKS)})")
-        report = run_notebooks(args.profile, args.notebooks, params, args.kernel, root)
+        try:
+            notebooks = resolve_notebooks(args.notebooks)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        report = run_notebooks(args.profile, notebooks, params, args.kernel, root)
     else:
         # the reviewer's entry point: 00_reproduce_all runs every notebook and prints the summary
         report = run_notebooks(args.profile, ["00_reproduce_all.ipynb"], params, args.kernel, root, stream=True)
@@ -188,7 +206,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "papermill. Executed copies: runs/<profile>/notebooks/; figures: figures/<profile>/; "
                     "tables: results/<profile>/.")
     p.add_argument("--profile", choices=PROFILES, default="smoke")
-    p.add_argument("--notebooks", nargs="+", metavar="NAME", help="run only these numbered notebooks")
+    p.add_argument("--notebooks", nargs="+", metavar="NAME", help="run only these notebooks: full names or number prefixes (03 05)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the profile's)")
     p.add_argument("--kernel", help=f"Jupyter kernel (default: {KERNEL} if registered, else python3)")
     p.add_argument("--reuse-only", action="store_true",

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from conftest import PROJECT_ROOT
-from esg_lib.reproduce import NOTEBOOKS, run_notebooks
+from esg_lib.reproduce import NOTEBOOKS, resolve_notebooks, run_notebooks
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 ALL_NOTEBOOKS = sorted(p.name for p in NOTEBOOK_DIR.glob("*.ipynb"))
@@ -20,6 +20,13 @@ ALL_NOTEBOOKS = sorted(p.name for p in NOTEBOOK_DIR.glob("*.ipynb"))
 
 def test_every_numbered_notebook_is_run_by_reproduce_all() -> None:
     assert ALL_NOTEBOOKS == ["00_reproduce_all.ipynb", *sorted(NOTEBOOKS)]
+
+
+def test_notebooks_are_named_by_full_name_stem_or_number_prefix() -> None:
+    assert resolve_notebooks(["03", "05_tsne", "07_xsdd_generalization.ipynb", "00"]) == [
+        "03_model_comparison.ipynb", "05_tsne.ipynb", "07_xsdd_generalization.ipynb", "00_reproduce_all.ipynb"]
+    with pytest.raises(ValueError, match=r"'0' \(matches 01_data_overview.ipynb.*'99' \(no such notebook\)"):
+        resolve_notebooks(["0", "99", "04"])
 
 
 @pytest.mark.parametrize("name", ALL_NOTEBOOKS)
