@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import platform
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 from esg_lib.engine import build_config, fit, train
+from esg_lib.engine import runs as R
 from esg_lib.engine.config import COMPARISON
 from esg_lib.engine.models import build_model, resolve_model
 from esg_lib.engine.synthetic import synthetic_bundle
@@ -111,6 +116,54 @@ def test_finished_runs_are_reused_unless_forced(tmp_path, bundle):
     assert again.metrics == first.metrics
     forced = fit(cfg, bundle=bundle, force=True)
     assert forced.status == "done" and forced.run_dir == first.run_dir
+
+
+def _hold_lock(folder, pid, host=None):
+    lock = folder.with_name(folder.name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(json.dumps({"host": host or platform.node(), "pid": pid, "started": "earlier"}))
+    return lock
+
+
+def test_run_lock_is_exclusive_names_its_holder_and_takes_over_a_dead_ones(tmp_path):
+    folder = tmp_path / "runs" / "s0-abc"
+    with R.RunLock(folder) as held:
+        assert json.loads(held.path.read_text())["pid"] == os.getpid()
+        with pytest.raises(R.RunBusy, match="already trains"):
+            R.RunLock(folder).acquire()
+    assert not held.path.exists()                       # released on exit
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = _hold_lock(folder, sleeper.pid)
+        with pytest.raises(R.RunBusy, match=f"pid {sleeper.pid} on .* delete {lock}"):
+            R.RunLock(folder).acquire()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with R.RunLock(folder):                             # its holder is dead: stale, taken over
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+
+    _hold_lock(folder, sleeper.pid, host="another-host")  # can't see that host's processes: trusted
+    with pytest.raises(R.RunBusy, match="another-host"):
+        R.RunLock(folder).acquire()
+
+
+def test_a_run_another_live_process_trains_is_refused_untouched(tmp_path, bundle):
+    cfg = _cfg(tmp_path, epochs=1, model="resnet18")
+    folder = train.planned_run_dir(cfg, bundle)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = _hold_lock(folder, sleeper.pid)
+        with pytest.raises(R.RunBusy, match="is being trained by pid"):
+            fit(cfg, bundle=bundle)
+        with pytest.raises(R.RunBusy):
+            fit(cfg, bundle=bundle, force=True)         # --force must not delete a live run either
+        assert not folder.exists() and lock.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert fit(cfg, bundle=bundle).status == "done" and not lock.exists()
 
 
 def test_run_folder_holds_log_metadata_checkpoints_predictions_and_features(tmp_path, bundle):

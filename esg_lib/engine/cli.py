@@ -197,6 +197,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     results: list[dict[str, Any]] = []
     diverged: list[str] = []
+    busy: list[str] = []
     bundles: dict[int, Any] = {}
     for seed in seeds:
         for key in keys:
@@ -209,6 +210,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print(f"{key} seed {seed}: {exc}", file=sys.stderr)
                 diverged.append(f"{key}/seed {seed}")
                 continue
+            except R.RunBusy as exc:
+                print(f"{key} seed {seed}: {exc}", file=sys.stderr)
+                busy.append(f"{key}/seed {seed}")
+                continue
             results.append({"model": key, "seed": seed, **res.metrics.get("test", {})})
     del base
     _print_summary(results)
@@ -216,8 +221,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         written = R.build_report(args.profile, args.out, args.results)
         if written:
             print(f"tables: {', '.join(str(p) for p in written)}")
+    problems = []
     if diverged:
-        raise UserError(f"{len(diverged)} run(s) stopped on a non-finite loss: {', '.join(diverged)}")
+        problems.append(f"{len(diverged)} run(s) stopped on a non-finite loss: {', '.join(diverged)}")
+    if busy:
+        problems.append(f"{len(busy)} run(s) not trained here, another process holds them: {', '.join(busy)}")
+    if problems:
+        raise UserError("; ".join(problems))
     return 0
 
 

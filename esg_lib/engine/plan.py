@@ -250,7 +250,9 @@ def run_queue(profile: str, stages: Sequence[str] | None = None, out: str | Path
     the tables (so that a session that ends mid-queue loses at most the run in progress, which
     resumes from its last epoch next time). A stage whose dataset is unavailable, and a model whose
     recipe tuning is not finished (:func:`esg_lib.engine.tuning.recipe_ready`), are skipped with a
-    message. ``limit`` stops after that many runs."""
+    message. A run another process is training (its :class:`~.runs.RunLock` is held) is skipped,
+    so several queues can share one plan (two terminals, two GPUs). ``limit`` stops after that many
+    runs."""
     from esg_lib.cli import UserError
 
     from . import runs as R
@@ -289,8 +291,8 @@ def run_queue(profile: str, stages: Sequence[str] | None = None, out: str | Path
             print(f"adopted the identical tuning run into {folder}")
         try:
             res = fit(cfg, bundle=bundle_now)
-        except TrainingDiverged as exc:
-            print(f"{model} seed {seed}: {exc}", file=sys.stderr)
+        except (TrainingDiverged, R.RunBusy) as exc:   # a busy run is another queue's: go on
+            print(f"skipping {model} seed {seed}: {exc}", file=sys.stderr)
             continue
         done.append({"stage": stage.name, "model": model, "seed": seed, "folder": str(res.run_dir)})
         R.build_report(profile, out, results)

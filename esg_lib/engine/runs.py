@@ -18,6 +18,7 @@ Layout::
 from __future__ import annotations
 
 import csv
+import datetime as _dt
 import hashlib
 import json
 import os
@@ -70,6 +71,80 @@ def run_dir(cfg: TrainConfig, dataset_name: str, run_id: str) -> Path:
 def is_finished(folder: Path) -> bool:
     m = read_json(folder / "metrics.json")
     return bool(m) and m.get("status") == "done"
+
+
+class RunBusy(UserError):
+    """Another live process is training this run (its lock file names the process)."""
+
+
+class RunLock:
+    """Exclusive right to train one run folder, so that parallel ``esg queue`` / ``esg tune`` /
+    ``esg train`` processes (two terminals, two GPUs) never write the same checkpoint.
+
+    The lock is a file *beside* the folder (``<folder>.lock``, so ``--force`` may delete the folder
+    while holding it) created with ``O_EXCL`` and holding the owner's host, pid and start time. A
+    lock left by a process that no longer runs on this host is stale and is taken over; a lock from
+    another host is trusted (we cannot see its processes), and the message says how to clear it.
+    """
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        folder = Path(folder)
+        self.path = folder.with_name(folder.name + ".lock")
+        self.held = False
+
+    def acquire(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        owner = {"host": platform.node(), "pid": os.getpid(), "started": _now_text()}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = read_json(self.path) or {}
+                if holder.get("pid") == os.getpid() and holder.get("host") == platform.node():
+                    raise RunBusy(f"{self.path}: this process already trains that run") from None
+                if not _is_stale(holder):
+                    raise RunBusy(
+                        f"run {self.path.with_suffix('')} is being trained by pid {holder.get('pid')} on "
+                        f"{holder.get('host')} since {holder.get('started')}; wait for it, or delete "
+                        f"{self.path} if that process is gone") from None
+                self.path.unlink(missing_ok=True)   # stale: its process died without cleaning up
+                continue
+            with os.fdopen(fd, "w") as fh:
+                json.dump(owner, fh)
+            self.held = True
+            return self
+        raise RunBusy(f"could not take {self.path}: other processes keep replacing it")
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _is_stale(holder: Mapping[str, Any]) -> bool:
+    """A lock whose owner is a dead process on this host (or that is unreadable)."""
+    pid = holder.get("pid")
+    if not isinstance(pid, int):
+        return True
+    if holder.get("host") != platform.node():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:       # alive, owned by someone else
+        return False
+    return False
+
+
+def _now_text() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -301,8 +301,29 @@ def _fit(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist) -> FitResult:
     payload = R.run_identity(cfg, spec, bundle.identity)
     run_id = R.run_hash(payload)
     folder = R.run_dir(cfg, bundle.dataset_name, run_id)
-    say = print if dist.main else (lambda *a, **k: None)
 
+    lock, busy = R.RunLock(folder), ""
+    if dist.main:
+        try:
+            lock.acquire()
+        except R.RunBusy as exc:
+            busy = str(exc)
+    if _reduce([1.0 if busy else 0.0], dist, device)[0] > 0:   # every rank stops, not only rank 0
+        raise R.RunBusy(busy or f"{folder}: rank 0 could not take the run's lock")
+    try:
+        return _train(cfg, bundle, force, dist, device, threads, model, spec, payload, run_id, folder,
+                      t_start)
+    finally:
+        lock.release()
+
+
+def _train(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist, device: torch.device, threads: int,
+           model: nn.Module, spec: Any, payload: dict[str, Any], run_id: str, folder: Path,
+           t_start: float) -> FitResult:
+    """The body of :func:`fit` for one run folder, under that run's :class:`~.runs.RunLock` (so the
+    finished/diverged check below sees what a process that held the lock before us wrote)."""
+    say = print if dist.main else (lambda *a, **k: None)
+    num_classes = len(bundle.class_names)
     previous = R.read_json(folder / "metrics.json") or {}
     if previous.get("status") == "done" and not force:
         say(f"reusing finished run {folder}")

@@ -118,6 +118,9 @@ def run_tuning(profile: str, models: Sequence[str] = TUNED_MODELS, out: str | Pa
             except TrainingDiverged as exc:
                 print(f"  diverged: {exc}")
                 continue
+            except R.RunBusy as exc:
+                print(f"  skipped: {exc}")
+                continue
             rec = tuning_record(Path(res.run_dir), model, cand)
             records.append(rec)
             R.write_json(_records_dir(results, profile) / f"{R.slug(model)}__{R.slug(cand['name'])}.json", rec)
