@@ -198,6 +198,7 @@ CPU_RECIPES: dict[str, dict[str, Any]] = {
     "convnextv2": {"lr": 1e-3, "online_augment": False, "label_smoothing": 0.0},
     "mobilenetv3": {"lr": 1e-3, "online_augment": False, "label_smoothing": 0.0},
     "inceptionv3": {"lr": 1e-3, "online_augment": False, "label_smoothing": 0.0},
+    "densenet121": {"lr": 1e-3, "online_augment": False, "label_smoothing": 0.0},
 }
 
 PROFILES: dict[str, Profile] = {
