@@ -409,16 +409,21 @@ def paired_differences(frame: "pd.DataFrame", target: str = "esg-convnext",  # n
 def protocol_table(frame: "pd.DataFrame", metric: str = "acc") -> "pd.DataFrame":  # noqa: F821
     """Per model of a :func:`records_frame`: ``metric`` under each protocol (mean ± std), the leak's
     effect (augment-then-split minus augment-then-group-split, paired per seed) and the augmented
-    test set's effect (augment-then-group-split minus leak-free)."""
+    test set's effect (augment-then-group-split minus leak-free). While the protocols of a row have
+    different numbers of seeds (a plan half-way), each cell says its own (``n=1``), and each effect
+    how many paired seeds it rests on."""
     import pandas as pd
 
     rows = []
     for key, part in frame.groupby("key", sort=False):
         by = {p: part[part["protocol"] == p].set_index("seed")[metric] for p in PROTOCOLS}
+        counts = {len(v) for v in by.values() if len(v)}
         row: dict[str, Any] = {"model": part["model"].iloc[0]}
         for p in PROTOCOLS:
             v = by[p]
             row[p] = _pm(v.mean(), v.std(ddof=1)) if len(v) else "—"
+            if len(v) and len(counts) > 1:
+                row[p] += f" (n={len(v)})"
 
         def effect(a: str, b: str) -> str:
             seeds = sorted(set(by[a].index) & set(by[b].index))
@@ -426,7 +431,7 @@ def protocol_table(frame: "pd.DataFrame", metric: str = "acc") -> "pd.DataFrame"
                 return "—"
             d = paired_difference(by[a].loc[seeds].to_numpy(), by[b].loc[seeds].to_numpy())
             ci = "" if d["low"] != d["low"] else f" [{d['low']:+.1f}, {d['high']:+.1f}]"
-            return f"{d['mean']:+.1f}{ci}"
+            return f"{d['mean']:+.1f}{ci}" + (f" (n={len(seeds)})" if len(counts) > 1 else "")
 
         row["leak (points)"] = effect("augment-then-split", "augment-then-group-split")
         row["augmented test (points)"] = effect("augment-then-group-split", "leak-free")

@@ -78,6 +78,12 @@ def test_protocol_table_separates_leak_from_augmented_test() -> None:
     assert row["leak-free"] == "91.0 ± 1.4"
     assert row["leak (points)"].startswith("+7.0")
     assert row["augmented test (points)"].startswith("+0.5")
+    assert "n=" not in "".join(map(str, row.values))            # every protocol has both seeds
+
+    half = [r for r in runs if not (r.seed == 1 and r.protocol != "leak-free")]   # a plan half-way
+    row = exp.protocol_table(half).iloc[0]
+    assert (row["leak-free"], row["augment-then-split"]) == ("91.0 ± 1.4 (n=2)", "98.0 (n=1)")
+    assert row["leak (points)"] == "+7.0 (n=1)"                  # one paired seed: no interval
 
 
 def test_paired_differences_table_names_noise() -> None:
