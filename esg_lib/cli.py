@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
-from typing import Sequence
+import threading
+from typing import Any, Sequence
 
 # module path -> owns these subcommands (imported lazily so `esg --help` stays quick)
 SUBCOMMAND_MODULES: tuple[str, ...] = (
@@ -46,7 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM (``kill``, ``pkill``, a batch system's time limit) into ``SystemExit(143)``, so
+    ``finally`` blocks run: a training run's lock is released (see ``esg_lib.engine.runs.RunLock``)."""
+    def _terminated(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    exit_cleanly_on_sigterm()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

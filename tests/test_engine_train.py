@@ -149,6 +149,20 @@ def test_run_lock_is_exclusive_names_its_holder_and_takes_over_a_dead_ones(tmp_p
         R.RunLock(folder).acquire()
 
 
+def test_sigterm_to_the_cli_releases_a_held_run_lock(tmp_path):
+    script = ("import sys, time\n"
+              "from esg_lib.cli import exit_cleanly_on_sigterm\n"
+              "from esg_lib.engine.runs import RunLock\n"
+              "exit_cleanly_on_sigterm()\n"
+              f"with RunLock({str(tmp_path / 's0-x')!r}):\n"
+              "    print('held', flush=True)\n"
+              "    time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held" and (tmp_path / "s0-x.lock").exists()
+    proc.terminate()                                    # SIGTERM, as pkill and batch systems send
+    assert proc.wait(timeout=30) == 143 and not (tmp_path / "s0-x.lock").exists()
+
+
 def test_a_run_another_live_process_trains_is_refused_untouched(tmp_path, bundle):
     cfg = _cfg(tmp_path, epochs=1, model="resnet18")
     folder = train.planned_run_dir(cfg, bundle)
