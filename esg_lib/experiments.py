@@ -11,6 +11,7 @@ under the project root (wherever the notebook's working directory is).
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass, field
@@ -186,25 +187,34 @@ class Experiment:
               seeds: Iterable[int] | None = None) -> list[RunResult]:
         """Train (or reuse) every model of ``keys`` for every seed; seed-major so a seed's split is
         decoded once and shared by all models."""
+        return self.train_protocols(keys, (protocol,), dataset, seeds)
+
+    def train_protocols(self, keys: Iterable[str], protocols: Sequence[str] = PROTOCOLS,
+                        dataset: str | None = None, seeds: Iterable[int] | None = None) -> list[RunResult]:
+        """:meth:`train` under each split protocol in turn. With ``train_missing=False`` a protocol
+        without finished runs is left out (the leak table shows "—" there); only nothing at all
+        is an error."""
         from esg_lib.engine.models import resolve_model
         from esg_lib.engine.runs import is_finished
         from esg_lib.engine.train import fit, planned_run_dir
 
+        keys = list(keys)
+        seed_list = self.seeds if seeds is None else tuple(seeds)
         results = []
-        for seed in (self.seeds if seeds is None else tuple(seeds)):
-            for key in keys:
-                cfg = self.config(key, seed, protocol, dataset)
-                if not self.train_missing and not is_finished(planned_run_dir(cfg, self.bundle(cfg))):
-                    self.skipped.append(f"{key} seed {seed} ({protocol})")
-                    continue
-                fitted = fit(cfg, self.bundle(cfg))
-                label = resolve_model(key, self.profile).label
-                results.append(RunResult(key, label, seed, protocol, cfg.dataset, Path(fitted.run_dir),
-                                         dict(fitted.metrics)))
+        for protocol, seed, key in itertools.product(protocols, seed_list, keys):
+            cfg = self.config(key, seed, protocol, dataset)
+            if not self.train_missing and not is_finished(planned_run_dir(cfg, self.bundle(cfg))):
+                self.skipped.append(f"{key} seed {seed} ({protocol})")
+                continue
+            fitted = fit(cfg, self.bundle(cfg))
+            label = resolve_model(key, self.profile).label
+            results.append(RunResult(key, label, seed, protocol, cfg.dataset, Path(fitted.run_dir),
+                                     dict(fitted.metrics)))
         if self.skipped:
             print(f"not trained (train_missing=False), left out: {', '.join(self.skipped)}")
             if not results:
-                raise RuntimeError(f"no finished {self.profile} runs for {', '.join(keys)} ({protocol}); "
+                raise RuntimeError(f"no finished {self.profile} runs for {', '.join(keys)} "
+                                   f"({', '.join(protocols)}); "
                                    "train them first (esg queue) or set train_missing=True")
         return results
 

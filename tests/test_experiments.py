@@ -113,6 +113,12 @@ def test_tiny_real_experiment_end_to_end(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="no finished smoke runs for vit"):
         reuse_only.train(["vit"])
     assert not (tmp_path / "runs" / "smoke" / "x-sdd" / "vit").exists()
+    across = reuse_only.train_protocols(["resnet18"], seeds=[0])   # only leak-free has a finished run
+    assert [(r.protocol, r.run_dir) for r in across] == [("leak-free", runs[0].run_dir)]
+    assert reuse_only.skipped[-2:] == ["resnet18 seed 0 (augment-then-group-split)",
+                                       "resnet18 seed 0 (augment-then-split)"]
+    with pytest.raises(RuntimeError, match=r"for vit \(leak-free, augment-then-group-split, augment-then-split\)"):
+        reuse_only.train_protocols(["vit"])
 
     table = exp.side_by_side(runs, table=3)
     assert list(table["model"]) == ["ResNet18", "ESG-ConvNeXt"]
