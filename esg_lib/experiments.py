@@ -394,8 +394,8 @@ def side_by_side(summary: "pd.DataFrame", table: int,  # noqa: F821
 def paired_differences(frame: "pd.DataFrame", target: str = "esg-convnext",  # noqa: F821
                        metric: str = "acc") -> "pd.DataFrame":  # noqa: F821
     """``target`` minus every other model of a :func:`records_frame`: mean paired per-seed difference
-    (points) with a 95 % t interval, and whether it is within noise (the interval contains 0, or
-    a single seed). One test image is worth ``100 / test size`` points, shown beside."""
+    (points) with a 95 % t interval, and whether it is within noise (the interval contains 0;
+    "untested" with a single seed, which has no interval). One test image is worth ``100 / test size`` points, shown beside."""
     import pandas as pd
 
     mine = frame[frame["key"] == target].set_index("seed")[metric]
@@ -411,7 +411,8 @@ def paired_differences(frame: "pd.DataFrame", target: str = "esg-convnext",  # n
         rows.append({"reference": part["model"].iloc[0], "seeds": len(seeds),
                      f"{metric} difference (points)": round(d["mean"], 2),
                      "95% interval": "—" if d["low"] != d["low"] else f"[{d['low']:.2f}, {d['high']:.2f}]",
-                     "within noise": "yes" if d["within_noise"] else "no",
+                     "within noise": ("untested (1 seed)" if d["n"] < 2
+                                      else "yes" if d["within_noise"] else "no"),
                      "one test image (points)": round(100 / test_size, 2) if test_size else "—"})
     return pd.DataFrame(rows)
 

@@ -222,3 +222,19 @@ def test_update_readme_rewrites_only_its_block(tmp_path):
     assert text.startswith("intro\n") and text.endswith("end\n") and "old" not in text
     assert "| ResNet18 | resnet18 | 11.00 | 90.0 |" in text
     assert R.update_readme("cpu", readme, tmp_path / "results") is False
+
+
+def test_reading_says_a_single_paired_seed_cannot_be_told_from_noise():
+    from esg_lib.engine import analysis as A
+
+    def rec(model, seed, acc):
+        return {"model": model, "seed": seed, "dataset": "x-sdd", "protocol": "leak-free", "acc": acc}
+
+    records = [rec("esg-convnext", 0, 0.83), rec("esg-convnext", 1, 0.84), rec("esg-convnext", 2, 0.83),
+               rec("densenet121", 0, 0.96),
+               rec("resnet18", 0, 0.88), rec("resnet18", 1, 0.89), rec("resnet18", 2, 0.885)]
+    lines = A.verdict_section(records).splitlines()
+    dense = next(ln for ln in lines if ln.startswith("- vs densenet121"))
+    assert "-13.0 points accuracy over 1 paired seed(s) — one paired seed, no interval yet: not yet tested against noise." in dense
+    resnet = next(ln for ln in lines if ln.startswith("- vs resnet18"))
+    assert "over 3 paired seed(s), 95 % interval" in resnet and resnet.endswith("ESG-ConvNeXt worse.")

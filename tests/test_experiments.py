@@ -94,6 +94,9 @@ def test_paired_differences_table_names_noise() -> None:
     assert list(table["reference"]) == ["ResNet18"]
     assert table["within noise"].iloc[0] == "no"
     assert table["one test image (points)"].iloc[0] == pytest.approx(100 / 272, abs=0.01)
+    runs.append(_fake("densenet121", "DenseNet121", 0, "leak-free", 80))   # one seed: no interval
+    row = exp.paired_differences(runs).set_index("reference").loc["DenseNet121"]
+    assert (row["95% interval"], row["within noise"]) == ("—", "untested (1 seed)")
 
 
 @pytest.mark.slow

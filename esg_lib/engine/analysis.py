@@ -124,7 +124,9 @@ def verdict_section(records, dataset: str = "x-sdd", aim: float = 94.0) -> str:
         if not seeds:
             continue
         d = E.paired_difference(mine.loc[seeds].to_numpy(), other.loc[seeds].to_numpy())
-        if d["within_noise"]:
+        if d["n"] < 2:
+            word = "one paired seed, no interval yet: not yet tested against noise"
+        elif d["within_noise"]:
             word = "no difference beyond noise"
         else:
             word = "ESG-ConvNeXt better" if d["mean"] > 0 else "ESG-ConvNeXt worse"
