@@ -395,7 +395,8 @@ def paired_differences(frame: "pd.DataFrame", target: str = "esg-convnext",  # n
                        metric: str = "acc") -> "pd.DataFrame":  # noqa: F821
     """``target`` minus every other model of a :func:`records_frame`: mean paired per-seed difference
     (points) with a 95 % t interval, and whether it is within noise (the interval contains 0;
-    "untested" with a single seed, which has no interval). One test image is worth ``100 / test size`` points, shown beside."""
+    "untested" with a single seed, which has no interval). One test image is worth
+    ``100 / test size`` points, shown beside."""
     import pandas as pd
 
     mine = frame[frame["key"] == target].set_index("seed")[metric]

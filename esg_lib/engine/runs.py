@@ -94,7 +94,7 @@ class RunLock:
 
     def acquire(self) -> "RunLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        owner = {"host": platform.node(), "pid": os.getpid(), "started": _now_text()}
+        owner = {"host": platform.node(), "pid": os.getpid(), "started": now_iso()}
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -143,8 +143,9 @@ def _is_stale(holder: Mapping[str, Any]) -> bool:
     return False
 
 
-def _now_text() -> str:
-    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+def now_iso() -> str:
+    """The current UTC time, to the second (run metadata and lock files)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import datetime as _dt
 import json
 import math
 import os
@@ -373,7 +372,7 @@ def _train(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist, device: torch
     meta_static = {
         "run_id": run_id, "seed": cfg.seed, "git": R.git_commit(), "versions": R.package_versions(),
         "hardware": R.hardware(device), "device": str(device), "threads": threads,
-        "world_size": dist.world, "amp": use_amp, "started": _now(),
+        "world_size": dist.world, "amp": use_amp, "started": R.now_iso(),
         "command": " ".join(sys.argv),
     }
     common = {"run_id": run_id, "identity": payload, "config": cfg.to_dict(),
@@ -447,7 +446,7 @@ def _train(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist, device: torch
                    f"kept the last good checkpoint ({last_path if last_path.exists() else 'none yet'})")
             if dist.main:
                 R.write_json(folder / "meta.json", {**meta_static, "status": status, "message": msg,
-                                                    "finished": _now()})
+                                                    "finished": R.now_iso()})
                 R.write_json(folder / "metrics.json", {"status": status, "message": msg,
                                                        "epoch": epoch + 1, "step": global_step + 1})
             raise TrainingDiverged(msg)
@@ -519,7 +518,7 @@ def _finish(folder, model, bundle, cfg, device, use_amp, best, best_path, global
         "train_seconds": train_seconds, "wall_seconds": wall,
     }
     R.write_json(folder / "metrics.json", metrics)
-    R.write_json(folder / "meta.json", {**meta_static, "status": "done", "finished": _now(),
+    R.write_json(folder / "meta.json", {**meta_static, "status": "done", "finished": R.now_iso(),
                                         "wall_seconds": wall, "train_seconds": train_seconds})
     t = metrics["test"]
     print(f"test: acc {t['acc']:.4f} precision {t['precision']:.4f} recall {t['recall']:.4f} "
@@ -584,5 +583,3 @@ def _fmt(v: Any) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
