@@ -199,6 +199,7 @@ CPU_RECIPES: dict[str, dict[str, Any]] = {
     "mobilenetv3": {"lr": 1e-3, "online_augment": False, "label_smoothing": 0.0},
     "inceptionv3": {"lr": 1e-3, "online_augment": False, "label_smoothing": 0.0},
     "densenet121": {"lr": 1e-3, "online_augment": False, "label_smoothing": 0.0},
+    "vit": {"lr": 3e-4, "online_augment": True, "label_smoothing": 0.1},
 }
 
 PROFILES: dict[str, Profile] = {
