@@ -478,11 +478,12 @@ def _markdown(frame) -> str:
     return "\n".join(lines)
 
 
-def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
+def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
     """Mean of the paired per-seed differences ``a - b`` with a t-based confidence interval.
 
-    Seeds pair runs that share a split, so the split noise cancels. With one pair the interval is
-    undefined (NaN); ``within_noise`` is true when the interval contains 0.
+    Seeds pair runs that share a split, so the split noise cancels. ``within_noise`` is true when
+    the interval contains 0; with one pair the interval is undefined (NaN) and ``within_noise`` is
+    ``None``: one seed says nothing about noise either way.
     """
     from scipy import stats
 
@@ -491,7 +492,7 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
         raise ValueError("no paired values")
     mean = float(diff.mean())
     if diff.size < 2:
-        return {"mean": mean, "low": math.nan, "high": math.nan, "n": 1, "within_noise": True}
+        return {"mean": mean, "low": math.nan, "high": math.nan, "n": 1, "within_noise": None}
     half = float(stats.t.ppf(0.5 + confidence / 2, diff.size - 1) * diff.std(ddof=1) / math.sqrt(diff.size))
     return {"mean": mean, "low": mean - half, "high": mean + half, "n": int(diff.size),
             "within_noise": bool(mean - half <= 0 <= mean + half)}

@@ -35,7 +35,7 @@ def test_paired_difference_matches_a_hand_computation() -> None:
     clear = paired_difference([95.0, 96.0, 95.5], [90.0, 90.5, 90.2])
     assert clear["within_noise"] is False and clear["low"] > 0
     single = paired_difference([1.0], [0.0])
-    assert single["mean"] == 1.0 and math.isnan(single["low"])
+    assert single["mean"] == 1.0 and math.isnan(single["low"]) and single["within_noise"] is None
 
 
 def test_main_dataset_falls_back_with_a_clear_note(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

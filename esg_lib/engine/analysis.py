@@ -101,7 +101,7 @@ def paired_section(records, dataset: str, keys: Sequence[str]) -> str:
     return (f"##### ESG-ConvNeXt minus each model, paired per seed ({dataset}, leak-free)\n\n"
             "Each seed is its own split, shared by all models, so the split's luck cancels in the "
             "difference. 95 % t interval over the seeds; *within noise* means the interval contains "
-            "0 (or there is one seed). Accuracy, then macro F1 (points):\n\n"
+            "0 (*untested* with one seed: no interval). Accuracy, then macro F1 (points):\n\n"
             + "\n\n".join(parts) + "\n")
 
 
