@@ -200,6 +200,7 @@ CPU_RECIPES: dict[str, dict[str, Any]] = {
     "inceptionv3": {"lr": 1e-3, "online_augment": False, "label_smoothing": 0.0},
     "densenet121": {"lr": 1e-3, "online_augment": False, "label_smoothing": 0.0},
     "vit": {"lr": 3e-4, "online_augment": True, "label_smoothing": 0.1},
+    "swin-t": {"lr": 1e-4, "online_augment": False, "label_smoothing": 0.0},
 }
 
 PROFILES: dict[str, Profile] = {
