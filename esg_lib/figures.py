@@ -233,9 +233,11 @@ def plot_cam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray], column_tit
 
 
 def plot_metric_bars(frame, x: str, y: str, hue: str | None = None, err: str | None = None, title: str = "",
-                     ylabel: str = "") -> plt.Figure:
+                     ylabel: str = "", count: str | None = None) -> plt.Figure:
     """Grouped bars of a metric (e.g. accuracy per protocol and model), ±``err`` error bars when it
-    names a column. Categories keep their order of appearance in ``frame``."""
+    names a column. Categories keep their order of appearance in ``frame``. ``count`` names a
+    column of seed counts: a bar resting on fewer seeds than the most any bar has is labelled
+    ``(n=K)``, so a half-finished plan is not read as a complete one."""
     xs = list(dict.fromkeys(frame[x]))
     hues = list(dict.fromkeys(frame[hue])) if hue else [None]
     width = 0.8 / len(hues)
@@ -248,7 +250,14 @@ def plot_metric_bars(frame, x: str, y: str, hue: str | None = None, err: str | N
         positions = np.arange(len(xs)) + (k - (len(hues) - 1) / 2) * width
         bars = ax.bar(positions, values, width, yerr=errors, capsize=3, color=color,
                       label=None if level is None else str(level))
-        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+        labels = [f"{v:.1f}" if v == v else "" for v in values]
+        if count:
+            most = frame[count].max()
+            for i, v in enumerate(xs):
+                n = part.loc[part[x] == v, count].sum()
+                if labels[i] and n < most:
+                    labels[i] += f" (n={int(n)})"
+        ax.bar_label(bars, labels=labels, fontsize=7, padding=2)
     ax.set_xticks(np.arange(len(xs)), xs)
     ax.set(title=title, ylabel=ylabel or y, xlabel="")
     if hue:

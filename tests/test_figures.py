@@ -76,3 +76,7 @@ def test_confusion_tsne_cam_and_bars(tmp_path: Path) -> None:
     heights = sorted(p.get_height() for p in fig.axes[0].patches)
     assert heights == [90.0, 91.0, 97.0, 98.0]
     _saved(fig, tmp_path, "bars")
+    # a bar on fewer seeds than the others says so
+    fig = figures.plot_metric_bars(frame.assign(n=[3, 3, 1, 3]), "protocol", "acc", hue="model", count="n")
+    texts = sorted(t.get_text() for t in fig.axes[0].texts)
+    assert texts == ["90.0", "91.0", "97.0 (n=1)", "98.0"]
