@@ -80,3 +80,4 @@ def test_confusion_tsne_cam_and_bars(tmp_path: Path) -> None:
     fig = figures.plot_metric_bars(frame.assign(n=[3, 3, 1, 3]), "protocol", "acc", hue="model", count="n")
     texts = sorted(t.get_text() for t in fig.axes[0].texts)
     assert texts == ["90.0", "91.0", "97.0 (n=1)", "98.0"]
+    _saved(fig, tmp_path, "bars_counts")
