@@ -242,6 +242,7 @@ def plot_metric_bars(frame, x: str, y: str, hue: str | None = None, err: str | N
     hues = list(dict.fromkeys(frame[hue])) if hue else [None]
     width = 0.8 / len(hues)
     colors = sns.color_palette(PALETTE, n_colors=len(hues))
+    most = frame[count].max() if count else None   # the seed count of a complete cell
     fig, ax = plt.subplots(figsize=(max(6.0, 2.6 * len(xs)), 4.2))
     for k, (level, color) in enumerate(zip(hues, colors)):
         part = frame if level is None else frame[frame[hue] == level]
@@ -252,7 +253,6 @@ def plot_metric_bars(frame, x: str, y: str, hue: str | None = None, err: str | N
                       label=None if level is None else str(level))
         labels = [f"{v:.1f}" if v == v else "" for v in values]
         if count:
-            most = frame[count].max()
             for i, v in enumerate(xs):
                 n = part.loc[part[x] == v, count].sum()
                 if labels[i] and n < most:

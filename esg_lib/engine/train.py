@@ -581,5 +581,3 @@ def _as_list(v: Any) -> list:
 
 def _fmt(v: Any) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
-
-
