@@ -102,6 +102,18 @@ def test_queue_waits_for_a_rows_tuning(tmp_path, monkeypatch):
     assert done == [] and not (tmp_path / "runs").exists()
 
 
+def test_a_profile_can_set_fields_per_dataset_below_the_recipe_and_the_callers_overrides():
+    from esg_lib.engine.config import build_config
+
+    assert build_config("cpu", model="esg-convnext", dataset="x-sdd").epochs == 15
+    neu = build_config("cpu", model="esg-convnext", dataset="neu-cls-64")
+    assert neu.epochs == 4 and neu.lr == 1e-3                 # the row's recipe still applies
+    assert build_config("cpu", dataset="neu-cls-64", epochs=7).epochs == 7   # the caller wins
+    assert build_config("paper", dataset="neu-cls-64").epochs == 100          # paper: 100 on both
+    assert (P.expected_variant("cpu", "esg-convnext", "neu-cls-64", "leak-free")
+            != P.expected_variant("cpu", "esg-convnext", "x-sdd", "leak-free"))
+
+
 def test_time_left_is_estimated_from_the_runs_of_the_same_row_then_its_tuning_then_the_full_model():
     runs = [{"dataset": "x-sdd", "model": "esg-convnext", "wall_seconds": s} for s in (100.0, 300.0, 200.0)]
     runs.append({"dataset": "x-sdd", "model": "resnet18", "wall_seconds": None, "train_seconds": 50.0})
@@ -113,7 +125,8 @@ def test_time_left_is_estimated_from_the_runs_of_the_same_row_then_its_tuning_th
     assert typical["x-sdd", "vit"] == 80.0                    # no runs yet: its tuning runs
     assert typical["x-sdd", "esg-abl2"] == 200.0              # ablation rows: the full network
     assert ("x-sdd", "convnextv2-param") not in typical       # a shared recipe is not a shared cost
-    assert typical["neu-cls-64", "esg-convnext"] == pytest.approx(200.0 * 7226 / 1360)  # scaled by images
+    # scaled by images and by the profile's epochs on each dataset (cpu: 4 on NEU-CLS-64, 15 on X-SDD)
+    assert typical["neu-cls-64", "esg-convnext"] == pytest.approx(200.0 * (7226 * 4) / (1360 * 15))
     assert P.typical_run_seconds("cpu", [], []) == {}         # no evidence, no estimate
     assert P._hours_left(1.5, 0) == "1.50"
     assert P._hours_left(1.5, 2) == "≥ 1.50 (+2 runs without an estimate)"

@@ -16,10 +16,10 @@ Time left is a rough estimate (:func:`typical_run_seconds`): each missing run co
 time of the finished runs of the same row on the same dataset (any protocol), else of its tuning runs
 (which train on the profile's default dataset), else, for the ablation rows, of the full
 ESG-ConvNeXt (an upper bound: the rows are parts of it); a row with none of these on a dataset
-but some on another known dataset is scaled by the ratio of their image counts (the profile's steps
-grow with the data); runs with no evidence at all are counted apart, so the total is then a lower
-bound. Records come from different thread counts and machine loads, so the estimate is only good
-for planning sessions.
+but some on another known dataset is scaled by the ratio of their image counts times epochs (the
+profile's steps grow with both; ``cpu`` trains NEU-CLS-64 for fewer epochs); runs with no evidence
+at all are counted apart, so the total is then a lower bound. Records come from different thread
+counts and machine loads, so the estimate is only good for planning sessions.
 """
 from __future__ import annotations
 
@@ -139,8 +139,14 @@ def typical_run_seconds(profile: str, records: Sequence[dict[str, Any]],
             seen = [(d, t) for (d, m), t in typical.items() if m == model and d != stage.dataset]
             if (stage.dataset, model) not in typical and seen:
                 dataset, seconds = seen[0]
-                typical[stage.dataset, model] = seconds * _images(stage.dataset) / _images(dataset)
+                typical[stage.dataset, model] = (seconds * _work(profile, stage.dataset)
+                                                 / _work(profile, dataset))
     return typical
+
+
+def _work(profile: str, dataset: str) -> float:
+    """What a run's time grows with: the dataset's images times the profile's epochs on it."""
+    return _images(dataset) * build_config(profile, dataset=dataset).epochs
 
 
 def _images(dataset: str) -> int:
