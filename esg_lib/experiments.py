@@ -159,9 +159,11 @@ class Experiment:
     def runs_dir(self) -> Path:
         return self.root / "runs"
 
-    def title(self, what: str, dataset: str | None = None) -> str:
-        """A figure title naming the experiment, dataset, profile and seeds."""
-        seeds = ",".join(map(str, self.seeds))
+    def title(self, what: str, dataset: str | None = None,
+              runs: Sequence[RunResult] | None = None) -> str:
+        """A figure title naming the experiment, dataset, profile and seeds: those of ``runs`` when
+        given (a partly run plan may lack some of the experiment's seeds), else the experiment's."""
+        seeds = ",".join(map(str, sorted({r.seed for r in runs}) if runs else self.seeds))
         return f"{what} — {dataset or self.dataset}, profile {self.profile}, seeds {seeds}"
 
     # ----------------------------------------------------------------------------- training

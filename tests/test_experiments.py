@@ -86,6 +86,13 @@ def test_protocol_table_separates_leak_from_augmented_test() -> None:
     assert row["leak (points)"] == "+7.0 (n=1)"                  # one paired seed: no interval
 
 
+def test_figure_title_names_the_seeds_of_the_plotted_runs() -> None:
+    exp = Experiment("smoke", "x-sdd", seeds=[0, 1, 2])
+    assert exp.title("Fig. 9").endswith("profile smoke, seeds 0,1,2")
+    runs = [_fake("esg-convnext", "ESG-ConvNeXt", s, "leak-free", 90) for s in (2, 0, 2)]
+    assert exp.title("Fig. 9", runs=runs).endswith("seeds 0,2")            # seed 1 not run yet
+
+
 def test_paired_differences_table_names_noise() -> None:
     exp = Experiment("smoke", "x-sdd", seeds=[0, 1, 2])
     runs = [_fake("esg-convnext", "ESG-ConvNeXt", s, "leak-free", a) for s, a in enumerate([95, 96, 95.5])]
