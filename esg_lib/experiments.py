@@ -57,14 +57,17 @@ def dataset_available(name: str) -> bool:
 
 
 def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, profile: str | None = None,
-                 train_missing: bool = True, root: str | Path | None = None) -> tuple[str, str]:
+                 train_missing: bool = True, root: str | Path | None = None,
+                 models: Sequence[str] | None = None) -> tuple[str, str]:
     """``(dataset, note)``: the requested dataset, or the fallback with a one-line note saying why
     and how to get the requested one (NEU-CLS-64 is never committed and cannot be fetched offline).
 
     With ``train_missing=False`` (a notebook that trains nothing) and a ``profile``, the requested
     dataset must also have a finished run of that profile under ``<root>/runs`` (``root``: the
     project root, as :class:`Experiment`'s); otherwise the notebook would have nothing to show, so
-    it falls back too (e.g. NEU-CLS-64 fetched but its `cpu` runs not trained yet)."""
+    it falls back too (e.g. NEU-CLS-64 fetched but its `cpu` runs not trained yet). With ``models``
+    (the notebook's model keys) each of them needs a finished leak-free run there: the ablation
+    notebook must not switch to a dataset on which only the full network has been trained."""
     if not dataset_available(requested):
         return fallback, (f"{requested} is not available here: `esg data fetch {requested}` downloads it (or "
                           f"set ESG_NEU_CLS_64 to your copy). Running the same experiment on {fallback} "
@@ -74,9 +77,14 @@ def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, prof
     from esg_lib.engine import runs as R
 
     runs = (Path(root) if root else _project_root()) / "runs"
-    if any(R.is_finished(folder) for folder in R.find_runs(runs / profile / requested)):
+    finished = [(R.read_json(folder / "config.json") or {}).get("config", {})
+                for folder in R.find_runs(runs / profile / requested) if R.is_finished(folder)]
+    have = {c.get("model") for c in finished if c.get("protocol", "leak-free") == "leak-free"}
+    missing = [m for m in models or () if m not in have]
+    if finished and not missing:
         return requested, ""
-    return fallback, (f"{requested} has no finished `{profile}` runs yet and this notebook trains nothing "
+    what = f"runs of {', '.join(missing)}" if finished else "runs"
+    return fallback, (f"{requested} has no finished `{profile}` {what} yet and this notebook trains nothing "
                       f"(train_missing=False): showing {fallback} instead; every figure and table below is "
                       f"labelled {fallback}. `esg queue --profile {profile}` trains them.")
 

@@ -2,6 +2,7 @@
 real training pass through tables, curves, confusion matrices, features and Grad-CAM."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -59,6 +60,23 @@ def test_main_dataset_without_training_needs_finished_runs_of_the_profile(tmp_pa
     assert X.main_dataset("x-sdd", "elsewhere", profile="cpu", train_missing=False, root=tmp_path) == ("x-sdd", "")
     assert X.main_dataset("x-sdd", "elsewhere", profile="smoke", train_missing=False, root=tmp_path)[0] == "elsewhere"
     assert X.main_dataset("x-sdd", "elsewhere", profile="cpu", root=tmp_path) == ("x-sdd", "")  # it may train
+
+
+def test_main_dataset_without_training_needs_a_finished_run_of_every_model_asked_for(tmp_path: Path) -> None:
+    def finished(model: str, protocol: str = "leak-free") -> None:
+        run = tmp_path / "runs" / "cpu" / "x-sdd" / model / f"s0-{protocol}"
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"config": {"model": model, "protocol": protocol}}))
+        (run / "metrics.json").write_text('{"status": "done"}')
+
+    ask = dict(profile="cpu", train_missing=False, root=tmp_path, models=["esg-abl1", "esg-convnext"])
+    finished("esg-convnext")
+    finished("esg-abl1", protocol="augment-then-split")         # not the notebooks' protocol
+    name, note = X.main_dataset("x-sdd", "elsewhere", **ask)
+    assert name == "elsewhere" and "no finished `cpu` runs of esg-abl1 yet" in note
+    assert X.main_dataset("x-sdd", "elsewhere", profile="cpu", train_missing=False, root=tmp_path)[0] == "x-sdd"
+    finished("esg-abl1")
+    assert X.main_dataset("x-sdd", "elsewhere", **ask) == ("x-sdd", "")
 
 
 def _fake(key: str, label: str, seed: int, protocol: str, acc: float) -> RunResult:
