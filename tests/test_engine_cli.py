@@ -53,6 +53,15 @@ def test_paper_profile_dry_run(tmp_path, capsys):
     assert metrics["test"]["n"] > 0 and "tables:" not in out  # a dry run writes no tables
 
 
+def test_a_run_cut_short_by_max_steps_never_reaches_the_results(tmp_path, capsys):
+    code, out, err = _run(["train", "--profile", "smoke", "--model", "resnet18", "--set", "max_steps=1",
+                           "--no-progress", "--out", str(tmp_path / "runs"),
+                           "--results", str(tmp_path / "results")], capsys)
+    assert code == 0, err
+    assert next((tmp_path / "runs").rglob("metrics.json")).is_file()       # the run itself finished
+    assert not list((tmp_path / "results").rglob("*.json")) and "tables:" not in out
+
+
 def test_evaluate_predict_runs_report(smoke_run, tmp_path, capsys):
     best = smoke_run.run_dir / "best.pt"
     code, out, err = _run(["evaluate", "--checkpoint", str(best), "--json", "--out",

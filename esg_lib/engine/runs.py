@@ -278,11 +278,14 @@ def run_gmacs(folder: Path) -> float | None:
 
 
 def export_run_metrics(folders: Iterable[Path], results: Path) -> list[Path]:
-    """Copy each finished run's metrics into ``results/runs/`` (small JSON files to commit)."""
+    """Copy each finished run's metrics into ``results/runs/`` (small JSON files to commit).
+
+    Runs cut short by ``max_steps`` (``--dry-run``, ``--set max_steps=N``) are checks, not results:
+    they are never exported, so a quick check cannot land in the committed tables."""
     dest = results / "runs"
     written = []
     for folder in folders:
-        if not is_finished(folder):
+        if not is_finished(folder) or _config(folder).get("max_steps"):
             continue
         rec = run_record(folder)
         rec.pop("path", None)
@@ -303,6 +306,10 @@ def export_run_metrics(folders: Iterable[Path], results: Path) -> list[Path]:
         write_json(path, rec)
         written.append(path)
     return written
+
+
+def _config(folder: Path) -> dict[str, Any]:
+    return (read_json(folder / "config.json") or {}).get("config", {})
 
 
 def table_name(dataset: str, protocol: str = "leak-free") -> str:
