@@ -77,8 +77,8 @@ def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, prof
     from esg_lib.engine import runs as R
 
     runs = (Path(root) if root else _project_root()) / "runs"
-    finished = [(R.read_json(folder / "config.json") or {}).get("config", {})
-                for folder in R.find_runs(runs / profile / requested) if R.is_finished(folder)]
+    finished = [R.run_config(folder) for folder in R.find_runs(runs / profile / requested)
+                if R.is_finished(folder)]
     have = {c.get("model") for c in finished if c.get("protocol", "leak-free") == "leak-free"}
     missing = [m for m in models or () if m not in have]
     if finished and not missing:

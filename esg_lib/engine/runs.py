@@ -285,7 +285,7 @@ def export_run_metrics(folders: Iterable[Path], results: Path) -> list[Path]:
     dest = results / "runs"
     written = []
     for folder in folders:
-        if not is_finished(folder) or _config(folder).get("max_steps"):
+        if not is_finished(folder) or run_config(folder).get("max_steps"):
             continue
         rec = run_record(folder)
         rec.pop("path", None)
@@ -308,7 +308,8 @@ def export_run_metrics(folders: Iterable[Path], results: Path) -> list[Path]:
     return written
 
 
-def _config(folder: Path) -> dict[str, Any]:
+def run_config(folder: Path) -> dict[str, Any]:
+    """The training config a run folder was made with (empty if its config.json is missing)."""
     return (read_json(folder / "config.json") or {}).get("config", {})
 
 
