@@ -97,7 +97,7 @@ def _run_progress(out: str | Path, profile: str) -> dict[tuple, dict[str, Any]]:
 
     found: dict[tuple, dict[str, Any]] = {}
     for folder in R.find_runs(out, profile):
-        cfg = (R.read_json(folder / "config.json") or {}).get("config", {})
+        cfg = R.run_config(folder)
         log = folder / "log.jsonl"
         if not log.is_file() or R.is_finished(folder):
             continue

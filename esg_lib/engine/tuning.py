@@ -88,7 +88,7 @@ def tuning_record(folder: Path, model: str, candidate: Mapping[str, Any]) -> dic
     log = [json.loads(line) for line in open(folder / "log.jsonl")] if (folder / "log.jsonl").is_file() else []
     best = met.get("val_best") or {}
     return {"model": model, "candidate": candidate["name"], **candidate["fields"],
-            "run": folder.name, "seed": (R.read_json(folder / "config.json") or {}).get("config", {}).get("seed"),
+            "run": folder.name, "seed": R.run_config(folder).get("seed"),
             "val_acc": best.get("val_acc"), "val_f1": best.get("val_f1"), "val_loss": best.get("val_loss"),
             "best_epoch": met.get("best_epoch"), "epochs": len(log),
             "last_val_acc": log[-1]["val_acc"] if log else None,
