@@ -223,6 +223,20 @@ def test_queue_cli_status_and_list(pipeline, capsys):
     assert [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()] == ["resnet18", "resnet18"]
 
 
+def test_queue_cli_takes_runtime_fields_only(tmp_path, monkeypatch, capsys):
+    from esg_lib.cli import main
+
+    seen = {}
+    monkeypatch.setattr(P, "run_queue", lambda *a, **kw: seen.update(kw) or [])
+    monkeypatch.setattr(P, "status_markdown", lambda *a, **kw: "")
+    assert main(["queue", "--profile", "smoke", "--device", "cpu", "--set", "amp=false", "--set",
+                 "num_workers=2", "--threads", "1", "--out", str(tmp_path)]) == 0
+    assert seen == {"device": "cpu", "amp": False, "num_workers": 2, "threads": 1}
+    seen.clear()
+    assert main(["queue", "--profile", "smoke", "--set", "lr=0.1", "--out", str(tmp_path)]) == 2
+    assert "--set lr: the plan fixes these fields" in capsys.readouterr().err and not seen
+
+
 def test_fps_pass_feeds_the_tables(pipeline, tmp_path, capsys):
     import shutil
 

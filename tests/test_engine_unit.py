@@ -107,6 +107,15 @@ def test_run_identity_ignores_runtime_fields_and_the_git_commit():
     assert "commit" not in json.dumps(R.run_identity(base, spec, data))
 
 
+def test_git_commit_of_a_copy_without_git_comes_from_the_environment(tmp_path, monkeypatch):
+    assert R.git_commit()["commit"]                       # this checkout has its .git
+    monkeypatch.setattr(R, "ROOT", tmp_path)              # an rsynced copy: no .git above it
+    monkeypatch.delenv("ESG_SOURCE_COMMIT", raising=False)
+    assert R.git_commit() == {"commit": None, "dirty": None}
+    monkeypatch.setenv("ESG_SOURCE_COMMIT", "0123abc")
+    assert R.git_commit() == {"commit": "0123abc", "dirty": None, "source": "ESG_SOURCE_COMMIT"}
+
+
 # ----------------------------------------------------------------------------------- models
 def test_model_table_resolution():
     assert EM.resolve_model("swin-t", "cpu").kwargs == {"img_size": 64, "window_size": 4}

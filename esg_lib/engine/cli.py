@@ -13,7 +13,7 @@ from typing import Any
 
 from esg_lib.cli import UserError
 
-from .config import DRY_RUN, PROFILES, build_config, get_profile, parse_overrides
+from .config import DRY_RUN, PROFILES, TrainConfig, build_config, get_profile, parse_overrides
 
 EXAMPLES_TRAIN = """examples:
   esg train                                              # esg_convnext_atto, x-sdd, smoke, seed 0
@@ -148,6 +148,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               epilog="examples:\n  esg queue --profile cpu --status\n"
                               "  esg queue --profile cpu                       # everything, in order\n"
                               "  esg queue --profile cpu --stage leak --limit 2\n"
+                              "  esg queue --profile cpu --stage NEU --device cuda --set amp=false\n"
                               "  setsid nohup esg queue --profile cpu > queue.log 2>&1 &   # background",
                               formatter_class=fmt)
     p.add_argument("--profile", default="cpu")
@@ -160,6 +161,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs")
     p.add_argument("--results", default="results")
     p.add_argument("--threads", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="runtime config fields only (e.g. amp=false, num_workers=4): the plan fixes the rest")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_queue)
 
@@ -328,7 +332,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _runtime(args: argparse.Namespace) -> dict[str, Any]:
-    o: dict[str, Any] = {}
+    """``--threads``, ``--no-progress`` and, for ``esg queue``, ``--device`` and ``--set``: fields that
+    leave a run's identity alone (a queue that changed the recipe would train runs outside its plan)."""
+    o = parse_overrides(getattr(args, "set", None) or [])
+    recipe = sorted(k for k in o if k not in TrainConfig.RUNTIME_FIELDS)
+    if recipe:
+        raise UserError(f"--set {', '.join(recipe)}: the plan fixes these fields; only runtime fields can be "
+                        f"set here ({', '.join(sorted(TrainConfig.RUNTIME_FIELDS))})")
+    if getattr(args, "device", None):
+        o["device"] = args.device
     if args.threads:
         o["threads"] = args.threads
     if args.no_progress:
@@ -360,6 +372,7 @@ def cmd_fps(args: argparse.Namespace) -> int:
 def cmd_queue(args: argparse.Namespace) -> int:
     from . import plan as P
 
+    runtime = _runtime(args)   # a bad --set fails before anything is listed or trained
     if args.status:
         print(P.status_markdown(args.profile, args.results, args.out))
         return 0
@@ -367,8 +380,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
         for stage, model, seed in P.pending(args.profile, args.stage, args.results, args.out, args.model):
             print(f"{stage.name}\t{model}\tseed {seed}")
         return 0
-    done = P.run_queue(args.profile, args.stage, args.out, args.results, args.limit, args.model,
-                       **_runtime(args))
+    done = P.run_queue(args.profile, args.stage, args.out, args.results, args.limit, args.model, **runtime)
     print(f"{len(done)} run(s) finished")
     print(P.status_markdown(args.profile, args.results, args.out))
     return 0

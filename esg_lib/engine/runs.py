@@ -164,14 +164,22 @@ def write_json(path: Path, obj: Any) -> None:
 
 # ----------------------------------------------------------------------------------- metadata
 def git_commit() -> dict[str, Any]:
+    """The checkout's commit and whether tracked files differ from it. A copy of the code without its
+    ``.git`` (rsynced to a batch or GPU machine) names its commit in ``$ESG_SOURCE_COMMIT`` instead;
+    ``dirty`` is then unknown (None) and ``source`` says where the commit came from."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
                               timeout=10).stdout.strip()
     try:
-        return {"commit": git("rev-parse", "HEAD") or None,
-                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+        commit = git("rev-parse", "HEAD") or None
+        if commit:
+            return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
+        pass
+    given = os.environ.get("ESG_SOURCE_COMMIT", "").strip()
+    if given:
+        return {"commit": given, "dirty": None, "source": "ESG_SOURCE_COMMIT"}
+    return {"commit": None, "dirty": None}
 
 
 def package_versions() -> dict[str, str]:
