@@ -58,7 +58,7 @@ def dataset_available(name: str) -> bool:
 
 def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, profile: str | None = None,
                  train_missing: bool = True, root: str | Path | None = None,
-                 models: Sequence[str] | None = None) -> tuple[str, str]:
+                 models: Sequence[str] | None = None, files: Sequence[str] = ()) -> tuple[str, str]:
     """``(dataset, note)``: the requested dataset, or the fallback with a one-line note saying why
     and how to get the requested one (NEU-CLS-64 is never committed and cannot be fetched offline).
 
@@ -67,7 +67,9 @@ def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, prof
     project root, as :class:`Experiment`'s); otherwise the notebook would have nothing to show, so
     it falls back too (e.g. NEU-CLS-64 fetched but its `cpu` runs not trained yet). With ``models``
     (the notebook's model keys) each of them needs a finished leak-free run there: the ablation
-    notebook must not switch to a dataset on which only the full network has been trained."""
+    notebook must not switch to a dataset on which only the full network has been trained. With
+    ``files`` (e.g. ``("best.pt",)`` for Grad-CAM, ``("test_features.npz",)`` for t-SNE) such a run
+    must also hold them: runs trained elsewhere may come back without their checkpoints."""
     if not dataset_available(requested):
         return fallback, (f"{requested} is not available here: `esg data fetch {requested}` downloads it (or "
                           f"set ESG_NEU_CLS_64 to your copy). Running the same experiment on {fallback} "
@@ -77,13 +79,15 @@ def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, prof
     from esg_lib.engine import runs as R
 
     runs = (Path(root) if root else _project_root()) / "runs"
-    finished = [R.run_config(folder) for folder in R.find_runs(runs / profile / requested)
-                if R.is_finished(folder)]
-    have = {c.get("model") for c in finished if c.get("protocol", "leak-free") == "leak-free"}
+    finished = [folder for folder in R.find_runs(runs / profile / requested)
+                if R.is_finished(folder) and all((folder / f).is_file() for f in files)]
+    have = {c.get("model") for c in map(R.run_config, finished) if c.get("protocol", "leak-free") == "leak-free"}
     missing = [m for m in models or () if m not in have]
     if finished and not missing:
         return requested, ""
     what = f"runs of {', '.join(missing)}" if finished else "runs"
+    if files:
+        what += f" holding {', '.join(files)}"
     return fallback, (f"{requested} has no finished `{profile}` {what} yet and this notebook trains nothing "
                       f"(train_missing=False): showing {fallback} instead; every figure and table below is "
                       f"labelled {fallback}. `esg queue --profile {profile}` trains them.")

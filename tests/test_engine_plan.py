@@ -119,8 +119,11 @@ def test_time_left_is_estimated_from_the_runs_of_the_same_row_then_its_tuning_th
     runs.append({"dataset": "x-sdd", "model": "resnet18", "wall_seconds": None, "train_seconds": 50.0})
     tuning = [{"model": "resnet18", "train_seconds": 999.0}, {"model": "vit", "train_seconds": 70.0},
               {"model": "vit", "train_seconds": 90.0}]
-    typical = P.typical_run_seconds("cpu", runs, tuning)
-    assert typical["x-sdd", "esg-convnext"] == 200.0          # median of the row's own runs
+    gpu = {"dataset": "x-sdd", "model": "esg-convnext", "wall_seconds": 5.0, "hardware": "NVIDIA H100 x1"}
+    typical = P.typical_run_seconds("cpu", [*runs, gpu], tuning)
+    assert typical["x-sdd", "esg-convnext"] == 200.0          # median of the row's own runs (CPU only)
+    assert P.typical_run_seconds("cpu", [gpu], [], kind="gpu")["x-sdd", "esg-convnext"] == 5.0
+    assert P.machine_kind("CPU x86_64, 2 cores, 1 threads") == "cpu" and P.machine_kind("") == "cpu"
     assert typical["x-sdd", "resnet18"] == 50.0               # own runs beat tuning runs
     assert typical["x-sdd", "vit"] == 80.0                    # no runs yet: its tuning runs
     assert typical["x-sdd", "esg-abl2"] == 200.0              # ablation rows: the full network
@@ -214,7 +217,10 @@ def test_queue_cli_status_and_list(pipeline, capsys):
 
     assert main(["queue", "--profile", "smoke", "--status", "--out", str(pipeline["out"]),
                  "--results", str(pipeline["results"])]) == 0
-    assert "| **all** | **4/4** |" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "| **all** | **4/4** |" in table and "| Done on: runs (hours) |" in table
+    assert "| **all** |" in table and table.strip().endswith(" h) |")          # hardware, without threads
+    assert "threads" not in table.splitlines()[-1]
     assert main(["queue", "--profile", "smoke", "--list", "--out", str(pipeline["out"] / "none"),
                  "--results", str(pipeline["out"] / "none")]) == 0
     assert capsys.readouterr().out.count("seed") == 4

@@ -77,6 +77,13 @@ def test_main_dataset_without_training_needs_a_finished_run_of_every_model_asked
     assert X.main_dataset("x-sdd", "elsewhere", profile="cpu", train_missing=False, root=tmp_path)[0] == "x-sdd"
     finished("esg-abl1")
     assert X.main_dataset("x-sdd", "elsewhere", **ask) == ("x-sdd", "")
+    # runs brought back from another machine without their checkpoints cannot feed Grad-CAM
+    name, note = X.main_dataset("x-sdd", "elsewhere", **ask, files=("best.pt",))
+    assert name == "elsewhere" and "holding best.pt" in note
+    (tmp_path / "runs" / "cpu" / "x-sdd" / "esg-abl1" / "s0-leak-free" / "best.pt").write_bytes(b"w")
+    assert X.main_dataset("x-sdd", "elsewhere", **ask, files=("best.pt",))[0] == "elsewhere"   # one of two
+    (tmp_path / "runs" / "cpu" / "x-sdd" / "esg-convnext" / "s0-leak-free" / "best.pt").write_bytes(b"w")
+    assert X.main_dataset("x-sdd", "elsewhere", **ask, files=("best.pt",)) == ("x-sdd", "")
 
 
 def _fake(key: str, label: str, seed: int, protocol: str, acc: float) -> RunResult:

@@ -203,9 +203,11 @@ def results_block(profile: str, results: str | Path = "results") -> str:
     if profile in P.PLANS:
         parts.append("##### Progress of the experiment plan\n\nFrom the committed run records "
                      f"(`esg queue --profile {profile} --status`); hours spent are the runs' own wall-clock "
-                     "seconds on the hardware named in the tables; hours left is a planning estimate (each "
-                     "missing run as the median of its row's finished or tuning runs, the ablation rows as the "
-                     "full network, other datasets scaled by image count; ≥ where some rows have no runs yet).\n\n"
+                     "seconds, on the hardware named in the last column; hours left is a planning estimate for "
+                     "a machine like the one that wrote this table (each missing run as the median of its "
+                     "row's finished or tuning runs on the same kind of machine, CPU or GPU, the ablation rows "
+                     "as the full network, other datasets scaled by image count; ≥ where some rows have no "
+                     "runs yet).\n\n"
                      + P.status_markdown(profile, results, out=None) + "\n")
     parts.append(tuning_section(profile, results))
     if not records:

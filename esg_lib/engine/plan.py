@@ -18,8 +18,11 @@ time of the finished runs of the same row on the same dataset (any protocol), el
 ESG-ConvNeXt (an upper bound: the rows are parts of it); a row with none of these on a dataset
 but some on another known dataset is scaled by the ratio of their image counts times epochs (the
 profile's steps grow with both; ``cpu`` trains NEU-CLS-64 for fewer epochs); runs with no evidence
-at all are counted apart, so the total is then a lower bound. Records come from different thread
-counts and machine loads, so the estimate is only good for planning sessions.
+at all are counted apart, so the total is then a lower bound. Only records of the same kind of
+machine as the one asking count (a run that took 2 minutes on a GPU says nothing about the hours it
+takes on 2 cores): :func:`machine_kind`. Records come from different thread counts and machine
+loads, so the estimate is only good for planning sessions. The status table names the hardware each
+stage's finished runs came from, with their hours, since a plan can be finished on several machines.
 """
 from __future__ import annotations
 
@@ -114,17 +117,31 @@ def _record_seconds(rec: dict[str, Any]) -> float:
     return float(rec.get("wall_seconds") or rec.get("train_seconds") or 0.0)
 
 
+def machine_kind(hardware: str | None = None) -> str:
+    """``"gpu"`` or ``"cpu"``: of a record's hardware text (``"CPU x86_64, 2 cores, 1 threads"``,
+    ``"NVIDIA H100 80GB HBM3 x1"``; a record without one ran on a CPU), or of this machine."""
+    if hardware is None:
+        import torch
+
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    return "cpu" if not hardware or hardware.startswith("CPU") else "gpu"
+
+
 def typical_run_seconds(profile: str, records: Sequence[dict[str, Any]],
-                        tuning_records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], float]:
-    """``(dataset, model) → seconds`` one more run of that row is expected to take (module docstring);
-    pairs without any evidence are absent."""
+                        tuning_records: Sequence[dict[str, Any]],
+                        kind: str = "cpu") -> dict[tuple[str, str], float]:
+    """``(dataset, model) → seconds`` one more run of that row is expected to take on a ``kind``
+    machine (module docstring); pairs without any evidence are absent."""
     import statistics
 
     runs: dict[tuple[str, str], list[float]] = {}
     for r in records:
-        runs.setdefault((r["dataset"], r["model"]), []).append(_record_seconds(r))
+        if machine_kind(r.get("hardware") or "") == kind:
+            runs.setdefault((r["dataset"], r["model"]), []).append(_record_seconds(r))
     tuning: dict[str, list[float]] = {}
     for r in tuning_records:
+        if machine_kind(r.get("hardware") or "") != kind:
+            continue
         tuning.setdefault(r["model"], []).append(float(r.get("train_seconds") or 0.0))
     typical = {k: statistics.median(v) for k, v in runs.items()}
     for model, v in tuning.items():
@@ -170,11 +187,12 @@ def status(profile: str, results: str | Path = "results",
     done = {_key(r["dataset"], r.get("protocol"), r["model"], r["seed"], r.get("variant", "")): r
             for r in records}
     running = _run_progress(out, profile) if out is not None else {}
-    typical = typical_run_seconds(profile, records, load_tuning_records(profile, results))
+    typical = typical_run_seconds(profile, records, load_tuning_records(profile, results), machine_kind())
     seeds = get_profile(profile).seeds
     rows = []
     for stage in plan(profile):
         n_done, started, seconds, missing, left, unknown = 0, 0, 0.0, [], 0.0, 0
+        machines: dict[str, list[float]] = {}
         for model in stage.models:
             variant = expected_variant(profile, model, stage.dataset, stage.protocol)
             for seed in seeds:
@@ -182,6 +200,7 @@ def status(profile: str, results: str | Path = "results",
                 if key in done:
                     n_done += 1
                     seconds += _record_seconds(done[key])
+                    machines.setdefault(_machine(done[key]), []).append(_record_seconds(done[key]))
                     continue
                 missing.append(f"{model}/s{seed}")
                 so_far = float(running[key]["seconds"] or 0.0) if key in running else 0.0
@@ -194,8 +213,19 @@ def status(profile: str, results: str | Path = "results",
         rows.append({"stage": stage.name, "dataset": stage.dataset, "protocol": stage.protocol,
                      "planned": len(stage.models) * len(seeds), "done": n_done, "started": started,
                      "hours": seconds / 3600.0, "missing": missing, "hours_left": left / 3600.0,
-                     "unestimated": unknown})
+                     "unestimated": unknown,
+                     "machines": {m: (len(v), sum(v) / 3600.0) for m, v in sorted(machines.items())}})
     return rows
+
+
+def _machine(record: dict[str, Any]) -> str:
+    """A record's hardware without its thread count: ``"CPU x86_64, 2 cores"``, ``"NVIDIA H100 … x1"``."""
+    text = record.get("hardware") or "unknown"
+    return text.rsplit(", ", 1)[0] if text.startswith("CPU") and text.endswith("threads") else text
+
+
+def _machines_text(machines: dict[str, tuple[int, float]]) -> str:
+    return "; ".join(f"{m}: {n} ({h:.2f} h)" for m, (n, h) in machines.items()) or "—"
 
 
 def _compact(missing: Sequence[str]) -> str:
@@ -209,17 +239,23 @@ def _compact(missing: Sequence[str]) -> str:
 
 def status_markdown(profile: str, results: str | Path = "results", out: str | Path | None = "runs") -> str:
     rows = status(profile, results, out)
-    lines = ["| Stage | Runs done | Hours spent | Hours left (estimate) | Still to run |", "|---|---|---|---|---|"]
+    lines = ["| Stage | Runs done | Hours spent | Hours left (estimate) | Still to run | Done on: runs (hours) |",
+             "|---|---|---|---|---|---|"]
+    every: dict[str, tuple[int, float]] = {}
     for r in rows:
         todo = _compact(r["missing"])
         part = f" (+{r['started']} started)" if r["started"] else ""
         lines.append(f"| {r['stage']} | {r['done']}/{r['planned']}{part} | {r['hours']:.2f} | "
-                     f"{_hours_left(r['hours_left'], r['unestimated'])} | {todo} |")
+                     f"{_hours_left(r['hours_left'], r['unestimated'])} | {todo} | "
+                     f"{_machines_text(r['machines'])} |")
+        for m, (n, h) in r["machines"].items():
+            every[m] = (every.get(m, (0, 0.0))[0] + n, every.get(m, (0, 0.0))[1] + h)
     total_done = sum(r["done"] for r in rows)
     total = sum(r["planned"] for r in rows)
     hours = sum(r["hours"] for r in rows)
     left = _hours_left(sum(r["hours_left"] for r in rows), sum(r["unestimated"] for r in rows))
-    lines.append(f"| **all** | **{total_done}/{total}** | **{hours:.2f}** | **{left}** | |")
+    lines.append(f"| **all** | **{total_done}/{total}** | **{hours:.2f}** | **{left}** | | "
+                 f"{_machines_text(dict(sorted(every.items())))} |")
     return "\n".join(lines)
 
 
