@@ -58,6 +58,22 @@ def test_aggregate_records_groups_by_dataset_and_model():
     assert rows["resnet18"]["seeds"] == "0 1" and rows["swin-t"]["n"] == 1
 
 
+def test_a_row_trained_on_two_machines_keeps_its_metrics_but_not_its_speed():
+    base = dict(dataset="x-sdd", model="resnet18", label="ResNet18", timm_name="resnet18", params=1, steps=10,
+                precision=0.5, recall=0.5, f1=0.5)
+    cpu = [dict(base, seed=s, acc=0.8, fps=10.0, train_seconds=600.0, hardware=f"CPU x86_64, 2 cores, {t} threads")
+           for s, t in ((0, 1), (1, 2))]
+    gpu = dict(base, seed=2, acc=0.9, fps=300.0, train_seconds=40.0, hardware="NVIDIA H100 80GB HBM3 x1")
+    one = R.aggregate_records(cpu)["x-sdd"][0]                 # thread counts differ: still one machine
+    assert one["hardware"] == "CPU x86_64, 2 cores" and one["fps_mean"] == 10.0
+    mixed = R.aggregate_records([*cpu, gpu])["x-sdd"][0]
+    assert mixed["acc_mean"] == pytest.approx(0.8333333) and mixed["n"] == 3
+    assert math.isnan(mixed["fps_mean"]) and math.isnan(mixed["train_seconds_mean"])
+    assert mixed["hardware"] == "CPU x86_64, 2 cores; NVIDIA H100 80GB HBM3 x1"
+    line = R.table_markdown("x-sdd", [mixed], "cpu").splitlines()[4]
+    assert line.endswith("| 10 | — | 0 1 2 | CPU x86_64, 2 cores; NVIDIA H100 80GB HBM3 x1 |")
+
+
 def test_aggregate_records_separates_protocols_and_config_variants():
     base = dict(dataset="x-sdd", model="resnet18", label="ResNet18", timm_name="resnet18", params=1, steps=10,
                 precision=0.5, recall=0.5, f1=0.5, fps=1.0, train_seconds=1.0)

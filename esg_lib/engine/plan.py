@@ -200,7 +200,8 @@ def status(profile: str, results: str | Path = "results",
                 if key in done:
                     n_done += 1
                     seconds += _record_seconds(done[key])
-                    machines.setdefault(_machine(done[key]), []).append(_record_seconds(done[key]))
+                    machine = R.machine_name(done[key].get("hardware"))
+                    machines.setdefault(machine, []).append(_record_seconds(done[key]))
                     continue
                 missing.append(f"{model}/s{seed}")
                 so_far = float(running[key]["seconds"] or 0.0) if key in running else 0.0
@@ -216,12 +217,6 @@ def status(profile: str, results: str | Path = "results",
                      "unestimated": unknown,
                      "machines": {m: (len(v), sum(v) / 3600.0) for m, v in sorted(machines.items())}})
     return rows
-
-
-def _machine(record: dict[str, Any]) -> str:
-    """A record's hardware without its thread count: ``"CPU x86_64, 2 cores"``, ``"NVIDIA H100 … x1"``."""
-    text = record.get("hardware") or "unknown"
-    return text.rsplit(", ", 1)[0] if text.startswith("CPU") and text.endswith("threads") else text
 
 
 def _machines_text(machines: dict[str, tuple[int, float]]) -> str:

@@ -21,6 +21,7 @@ import csv
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import platform
 import re
@@ -326,11 +327,20 @@ def table_name(dataset: str, protocol: str = "leak-free") -> str:
     return dataset if protocol in (None, "leak-free") else f"{dataset}__{protocol}"
 
 
+def machine_name(hardware: str | None) -> str:
+    """A record's hardware text without its thread count: ``"CPU x86_64, 2 cores"``,
+    ``"NVIDIA H100 80GB HBM3 x1"`` (threads vary between runs of one machine)."""
+    text = hardware or "unknown"
+    return text.rsplit(", ", 1)[0] if text.startswith("CPU") and text.endswith("threads") else text
+
+
 def aggregate_records(records: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """``{table: [row per model]}`` with mean ± std across seeds of the test metrics.
 
     One table per (dataset, protocol) (:func:`table_name`); one row per model and config variant
     (runs trained with other settings, e.g. ``--set epochs=3``, never average with the profile's).
+    A row whose seeds ran on different machines has no FPS or training-seconds mean (NaN): those
+    depend on the machine, the metrics do not; its ``hardware`` names every machine.
     """
     groups: dict[tuple[str, str, str, str], list[Mapping[str, Any]]] = {}
     for r in records:
@@ -341,7 +351,11 @@ def aggregate_records(records: Iterable[Mapping[str, Any]]) -> dict[str, list[di
         variants[(table, model)] = variants.get((table, model), 0) + 1
     tables: dict[str, list[dict[str, Any]]] = {}
     for (table, model, variant), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], _order(kv[0][1]), kv[0][2])):
+        machines = sorted({machine_name(r.get("hardware")) for r in rows})
         agg = M.aggregate(rows, (*M.METRIC_KEYS, "fps", "train_seconds"))
+        if len(machines) > 1:
+            for k in ("fps", "train_seconds"):
+                agg[k] = (math.nan, math.nan, agg[k][2])
         first = rows[0]
         label = first.get("label") or model
         if variants[(table, model)] > 1:
@@ -350,7 +364,7 @@ def aggregate_records(records: Iterable[Mapping[str, Any]]) -> dict[str, list[di
                                "timm_name": first.get("timm_name"), "params": first.get("params"),
                                "steps": first.get("steps"),
                                "seeds": " ".join(str(r["seed"]) for r in sorted(rows, key=lambda r: r["seed"])),
-                               "n": len(rows)}
+                               "n": len(rows), "hardware": "; ".join(machines)}
         for k, (mean, std, n) in agg.items():
             row[f"{k}_mean"], row[f"{k}_std"] = mean, std
         tables.setdefault(table, []).append(row)
@@ -377,18 +391,19 @@ def write_tables(tables: Mapping[str, list[dict[str, Any]]], results: Path, prof
 def table_markdown(table: str, rows: list[dict[str, Any]], profile: str) -> str:
     """One aggregated table as Markdown (percent, mean ± std over seeds)."""
     lines = [f"# {table} — profile `{profile}` (test set; mean ± std over seeds, %)", "",
-             "| Model | timm | Params (M) | Acc | Pre | Rec | F1 | FPS | Steps | Train s | Seeds |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| Model | timm | Params (M) | Acc | Pre | Rec | F1 | FPS | Steps | Train s | Seeds | Hardware |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cells = [format_cell(r, k) for k in M.METRIC_KEYS]
         fps = "—" if r.get("fps_mean") != r.get("fps_mean") else f"{r['fps_mean']:.1f}"
         secs = "—" if r.get("train_seconds_mean") != r.get("train_seconds_mean") else f"{r['train_seconds_mean']:.0f}"
         params = f"{r['params'] / 1e6:.2f}" if r.get("params") else "—"
         lines.append(f"| {r['label']} | {r['timm_name']} | {params} | {' | '.join(cells)} | {fps} "
-                     f"| {r['steps']} | {secs} | {r['seeds']} |")
+                     f"| {r['steps']} | {secs} | {r['seeds']} | {r.get('hardware') or '—'} |")
     lines += ["", "Macro-averaged precision/recall/F1 (scikit-learn). FPS: see the README "
-              "(protocol); wall-clock is machine-dependent. Rebuild: `esg report --profile "
-              f"{profile}`.", ""]
+              "(protocol); FPS and training seconds are the runs' own, on the hardware named, and "
+              "left out (—) for a row whose seeds ran on different machines. Rebuild: `esg report "
+              f"--profile {profile}`.", ""]
     return "\n".join(lines)
 
 
