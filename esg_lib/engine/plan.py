@@ -20,9 +20,10 @@ but some on another known dataset is scaled by the ratio of their image counts t
 profile's steps grow with both; ``cpu`` trains NEU-CLS-64 for fewer epochs); runs with no evidence
 at all are counted apart, so the total is then a lower bound. Only records of the same kind of
 machine as the one asking count (a run that took 2 minutes on a GPU says nothing about the hours it
-takes on 2 cores): :func:`machine_kind`. Records come from different thread counts and machine
-loads, so the estimate is only good for planning sessions. The status table names the hardware each
-stage's finished runs came from, with their hours, since a plan can be finished on several machines.
+takes on 2 cores): :func:`~.runs.machine_kind`. Records come from different thread counts and
+machine loads, so the estimate is only good for planning sessions. The status table names the
+hardware each stage's finished runs came from, with their hours, since a plan can be finished on
+several machines.
 """
 from __future__ import annotations
 
@@ -117,22 +118,14 @@ def _record_seconds(rec: dict[str, Any]) -> float:
     return float(rec.get("wall_seconds") or rec.get("train_seconds") or 0.0)
 
 
-def machine_kind(hardware: str | None = None) -> str:
-    """``"gpu"`` or ``"cpu"``: of a record's hardware text (``"CPU x86_64, 2 cores, 1 threads"``,
-    ``"NVIDIA H100 80GB HBM3 x1"``; a record without one ran on a CPU), or of this machine."""
-    if hardware is None:
-        import torch
-
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    return "cpu" if not hardware or hardware.startswith("CPU") else "gpu"
-
-
 def typical_run_seconds(profile: str, records: Sequence[dict[str, Any]],
                         tuning_records: Sequence[dict[str, Any]],
                         kind: str = "cpu") -> dict[tuple[str, str], float]:
     """``(dataset, model) → seconds`` one more run of that row is expected to take on a ``kind``
     machine (module docstring); pairs without any evidence are absent."""
     import statistics
+
+    from .runs import machine_kind
 
     runs: dict[tuple[str, str], list[float]] = {}
     for r in records:
@@ -187,7 +180,8 @@ def status(profile: str, results: str | Path = "results",
     done = {_key(r["dataset"], r.get("protocol"), r["model"], r["seed"], r.get("variant", "")): r
             for r in records}
     running = _run_progress(out, profile) if out is not None else {}
-    typical = typical_run_seconds(profile, records, load_tuning_records(profile, results), machine_kind())
+    typical = typical_run_seconds(profile, records, load_tuning_records(profile, results),
+                                  R.machine_kind())
     seeds = get_profile(profile).seeds
     rows = []
     for stage in plan(profile):
@@ -199,9 +193,9 @@ def status(profile: str, results: str | Path = "results",
                 key = _key(stage.dataset, stage.protocol, model, seed, variant)
                 if key in done:
                     n_done += 1
-                    seconds += _record_seconds(done[key])
-                    machine = R.machine_name(done[key].get("hardware"))
-                    machines.setdefault(machine, []).append(_record_seconds(done[key]))
+                    spent = _record_seconds(done[key])
+                    seconds += spent
+                    machines.setdefault(R.machine_name(done[key].get("hardware")), []).append(spent)
                     continue
                 missing.append(f"{model}/s{seed}")
                 so_far = float(running[key]["seconds"] or 0.0) if key in running else 0.0

@@ -327,6 +327,16 @@ def table_name(dataset: str, protocol: str = "leak-free") -> str:
     return dataset if protocol in (None, "leak-free") else f"{dataset}__{protocol}"
 
 
+def machine_kind(hardware: str | None = None) -> str:
+    """``"gpu"`` or ``"cpu"``: of a record's :func:`hardware_text` (a record without one ran on a
+    CPU), or of this machine when ``hardware`` is None."""
+    if hardware is None:
+        import torch
+
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    return "cpu" if not hardware or hardware.startswith("CPU") else "gpu"
+
+
 def machine_name(hardware: str | None) -> str:
     """A record's hardware text without its thread count: ``"CPU x86_64, 2 cores"``,
     ``"NVIDIA H100 80GB HBM3 x1"`` (threads vary between runs of one machine)."""
