@@ -32,12 +32,16 @@ def set_style() -> None:
 
 
 def save_figure(fig: plt.Figure, folder: str | Path, name: str, close: bool = True) -> list[Path]:
-    """Write ``<folder>/<name>.png`` and ``.pdf``; returns both paths."""
+    """Write ``<folder>/<name>.png`` and ``.pdf``; returns both paths.
+
+    The PDF carries no creation date, so re-running a notebook on the same runs rewrites
+    byte-identical files and ``git status`` shows only figures whose content changed.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{name}.png", folder / f"{name}.pdf"]
-    for path in paths:
-        fig.savefig(path)
+    fig.savefig(paths[0])
+    fig.savefig(paths[1], metadata={"CreationDate": None})
     if close:
         plt.close(fig)
     return paths

@@ -32,6 +32,14 @@ def test_activation_figure_has_the_four_functions(tmp_path: Path) -> None:
     _saved(fig, tmp_path, "act")
 
 
+def test_saving_the_same_figure_twice_writes_identical_files(tmp_path: Path) -> None:
+    fig = figures.plot_activations(prelu_slope=0.25)
+    first = [path.read_bytes() for path in figures.save_figure(fig, tmp_path / "a", "act", close=False)]
+    second = [path.read_bytes() for path in figures.save_figure(fig, tmp_path / "b", "act")]
+    assert first == second
+    assert b"/CreationDate" not in first[1]
+
+
 def test_sample_grid_has_a_row_per_class(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (30, 3, 16, 16), dtype=np.uint8)

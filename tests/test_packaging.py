@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tomllib
 
+import pytest
 import yaml
 
 from conftest import PROJECT_ROOT
@@ -69,3 +70,17 @@ def test_console_script_and_module_entry_point_agree() -> None:
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown model(s): no_such_model" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_git_ignores_what_must_never_be_committed() -> None:
+    """NEU-CLS-64 (no license) and its sample-image grid, checkpoints and run folders stay out of git."""
+    if not (PROJECT_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    must_ignore = ["data/fetched/neu-cls-64/crazing/cr_1.bmp", "figures/cpu/data_samples_neu-cls-64.png",
+                   "figures/paper/data_samples_neu-cls-64.pdf", "runs/cpu/x-sdd/resnet18/s0-x/best.pt",
+                   "weights.safetensors"]
+    must_keep = ["figures/cpu/data_samples_x-sdd.png", "figures/cpu/data_counts_neu-cls-64.png",
+                 "results/cpu/leak_audit_neu-cls-64.md"]
+    checked = subprocess.run(["git", "check-ignore", "--no-index", *must_ignore, *must_keep], cwd=PROJECT_ROOT,
+                             capture_output=True, text=True)
+    assert checked.stdout.split() == must_ignore
