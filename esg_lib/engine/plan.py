@@ -129,11 +129,11 @@ def typical_run_seconds(profile: str, records: Sequence[dict[str, Any]],
 
     runs: dict[tuple[str, str], list[float]] = {}
     for r in records:
-        if machine_kind(r.get("hardware") or "") == kind:
+        if machine_kind(r.get("hardware")) == kind:
             runs.setdefault((r["dataset"], r["model"]), []).append(_record_seconds(r))
     tuning: dict[str, list[float]] = {}
     for r in tuning_records:
-        if machine_kind(r.get("hardware") or "") != kind:
+        if machine_kind(r.get("hardware")) != kind:
             continue
         tuning.setdefault(r["model"], []).append(float(r.get("train_seconds") or 0.0))
     typical = {k: statistics.median(v) for k, v in runs.items()}
@@ -181,7 +181,7 @@ def status(profile: str, results: str | Path = "results",
             for r in records}
     running = _run_progress(out, profile) if out is not None else {}
     typical = typical_run_seconds(profile, records, load_tuning_records(profile, results),
-                                  R.machine_kind())
+                                  R.this_machine_kind())
     seeds = get_profile(profile).seeds
     rows = []
     for stage in plan(profile):
@@ -238,7 +238,8 @@ def status_markdown(profile: str, results: str | Path = "results", out: str | Pa
                      f"{_hours_left(r['hours_left'], r['unestimated'])} | {todo} | "
                      f"{_machines_text(r['machines'])} |")
         for m, (n, h) in r["machines"].items():
-            every[m] = (every.get(m, (0, 0.0))[0] + n, every.get(m, (0, 0.0))[1] + h)
+            n_all, h_all = every.get(m, (0, 0.0))
+            every[m] = (n_all + n, h_all + h)
     total_done = sum(r["done"] for r in rows)
     total = sum(r["planned"] for r in rows)
     hours = sum(r["hours"] for r in rows)

@@ -327,14 +327,16 @@ def table_name(dataset: str, protocol: str = "leak-free") -> str:
     return dataset if protocol in (None, "leak-free") else f"{dataset}__{protocol}"
 
 
-def machine_kind(hardware: str | None = None) -> str:
-    """``"gpu"`` or ``"cpu"``: of a record's :func:`hardware_text` (a record without one ran on a
-    CPU), or of this machine when ``hardware`` is None."""
-    if hardware is None:
-        import torch
-
-        return "gpu" if torch.cuda.is_available() else "cpu"
+def machine_kind(hardware: str | None) -> str:
+    """``"gpu"`` or ``"cpu"``: of a record's :func:`hardware_text` (a record without one ran on a CPU)."""
     return "cpu" if not hardware or hardware.startswith("CPU") else "gpu"
+
+
+def this_machine_kind() -> str:
+    """:func:`machine_kind` of the machine running this code."""
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
 
 
 def machine_name(hardware: str | None) -> str:
