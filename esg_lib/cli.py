@@ -3,7 +3,8 @@
 Each area of the project owns its subcommands in its own module, which exposes
 ``register(subparsers) -> None``; this file only lists those modules. A subcommand
 sets ``func`` on its parser; ``func(args) -> int`` is the exit code. Errors meant for
-the user are raised as :class:`UserError` and printed as one line, without a traceback.
+the user are raised as :class:`esg_lib.errors.UserError` (by any area) and only caught here,
+printed as one line without a traceback.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import sys
 import threading
 from typing import Any, Sequence
 
+from esg_lib.errors import UserError
+
 # module path -> owns these subcommands (imported lazily so `esg --help` stays quick)
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "esg_lib.models.zoo",       # esg zoo
@@ -22,10 +25,6 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "esg_lib.bench",            # esg benchmark
     "esg_lib.reproduce",        # esg reproduce
 )
-
-
-class UserError(Exception):
-    """An error caused by the user's input: printed as one line, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -174,7 +174,7 @@ def summary_markdown(profile: str, root: Path | None = None) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from esg_lib.cli import UserError
+    from esg_lib.errors import UserError
 
     root = project_root()
     params: dict[str, Any] = {}

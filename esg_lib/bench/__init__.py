@@ -36,7 +36,7 @@ def _log(msg: str) -> None:
 def _check(args: argparse.Namespace) -> None:
     import torch
 
-    from esg_lib.cli import UserError
+    from esg_lib.errors import UserError
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device {args.device!r} requested but CUDA is not available")
@@ -68,7 +68,7 @@ def main_models(args: argparse.Namespace) -> dict[str, Any]:
     import timm
 
     import esg_lib  # noqa: F401
-    from esg_lib.cli import UserError
+    from esg_lib.errors import UserError
 
     from . import throughput as T
     from .timing import environment

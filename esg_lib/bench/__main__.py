@@ -9,7 +9,7 @@ from esg_lib.bench import register
 
 
 def main(argv: list[str] | None = None) -> int:
-    from esg_lib.cli import UserError
+    from esg_lib.errors import UserError
 
     parser = argparse.ArgumentParser(prog="python -m esg_lib.bench")
     register(parser.add_subparsers(dest="command"))

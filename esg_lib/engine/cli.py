@@ -1,7 +1,7 @@
 """``esg train | evaluate | predict | runs | report`` (registered by :mod:`esg_lib.cli`).
 
 Every user mistake (unknown model, profile or dataset, missing checkpoint, unreadable image, a bad
-``--set``) is raised as :class:`esg_lib.cli.UserError`: one line on stderr, exit code 2.
+``--set``) is raised as :class:`esg_lib.errors.UserError`: one line on stderr, exit code 2.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from esg_lib.cli import UserError
+from esg_lib.errors import UserError
 
 from .config import DRY_RUN, PROFILES, TrainConfig, build_config, get_profile, parse_overrides
 

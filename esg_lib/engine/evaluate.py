@@ -146,7 +146,7 @@ def write_outputs(folder: Path, out: dict[str, np.ndarray], summary: dict[str, A
 # ----------------------------------------------------------------------------------- checkpoints
 def load_run_model(path: str | Path, device: str = "auto"):
     """``(checkpoint dict, model in eval mode, device)`` from an ``esg train`` checkpoint."""
-    from esg_lib.cli import UserError
+    from esg_lib.errors import UserError
 
     from .config import ModelSpec
     from .models import build_model
@@ -167,7 +167,7 @@ def evaluate_checkpoint(path: str | Path, dataset: str | None = None, split: str
                         out: str | Path | None = None, device: str = "auto") -> dict[str, Any]:
     """Score a checkpoint on a split prepared exactly as in its run (or on another ``dataset``
     with the same classes); with ``out``, also write predictions, confusion, report, features."""
-    from esg_lib.cli import UserError
+    from esg_lib.errors import UserError
 
     from .config import TrainConfig
     from .train import prepare_bundle
@@ -219,7 +219,7 @@ def load_image(path: str | Path, img_size: int, color_mode: str = "RGB") -> torc
     """
     from PIL import Image, UnidentifiedImageError
 
-    from esg_lib.cli import UserError
+    from esg_lib.errors import UserError
 
     if not Path(path).is_file():
         raise UserError(f"image not found: {path}")

@@ -29,22 +29,27 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
-from .config import ABLATION, COMPARISON, ConfigError, TrainConfig, build_config, get_profile, identity_fields
+from .config import (ABLATION, COMPARISON, BASE_PROFILE, ConfigError, TrainConfig, build_config, get_profile,
+                     identity_fields)
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One block of the plan: ``models`` × the profile's seeds on one dataset and split protocol."""
+    """One block of the plan: ``models`` × the profile's seeds on one dataset and split protocol.
+
+    ``overrides`` are config fields that this stage changes for every model (an experiment arm, e.g.
+    ``epochs=60``); they are part of each run's identity, so its runs never mix with the profile's."""
 
     name: str
     dataset: str
     protocol: str
     models: tuple[str, ...]
     purpose: str = ""
+    overrides: Mapping[str, Any] = field(default_factory=dict)
 
 
 REFERENCES = ("esg-convnext", "resnet18", "convnextv2", "convnextv2-param")
@@ -68,8 +73,27 @@ _FULL_PLAN = (
           ("resnet18", *OTHER_BASELINES), "the rest of Table 1, as time allows"),
 )
 
+PIVOTAL = ("resnet18", "densenet121", "esg-convnext")
+
+# Issue 18's arms, in the order they decide most. Same seeds, hence the same leak-free splits, as the
+# `cpu` runs, so that every run pairs per seed with its 15-epoch, 64-px partner. 60 epochs are 4× the
+# optimiser steps (≈3660); the warm-up grows alike (1 → 4 epochs). 128 px is X-SDD's native size.
+_GAP_PLAN = (
+    Stage("Steps: 60 epochs, pivotal rows", "x-sdd", "leak-free", PIVOTAL,
+          "4x the optimiser steps (3660), same recipes: does ESG's gap to ResNet18 close?",
+          {"epochs": 60, "warmup_epochs": 4}),
+    Stage("Resolution: 128 px, pivotal rows", "x-sdd", "leak-free", PIVOTAL,
+          "X-SDD's native size at the 15-epoch budget: GAM's 7x7 gate sees a 4x4 last stage, not 2x2",
+          {"img_size": 128}),
+    Stage("Steps: 60 epochs, ConvNeXtV2-atto", "x-sdd", "leak-free", ("convnextv2",),
+          "the backbone alone at 4x the steps", {"epochs": 60, "warmup_epochs": 4}),
+    Stage("Resolution: 128 px, ConvNeXtV2-atto", "x-sdd", "leak-free", ("convnextv2",),
+          "the backbone alone at 128 px", {"img_size": 128}),
+)
+
 PLANS: dict[str, tuple[Stage, ...]] = {
     "cpu": _FULL_PLAN,
+    "cpu-gap": _GAP_PLAN,
     "paper": _FULL_PLAN,
     "smoke": (Stage("smoke: ESG-ConvNeXt and ResNet18", "x-sdd", "leak-free", ("esg-convnext", "resnet18")),),
 }
@@ -83,12 +107,24 @@ def plan(profile: str) -> tuple[Stage, ...]:
         raise ConfigError(f"no experiment plan for profile {profile!r}") from None
 
 
-def expected_variant(profile: str, model: str, dataset: str, protocol: str) -> str:
-    """The config variant a run of this row would have if trained now (recipe included)."""
+def expected_variant(profile: str, model: str, dataset: str, protocol: str,
+                     overrides: Mapping[str, Any] | None = None) -> str:
+    """The config variant a run of this row would have if trained now (recipe and the stage's
+    ``overrides`` included)."""
     from .runs import config_variant
 
-    cfg = build_config(profile, model=model, dataset=dataset, protocol=protocol)
+    cfg = build_config(profile, model=model, dataset=dataset, protocol=protocol, **dict(overrides or {}))
     return config_variant(identity_fields(cfg))
+
+
+def stage_scale(profile: str, stage: Stage) -> float:
+    """How much longer one run of ``stage`` takes than the profile's own run on its dataset: the
+    stage's epochs and pixels over the profile's (a time-left estimate, nothing more)."""
+    if not stage.overrides:
+        return 1.0
+    base = build_config(profile, dataset=stage.dataset)
+    now = build_config(profile, dataset=stage.dataset, **dict(stage.overrides))
+    return (now.epochs / base.epochs) * (now.img_size / base.img_size) ** 2
 
 
 def _key(dataset: str, protocol: str, model: str, seed: int, variant: str) -> tuple:
@@ -175,20 +211,21 @@ def status(profile: str, results: str | Path = "results",
     from . import runs as R
     from .tuning import load_records as load_tuning_records
 
-    res = Path(results) / profile / "runs"
-    records = [r for r in (R.read_json(p) for p in sorted(res.glob("*.json"))) if r] if res.is_dir() else []
+    records = _records(profile, results)
     done = {_key(r["dataset"], r.get("protocol"), r["model"], r["seed"], r.get("variant", "")): r
             for r in records}
     running = _run_progress(out, profile) if out is not None else {}
-    typical = typical_run_seconds(profile, records, load_tuning_records(profile, results),
-                                  R.this_machine_kind())
+    base = BASE_PROFILE.get(profile, profile)
+    evidence = records if base == profile else _records(base, results)
+    typical = typical_run_seconds(base, evidence, load_tuning_records(base, results), R.this_machine_kind())
     seeds = get_profile(profile).seeds
     rows = []
     for stage in plan(profile):
         n_done, started, seconds, missing, left, unknown = 0, 0, 0.0, [], 0.0, 0
         machines: dict[str, list[float]] = {}
+        scale = stage_scale(profile, stage)
         for model in stage.models:
-            variant = expected_variant(profile, model, stage.dataset, stage.protocol)
+            variant = expected_variant(profile, model, stage.dataset, stage.protocol, stage.overrides)
             for seed in seeds:
                 key = _key(stage.dataset, stage.protocol, model, seed, variant)
                 if key in done:
@@ -202,7 +239,7 @@ def status(profile: str, results: str | Path = "results",
                 started += key in running
                 seconds += so_far
                 if (stage.dataset, model) in typical:
-                    left += max(typical[stage.dataset, model] - so_far, 0.0)
+                    left += max(typical[stage.dataset, model] * scale - so_far, 0.0)
                 else:
                     unknown += 1
         rows.append({"stage": stage.name, "dataset": stage.dataset, "protocol": stage.protocol,
@@ -211,6 +248,14 @@ def status(profile: str, results: str | Path = "results",
                      "unestimated": unknown,
                      "machines": {m: (len(v), sum(v) / 3600.0) for m, v in sorted(machines.items())}})
     return rows
+
+
+def _records(profile: str, results: str | Path) -> list[dict[str, Any]]:
+    """The committed per-run records of a profile (``results/<profile>/runs/*.json``)."""
+    from . import runs as R
+
+    res = Path(results) / profile / "runs"
+    return [r for r in (R.read_json(p) for p in sorted(res.glob("*.json"))) if r] if res.is_dir() else []
 
 
 def _machines_text(machines: dict[str, tuple[int, float]]) -> str:
@@ -285,7 +330,7 @@ def run_queue(profile: str, stages: Sequence[str] | None = None, out: str | Path
     message. A run another process is training (its :class:`~.runs.RunLock` is held) is skipped,
     so several queues can share one plan (two terminals, two GPUs). ``limit`` stops after that many
     runs."""
-    from esg_lib.cli import UserError
+    from esg_lib.errors import UserError
 
     from . import runs as R
     from .train import TrainingDiverged, fit, matching_bundle, planned_run_dir, prepare_bundle
@@ -306,8 +351,8 @@ def run_queue(profile: str, stages: Sequence[str] | None = None, out: str | Path
             not_ready.add(model)
             continue
         cfg = build_config(profile, model=model, seed=seed, dataset=stage.dataset,
-                           protocol=stage.protocol, out=str(out), **overrides)
-        key = (stage.dataset, stage.protocol, seed)
+                           protocol=stage.protocol, out=str(out), **{**stage.overrides, **overrides})
+        key = (stage.dataset, stage.protocol, seed, cfg.img_size)
         print(f"[{i + 1}/{len(todo)}] {stage.name}: {model} seed {seed}", flush=True)
         try:
             if key != bundle_key:

@@ -33,7 +33,7 @@ from typing import Any, Iterable, Mapping
 
 from esg_lib import metrics as M
 
-from esg_lib.cli import UserError
+from esg_lib.errors import UserError
 
 from .config import ABLATION, COMPARISON, ModelSpec, TrainConfig, get_profile, identity_fields
 

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from esg_lib.cli import UserError
+from esg_lib.errors import UserError
 
 from . import evaluate as E
 from . import runs as R

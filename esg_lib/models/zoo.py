@@ -66,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
     import timm
 
     import esg_lib  # noqa: F401
-    from esg_lib.cli import UserError
+    from esg_lib.errors import UserError
 
     unknown = [m for m in args.models if not timm.is_model(m)]
     if unknown:
