@@ -93,7 +93,8 @@ def main_models(args: argparse.Namespace) -> dict[str, Any]:
     print()
     print(T.format_table(records))
     print("\nGMACs = multiply-accumulates per image, forward (timm's and the paper's 'GFLOPs'), counted by "
-          "torch.utils.flop_counter; achieved GFLOP/s = 2 x MACs x img/s (training: forward + backward MACs).")
+          "torch.utils.flop_counter; achieved GFLOP/s = 2 x MACs x img/s (training: forward + backward MACs, "
+          "convolution backward counted per group, ~3 x forward).")
     if rat:
         print()
         print(T.format_ratios(rat))

@@ -4,6 +4,15 @@ GMACs are multiply-accumulates (one MAC = one multiply + one add), the unit timm
 report as "GFLOPs". They are counted by ``torch.utils.flop_counter.FlopCounterMode`` (which counts
 2 FLOPs per MAC for convolutions and matrix products, halved here) during one real forward pass at
 batch 1; elementwise work (activations, attention gates, norms) is not counted, as in timm's tables.
+
+Training work (forward + backward, :func:`count_training_gmacs`) needs one correction: torch's formula
+for ``convolution_backward`` (torch 2.14.1) ignores ``groups`` in the weight gradient, so a depthwise
+convolution's backward on C channels is counted as (1 + C) x its forward instead of 2 x. Every counter
+here is built by :func:`flop_counter`, which registers :func:`grouped_conv_backward_flop` (the weight
+gradient divided by ``groups``) in place of torch's. Forward counts are unaffected (the forward
+formula reads ``in_channels / groups`` from the weight's shape), so ``esg zoo`` prints the same numbers.
+tests/test_models_perf.py pins both torch's overcount and the corrected count of one depthwise
+convolution, so an upstream fix (or a regression of ours) fails a test.
 """
 from __future__ import annotations
 
@@ -11,9 +20,10 @@ import argparse
 from typing import Iterable, Sequence
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
-__all__ = ["count_parameters", "count_gmacs", "complexity", "zoo_rows", "format_markdown", "register",
+__all__ = ["count_parameters", "count_gmacs", "count_training_gmacs", "flop_counter",
+           "grouped_conv_backward_flop", "complexity", "zoo_rows", "format_markdown", "register",
            "DEFAULT_ZOO_MODELS"]
 
 DEFAULT_ZOO_MODELS = tuple(f"esg_convnext_{s}" for s in ("atto", "femto", "pico", "nano", "tiny")) + tuple(
@@ -24,14 +34,57 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def grouped_conv_backward_flop(grad_out_shape: Sequence[int], x_shape: Sequence[int], w_shape: Sequence[int],
+                               _bias: object, _stride: object, _padding: object, _dilation: object,
+                               transposed: bool, _output_padding: object, groups: int,
+                               output_mask: Sequence[bool], out_shape: Sequence[Sequence[int]] | None = None,
+                               **kwargs: object) -> int:
+    """FLOPs of ``aten.convolution_backward`` with ``groups`` honoured (2 per MAC, as torch counts).
+
+    The input gradient is a (transposed) convolution with the same grouped weight as the forward, and
+    torch counts it right. The weight gradient correlates input and output-gradient channels only
+    within a group: torch's formula multiplies all C_in x C_out pairs, ``groups`` x too many."""
+    def swap(shape: Sequence[int]) -> list[int]:
+        return [shape[1], shape[0], *shape[2:]]
+
+    assert out_shape is not None
+    flops = 0
+    if output_mask[0]:
+        flops += conv_flop_count(grad_out_shape, w_shape, out_shape[0], not transposed)
+    if output_mask[1]:
+        src, kernel = (grad_out_shape, x_shape) if transposed else (x_shape, grad_out_shape)
+        flops += conv_flop_count(swap(src), swap(kernel), swap(out_shape[1]), transposed=False) // groups
+    return flops
+
+
+def flop_counter() -> FlopCounterMode:
+    """A ``FlopCounterMode`` (no display) whose convolution backward honours ``groups``."""
+    return FlopCounterMode(display=False,
+                           custom_mapping={torch.ops.aten.convolution_backward: grouped_conv_backward_flop})
+
+
 @torch.no_grad()
 def count_gmacs(model: torch.nn.Module, img_size: int, in_chans: int = 3) -> float:
     """Multiply-accumulates (in billions) of one forward pass of one ``img_size`` image."""
     model.eval()
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     with counter:
         model(torch.zeros(1, in_chans, img_size, img_size))
     return counter.get_total_flops() / 2 / 1e9
+
+
+def count_training_gmacs(model: torch.nn.Module, img_size: int, in_chans: int = 3, batch_size: int = 2) -> float:
+    """Multiply-accumulates (in billions) per image of a training step's forward + backward (no
+    optimizer): cross-entropy on a batch of ``batch_size`` (BatchNorm needs two samples in training
+    mode), divided by the batch. About 3 x the forward for most networks (the stem's input gradient is
+    not computed). Gradients are left in the model's ``.grad``: pass a throw-away copy."""
+    model.train()
+    counter = flop_counter()
+    x = torch.zeros(batch_size, in_chans, img_size, img_size)
+    with counter:
+        out = model(x)
+        torch.nn.functional.cross_entropy(out, torch.zeros(batch_size, dtype=torch.long)).backward()
+    return counter.get_total_flops() / 2 / 1e9 / batch_size
 
 
 def complexity(name: str, img_sizes: Sequence[int] = (64, 224), num_classes: int = 9) -> dict[str, float | str]:
