@@ -146,8 +146,8 @@ def test_neu_decodes_grey_including_the_rgb_file(shared_datasets, monkeypatch, t
     monkeypatch.setenv("ESG_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("ESG_NEU_CLS_64", str(shared_datasets / "neu-cls-64" / "NEU-CLS-64"))
     b = prepare_data("neu-cls-64", img_size=32, max_images=120, augment_copies=1)
-    assert b.display_names == ["cracks", "pits", "inclusion", "patches", "pitted surface", "rust",
-                               "rolled-in scale", "scratches", "oil stains"]
+    assert b.display_names == ["cracks", "pits", "inclusion", "patches", "pitting surface", "rust",
+                               "scale", "scratches", "oil stains"]
     for part in (b.train, b.test):
         assert (part.images[:, 0] == part.images[:, 1]).all() and (part.images[:, 1] == part.images[:, 2]).all()
     from esg_lib.data.decode import decode_file

@@ -116,15 +116,16 @@ X_SDD_ABBREV: dict[str, str] = {
     "surface scratch": "SS",
 }
 
-# NEU-CLS-64 folder abbreviations as in the paper's Fig. 10/12 axis labels; names as in its Fig. 12 text.
+# NEU-CLS-64 folder abbreviations as in the paper's Fig. 10/12 axis labels; names exactly as in its
+# Fig. 12 text ("pitting surface", "scale": not the dataset's usual "pitted surface", "rolled-in scale").
 NEU_CLASSES: dict[str, str] = {
     "cr": "cracks",
     "gg": "pits",
     "in": "inclusion",
     "pa": "patches",
-    "ps": "pitted surface",
+    "ps": "pitting surface",
     "rp": "rust",
-    "rs": "rolled-in scale",
+    "rs": "scale",
     "sc": "scratches",
     "sp": "oil stains",
 }
