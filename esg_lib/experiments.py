@@ -20,29 +20,17 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from esg_lib.markdown import markdown_table
+# The tables over run records are the reporting layer's; the notebooks reach them through here too.
+from esg_lib.report.frames import (ABLATION_MODELS, COMPARISON_MODELS, METRICS, PAPER_LABELS,  # noqa: F401
+                                   PAPER_MODELS, PROTOCOLS, paired_difference, paired_differences, paper_table,
+                                   protocol_table, records_frame, side_by_side, summarize)
+from esg_lib.reproduce import project_root as _project_root
+
 __all__ = ["Experiment", "RunResult", "PAPER_MODELS", "COMPARISON_MODELS", "ABLATION_MODELS", "PROTOCOLS",
            "paper_table", "main_dataset", "paired_difference", "dataset_available", "PAPER_LABELS",
-           "records_frame", "summarize", "side_by_side", "paired_differences", "protocol_table"]
-
-# The paper's seven models (Tables 1 and 3, Figs. 12 and 13), by model-table key.
-PAPER_MODELS = ("mobilenetv3", "inceptionv3", "convnextv2", "vit", "densenet121", "swin-t", "esg-convnext")
-# Our comparison: the paper's seven, the parameter-matched ConvNeXtV2 and the ResNet18 reference.
-COMPARISON_MODELS = PAPER_MODELS + ("convnextv2-param", "resnet18")
-# Table 2 rows 1-4 and the full model (row 5 is the same network as "esg-convnext": its runs are shared).
-ABLATION_MODELS = ("esg-abl1", "esg-abl2", "esg-abl3", "esg-abl4", "esg-convnext")
-PROTOCOLS = ("leak-free", "augment-then-group-split", "augment-then-split")
-# Model-table key -> the paper's row label in esg_lib/paper_results.csv.
-PAPER_LABELS = {"mobilenetv3": "MobileNetV3", "inceptionv3": "InceptionV3", "convnextv2": "ConvNeXtV2",
-                "vit": "ViT", "densenet121": "DenseNet121", "swin-t": "Swin-T", "esg-convnext": "ESG-ConvNeXt",
-                "esg-abl1": "ConvNeXt", "esg-abl2": "ConvNeXt + block1", "esg-abl3": "ConvNeXt + block1 + block2",
-                "esg-abl4": "ConvNeXt + block1 + block2 + Attention"}
-METRICS = ("acc", "precision", "recall", "f1")
-
-
-def _project_root() -> Path:
-    from esg_lib.reproduce import project_root
-
-    return project_root()
+           "records_frame", "summarize", "side_by_side", "paired_differences", "protocol_table",
+           "markdown_table"]
 
 
 def dataset_available(name: str) -> bool:
@@ -91,18 +79,6 @@ def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, prof
     return fallback, (f"{requested} has no finished `{profile}` {what} yet and this notebook trains nothing "
                       f"(train_missing=False): showing {fallback} instead; every figure and table below is "
                       f"labelled {fallback}. `esg queue --profile {profile}` trains them.")
-
-
-def paper_table(table: int) -> "pd.DataFrame":  # noqa: F821
-    """The paper's Table 1, 2 or 3 from ``esg_lib/paper_results.csv`` (labelled as the paper's)."""
-    import pandas as pd
-
-    path = Path(__file__).with_name("paper_results.csv")
-    frame = pd.read_csv(path, comment="#")
-    frame = frame[frame["table"] == table].drop(columns=["table"]).reset_index(drop=True)
-    if frame.empty:
-        raise ValueError(f"the paper has no Table {table} in {path.name} (tables 1-3)")
-    return frame
 
 
 @dataclass
@@ -288,7 +264,7 @@ class Experiment:
             header += (f"\n\nOurs: profile `{self.profile}`, {len(seeds)} seed(s) ({', '.join(map(str, seeds))}), "
                        f"test split, mean ± std over seeds (%). Trained on: {'; '.join(_hardware_of(runs))}. "
                        "Columns marked 'paper' are the paper's published numbers, not ours.")
-        md_path.write_text(header + "\n\n" + _markdown(frame) + "\n")
+        md_path.write_text(header + "\n\n" + markdown_table(frame) + "\n")
         return [csv_path, md_path]
 
     # ------------------------------------------------------------------------- curves etc.
@@ -343,8 +319,8 @@ class Experiment:
 
 
 # ------------------------------------------------------------------ tables from run records
-# The same functions serve the notebooks (records of the run folders they trained) and the README
-# (records committed under results/<profile>/runs/, see esg_lib.engine.runs.readme_results).
+# The tables themselves are esg_lib.report.frames': they serve the notebooks (records of the run
+# folders they trained) and the README (records committed under results/<profile>/runs/).
 
 def _run_record(r: RunResult) -> dict[str, Any]:
     test = r.metrics.get("test", {})
@@ -354,122 +330,6 @@ def _run_record(r: RunResult) -> dict[str, Any]:
             "train_seconds": r.metrics.get("train_seconds"), "gmacs": r.metrics.get("gmacs")}
 
 
-def records_frame(records: Iterable[Mapping[str, Any]]) -> "pd.DataFrame":  # noqa: F821
-    """One row per run record (fractions in, percent out): key, model label, seed, protocol,
-    dataset, acc/precision/recall/f1 (%), test size, FPS, params (M), steps, train seconds."""
-    import pandas as pd
-
-    rows = []
-    for r in records:
-        rows.append({"key": r["model"], "model": r.get("label") or r["model"], "seed": r["seed"],
-                     "protocol": r.get("protocol") or "leak-free", "dataset": r.get("dataset"),
-                     **{m: math.nan if r.get(m) is None else 100 * r[m] for m in METRICS},
-                     "test_n": r.get("test_n"), "fps": r.get("fps"),
-                     "params_m": (r.get("params") or 0) / 1e6, "steps": r.get("steps"),
-                     "train_seconds": r.get("train_seconds"),
-                     "gmacs": math.nan if r.get("gmacs") is None else r["gmacs"]})
-    columns = ["key", "model", "seed", "protocol", "dataset", *METRICS, "test_n", "fps", "params_m",
-               "steps", "train_seconds", "gmacs"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def summarize(frame: "pd.DataFrame", by: Sequence[str] = ("key", "model")) -> "pd.DataFrame":  # noqa: F821
-    """Mean and std (ddof=1) over seeds per model: columns ``<metric>_mean``, ``<metric>_std``, ``n``."""
-    cols = [*METRICS, "fps", "params_m", "steps", "train_seconds", "gmacs"]
-    grouped = frame.groupby(list(by), sort=False)
-    out = grouped[cols].mean().add_suffix("_mean").join(grouped[list(METRICS)].std(ddof=1).add_suffix("_std"))
-    out["n"] = grouped.size()
-    return out.reset_index()
-
-
-def side_by_side(summary: "pd.DataFrame", table: int,  # noqa: F821
-                 fps: Mapping[str, float] | None = None) -> "pd.DataFrame":  # noqa: F821
-    """Our mean ± std (a :func:`summarize` frame) beside the paper's Table ``table``; the paper's
-    columns say so. ``fps`` (model key → images/s, from ``esg fps``) replaces the runs' own FPS."""
-    import pandas as pd
-
-    paper = paper_table(table).set_index("model")
-    rows = []
-    for _, r in summary.iterrows():
-        paper_row = paper.loc[PAPER_LABELS[r["key"]]] if PAPER_LABELS.get(r["key"]) in paper.index else None
-        row = {"model": r["model"], "params (M)": round(r["params_m_mean"], 2),
-               "GMACs": "—" if r["gmacs_mean"] != r["gmacs_mean"] else f"{r['gmacs_mean']:.3f}",
-               "n seeds": int(r["n"])}
-        for m, name in zip(METRICS, ("Acc", "Pre", "Rec", "F1")):
-            row[f"{name} ours"] = _pm(r[f"{m}_mean"], r[f"{m}_std"])
-            paper_key = {"acc": "accuracy"}.get(m, m)
-            row[f"{name} paper"] = "—" if paper_row is None else f"{paper_row[paper_key]:.1f}"
-        speed = (fps or {}).get(r["key"], r["fps_mean"])
-        row["FPS ours (this machine)"] = f"{speed:.1f}" if speed == speed else "—"
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def paired_differences(frame: "pd.DataFrame", target: str = "esg-convnext",  # noqa: F821
-                       metric: str = "acc") -> "pd.DataFrame":  # noqa: F821
-    """``target`` minus every other model of a :func:`records_frame`: mean paired per-seed difference
-    (points) with a 95 % t interval, and whether it is within noise (the interval contains 0;
-    "untested" with a single seed, which has no interval). One test image is worth
-    ``100 / test size`` points, shown beside."""
-    import pandas as pd
-
-    mine = frame[frame["key"] == target].set_index("seed")[metric]
-    sizes = frame["test_n"].dropna()
-    test_size = int(sizes.iloc[0]) if len(sizes) else None
-    rows = []
-    for key, part in frame[frame["key"] != target].groupby("key", sort=False):
-        other = part.set_index("seed")[metric]
-        seeds = sorted(set(mine.index) & set(other.index))
-        if not seeds:
-            continue
-        d = paired_difference(mine.loc[seeds].to_numpy(), other.loc[seeds].to_numpy())
-        rows.append({"reference": part["model"].iloc[0], "seeds": len(seeds),
-                     f"{metric} difference (points)": round(d["mean"], 2),
-                     "95% interval": "—" if d["low"] != d["low"] else f"[{d['low']:.2f}, {d['high']:.2f}]",
-                     "within noise": ("untested (1 seed)" if d["n"] < 2
-                                      else "yes" if d["within_noise"] else "no"),
-                     "one test image (points)": round(100 / test_size, 2) if test_size else "—"})
-    return pd.DataFrame(rows)
-
-
-def protocol_table(frame: "pd.DataFrame", metric: str = "acc") -> "pd.DataFrame":  # noqa: F821
-    """Per model of a :func:`records_frame`: ``metric`` under each protocol (mean ± std), the leak's
-    effect (augment-then-split minus augment-then-group-split, paired per seed) and the augmented
-    test set's effect (augment-then-group-split minus leak-free). While the protocols of a row have
-    different numbers of seeds (a plan half-way), each cell says its own (``n=1``), and each effect
-    how many paired seeds it rests on."""
-    import pandas as pd
-
-    rows = []
-    for key, part in frame.groupby("key", sort=False):
-        by = {p: part[part["protocol"] == p].set_index("seed")[metric] for p in PROTOCOLS}
-        counts = {len(v) for v in by.values() if len(v)}
-        row: dict[str, Any] = {"model": part["model"].iloc[0]}
-        for p in PROTOCOLS:
-            v = by[p]
-            row[p] = _pm(v.mean(), v.std(ddof=1)) if len(v) else "—"
-            if len(v) and len(counts) > 1:
-                row[p] += f" (n={len(v)})"
-
-        def effect(a: str, b: str) -> str:
-            seeds = sorted(set(by[a].index) & set(by[b].index))
-            if not seeds:
-                return "—"
-            d = paired_difference(by[a].loc[seeds].to_numpy(), by[b].loc[seeds].to_numpy())
-            ci = "" if d["low"] != d["low"] else f" [{d['low']:+.1f}, {d['high']:+.1f}]"
-            return f"{d['mean']:+.1f}{ci}" + (f" (n={len(seeds)})" if len(counts) > 1 else "")
-
-        row["leak (points)"] = effect("augment-then-split", "augment-then-group-split")
-        row["augmented test (points)"] = effect("augment-then-group-split", "leak-free")
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def markdown_table(frame: "pd.DataFrame") -> str:  # noqa: F821
-    """A DataFrame as a GitHub Markdown table (no extra dependency)."""
-    return _markdown(frame)
-
-
 def _hardware_of(runs: Sequence[RunResult]) -> list[str]:
     """Distinct hardware descriptions from the runs' meta.json files."""
     from esg_lib.engine.runs import hardware_text, read_json
@@ -477,37 +337,4 @@ def _hardware_of(runs: Sequence[RunResult]) -> list[str]:
     seen = {hardware_text(meta): None for meta in (read_json(r.run_dir / "meta.json") for r in runs) if meta}
     return list(seen) or ["unknown"]
 
-
-def _pm(mean: float, std: float) -> str:
-    if mean != mean:
-        return "—"
-    return f"{mean:.1f} ± {std:.1f}" if std == std else f"{mean:.1f}"
-
-
-def _markdown(frame) -> str:
-    cols = list(frame.columns)
-    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
-    for _, row in frame.iterrows():
-        lines.append("| " + " | ".join(str(row[c]) for c in cols) + " |")
-    return "\n".join(lines)
-
-
-def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
-    """Mean of the paired per-seed differences ``a - b`` with a t-based confidence interval.
-
-    Seeds pair runs that share a split, so the split noise cancels. ``within_noise`` is true when
-    the interval contains 0; with one pair the interval is undefined (NaN) and ``within_noise`` is
-    ``None``: one seed says nothing about noise either way.
-    """
-    from scipy import stats
-
-    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    if diff.size == 0:
-        raise ValueError("no paired values")
-    mean = float(diff.mean())
-    if diff.size < 2:
-        return {"mean": mean, "low": math.nan, "high": math.nan, "n": 1, "within_noise": None}
-    half = float(stats.t.ppf(0.5 + confidence / 2, diff.size - 1) * diff.std(ddof=1) / math.sqrt(diff.size))
-    return {"mean": mean, "low": mean - half, "high": mean + half, "n": int(diff.size),
-            "within_noise": bool(mean - half <= 0 <= mean + half)}
 

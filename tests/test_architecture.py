@@ -28,8 +28,9 @@ AREAS: tuple[tuple[str, str], ...] = (
     ("esg_lib.bench", "bench"),
     ("esg_lib.report", "report"),
     ("esg_lib.experiments", "notebooks"),
-    ("esg_lib.figures", "notebooks"),
+    ("esg_lib.figures", "plotting"),       # figure size, colours, saving: matplotlib only
     ("esg_lib.gradcam", "notebooks"),
+    ("esg_lib.plots", "notebooks"),
     ("esg_lib.reproduce", "reproduce"),
     ("esg_lib.cli", "cli"),
     ("esg_lib.__main__", "cli"),
@@ -38,35 +39,45 @@ AREAS: tuple[tuple[str, str], ...] = (
     ("esg_lib.markdown", "base"),
     ("esg_lib", "package"),                 # the package itself: __version__, registers the models
 )
+EXACT = {"esg_lib"}                         # areas that are one module, not a prefix
 
-# area -> areas it must never import (directly; the transitive closure follows from the rules).
-FORBIDDEN: dict[str, tuple[str, ...]] = {
-    "base": ("package", "models", "data", "data-cli", "engine", "engine-cli", "bench", "report", "notebooks",
-             "reproduce", "cli"),
-    "package": ("data", "data-cli", "engine", "engine-cli", "bench", "report", "notebooks", "reproduce", "cli"),
-    "models": ("data", "data-cli", "engine", "engine-cli", "bench", "report", "notebooks", "reproduce", "cli"),
-    "data": ("models", "engine", "engine-cli", "bench", "report", "notebooks", "reproduce", "cli"),
-    "engine": ("engine-cli", "data-cli", "bench", "report", "notebooks", "reproduce", "cli"),
-    "report": ("engine-cli", "data-cli", "bench", "notebooks", "reproduce", "cli"),
-    "bench": ("data-cli", "engine-cli", "report", "notebooks", "reproduce", "cli"),
-    "notebooks": ("engine-cli", "data-cli", "cli"),
+# area -> the areas it may import besides itself (everything else is forbidden). In words: models,
+# data and plotting sit on the base; the engine on models and data; bench beside the engine; the
+# report above the engine; the notebooks' layer, each area's command module and the command line on
+# top. Nothing below the command line imports it; the engine imports neither report nor notebooks.
+BELOW_THE_COMMAND_LINE = ("base", "plotting", "package", "models", "data", "engine", "bench", "report",
+                          "notebooks", "reproduce")
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "base": (),
+    "plotting": ("base",),
+    "package": ("base", "models"),
+    "models": ("base", "package"),           # models/zoo.py reads esg_lib.__version__
+    "data": ("base",),
+    "engine": ("base", "package", "models", "data"),
+    "bench": ("base", "package", "models", "engine"),
+    "report": ("base", "plotting", "package", "models", "data", "engine"),
+    "notebooks": BELOW_THE_COMMAND_LINE + ("top",),
+    "reproduce": ("base", "package"),
+    "data-cli": ("base", "data"),
+    "engine-cli": ("base", "package", "models", "data", "engine", "report"),
 }
+FORBIDDEN: dict[str, tuple[str, ...]] = {
+    area: tuple(a for a in (*BELOW_THE_COMMAND_LINE, "data-cli", "engine-cli", "top", "cli")
+                if a != area and a not in allowed)
+    for area, allowed in ALLOWED.items()}
 
 # Rules still broken, with the imports that break them: each is an expected failure (strict, so it
 # turns into an error the moment the violation is gone and the entry must be deleted).
-KNOWN_VIOLATIONS: dict[str, str] = {
-    "engine": "esg_lib.engine.analysis -> esg_lib.experiments (the README block uses the notebooks' "
-              "tables); moves to esg_lib.report",
-    "cycles": "engine.analysis -> experiments -> engine.runs -> engine.analysis; engine.train <-> "
-              "engine.evaluate; engine.config <-> engine.models (model_table_markdown)",
-}
+KNOWN_VIOLATIONS: dict[str, str] = {}
 
 
 def area_of(module: str) -> str:
+    """A module's area; a top-level module not listed (``esg_lib.export``) is a command or notebook
+    helper at the top of the stack: it may import anything, and nothing below it may import it."""
     for prefix, area in AREAS:
-        if module == prefix or module.startswith(prefix + "."):
+        if module == prefix or (prefix not in EXACT and module.startswith(prefix + ".")):
             return area
-    raise AssertionError(f"{module} belongs to no area: add it to AREAS and docs/architecture.md")
+    return "top"
 
 
 def module_names(root: Path) -> dict[str, Path]:
@@ -155,10 +166,6 @@ def cycles(graph: dict[str, dict[str, list[int]]]) -> list[list[str]]:
 @pytest.fixture(scope="module")
 def graph() -> dict[str, dict[str, list[int]]]:
     return import_graph(PROJECT_ROOT)
-
-
-def test_every_module_belongs_to_an_area(graph) -> None:
-    assert {area_of(m) for m in graph} <= {area for _, area in AREAS}
 
 
 @pytest.mark.parametrize("area", [

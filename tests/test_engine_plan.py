@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from esg_lib.engine import analysis as A
+from esg_lib import report as A
 from esg_lib.engine import config as C
 from esg_lib.engine import plan as P
 from esg_lib.engine import runs as R
@@ -188,7 +188,7 @@ def test_results_block_is_computed_from_the_records(pipeline):
     from esg_lib.experiments import paired_difference
 
     recs = A.load_records("smoke", pipeline["results"])
-    block = R.readme_results("smoke", pipeline["results"])
+    block = A.readme_results("smoke", pipeline["results"])
     assert "| smoke: ESG-ConvNeXt and ResNet18 | 4/4 |" in block
     assert "ESG-ConvNeXt minus each model, paired per seed (x-sdd, leak-free)" in block
     assert "Per-class recall (x-sdd" in block and "beside the paper's Table 3" in block
@@ -209,7 +209,7 @@ def test_status_ignores_records_of_another_recipe(pipeline, tmp_path):
         rec["variant"] = "other"
         (res / p.name).write_text(json.dumps(rec))
     assert P.status("smoke", tmp_path / "results", out=None)[0]["done"] == 0
-    assert "paired per seed" not in R.readme_results("smoke", tmp_path / "results")
+    assert "paired per seed" not in A.readme_results("smoke", tmp_path / "results")
 
 
 def test_queue_cli_status_and_list(pipeline, capsys):
@@ -256,6 +256,6 @@ def test_fps_pass_feeds_the_tables(pipeline, tmp_path, capsys):
     assert set(data["models"]) >= {"esg-convnext", "resnet18", "convnextv2-param", "esg-abl1"}
     assert all(v["fps"] > 0 and len(v["fps_all"]) == 2 for v in data["models"].values())
     assert data["protocol"]["img_size"] == 32 and data["hardware"].startswith("CPU")
-    block = R.readme_results("smoke", results)
+    block = A.readme_results("smoke", results)
     assert "FPS: `esg fps` (" in block
     assert f"| {data['models']['resnet18']['fps']:.1f} |" in block

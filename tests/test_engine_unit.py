@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from esg_lib import metrics as M
+from esg_lib import report as REP
 from esg_lib.errors import UserError
 from esg_lib.engine import config as C
 from esg_lib.engine import models as EM
@@ -50,7 +51,7 @@ def test_aggregate_records_groups_by_dataset_and_model():
     recs = [dict(dataset="x-sdd", model=m, seed=s, label=m, timm_name=m, params=1, steps=10,
                  acc=a, precision=a, recall=a, f1=a, fps=10.0, train_seconds=1.0)
             for m, s, a in [("resnet18", 0, 0.8), ("resnet18", 1, 0.9), ("swin-t", 0, 0.7)]]
-    tables = R.aggregate_records(recs)
+    tables = REP.aggregate_records(recs)
     rows = {r["model"]: r for r in tables["x-sdd"]}
     assert [r["model"] for r in tables["x-sdd"]] == ["swin-t", "resnet18"]  # paper order
     assert rows["resnet18"]["acc_mean"] == pytest.approx(0.85)
@@ -64,13 +65,13 @@ def test_a_row_trained_on_two_machines_keeps_its_metrics_but_not_its_speed():
     cpu = [dict(base, seed=s, acc=0.8, fps=10.0, train_seconds=600.0, hardware=f"CPU x86_64, 2 cores, {t} threads")
            for s, t in ((0, 1), (1, 2))]
     gpu = dict(base, seed=2, acc=0.9, fps=300.0, train_seconds=40.0, hardware="NVIDIA H100 80GB HBM3 x1")
-    one = R.aggregate_records(cpu)["x-sdd"][0]                 # thread counts differ: still one machine
+    one = REP.aggregate_records(cpu)["x-sdd"][0]                 # thread counts differ: still one machine
     assert one["hardware"] == "CPU x86_64, 2 cores" and one["fps_mean"] == 10.0
-    mixed = R.aggregate_records([*cpu, gpu])["x-sdd"][0]
+    mixed = REP.aggregate_records([*cpu, gpu])["x-sdd"][0]
     assert mixed["acc_mean"] == pytest.approx(0.8333333) and mixed["n"] == 3
     assert math.isnan(mixed["fps_mean"]) and math.isnan(mixed["train_seconds_mean"])
     assert mixed["hardware"] == "CPU x86_64, 2 cores; NVIDIA H100 80GB HBM3 x1"
-    line = R.table_markdown("x-sdd", [mixed], "cpu").splitlines()[4]
+    line = REP.table_markdown("x-sdd", [mixed], "cpu").splitlines()[4]
     assert line.endswith("| 10 | — | 0 1 2 | CPU x86_64, 2 cores; NVIDIA H100 80GB HBM3 x1 |")
 
 
@@ -81,7 +82,7 @@ def test_aggregate_records_separates_protocols_and_config_variants():
             dict(base, seed=1, acc=0.9, protocol="leak-free", variant="a"),
             dict(base, seed=0, acc=0.99, protocol="augment-then-split", variant="a"),
             dict(base, seed=0, acc=0.5, protocol="leak-free", variant="b")]
-    tables = R.aggregate_records(recs)
+    tables = REP.aggregate_records(recs)
     assert set(tables) == {"x-sdd", "x-sdd__augment-then-split"}
     assert tables["x-sdd__augment-then-split"][0]["acc_mean"] == pytest.approx(0.99)
     rows = {r["variant"]: r for r in tables["x-sdd"]}
@@ -203,7 +204,7 @@ def test_report_rebuilds_tables_from_committed_per_run_metrics(tmp_path):
                    timm_name="resnet18", params=11_000_000, steps=885, acc=acc, precision=acc,
                    recall=acc, f1=acc, fps=100.0, train_seconds=60.0)
         (per_run / f"x-sdd__resnet18__s{seed}-x.json").write_text(json.dumps(rec))
-    written = R.build_report("cpu", runs=tmp_path / "no-runs", results=tmp_path / "results")
+    written = REP.build_report("cpu", runs=tmp_path / "no-runs", results=tmp_path / "results")
     assert sorted(p.name for p in written) == ["x-sdd.csv", "x-sdd.md"]
     md = (tmp_path / "results" / "cpu" / "x-sdd.md").read_text()
     assert "| ResNet18 | resnet18 | 11.00 | 92.0 ± 2.8 |" in md
@@ -226,16 +227,16 @@ def test_docs_show_the_current_model_tables():
             assert C.PROFILES[profile].models == base.models and C.PROFILES[profile].seeds == base.seeds
             assert f"`{profile}`" in doc, f"README.md does not mention the {profile} profile"
             continue
-        assert C.model_table_markdown(profile) in doc, f"README.md: {profile} model table is stale"
+        assert REP.model_table_markdown(profile) in doc, f"README.md: {profile} model table is stale"
 
 
 def test_readme_results_block_is_what_esg_report_produces():
     """The README's `cpu` results block equals the tables rebuilt from the committed per-run metrics."""
     root = Path(__file__).resolve().parents[1]
     readme = (root / "README.md").read_text()
-    begin, end = R.README_BEGIN.format(profile="cpu"), R.README_END.format(profile="cpu")
+    begin, end = REP.README_BEGIN.format(profile="cpu"), REP.README_END.format(profile="cpu")
     block = readme.split(begin, 1)[1].split(end, 1)[0].strip()
-    assert block == R.readme_results("cpu", root / "results")
+    assert block == REP.readme_results("cpu", root / "results")
 
 
 def test_update_readme_rewrites_only_its_block(tmp_path):
@@ -246,16 +247,16 @@ def test_update_readme_rewrites_only_its_block(tmp_path):
                                                  precision=0.8, recall=0.7, f1=0.75, fps=10.0,
                                                  train_seconds=3.0, protocol="leak-free", variant="v")))
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{R.README_BEGIN.format(profile='cpu')}\nold\n{R.README_END.format(profile='cpu')}\nend\n")
-    assert R.update_readme("cpu", readme, tmp_path / "results") is True
+    readme.write_text(f"intro\n{REP.README_BEGIN.format(profile='cpu')}\nold\n{REP.README_END.format(profile='cpu')}\nend\n")
+    assert REP.update_readme("cpu", readme, tmp_path / "results") is True
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("end\n") and "old" not in text
     assert "| ResNet18 | resnet18 | 11.00 | 90.0 |" in text
-    assert R.update_readme("cpu", readme, tmp_path / "results") is False
+    assert REP.update_readme("cpu", readme, tmp_path / "results") is False
 
 
 def test_reading_says_a_single_paired_seed_cannot_be_told_from_noise():
-    from esg_lib.engine import analysis as A
+    from esg_lib.report import readme as A
 
     def rec(model, seed, acc):
         return {"model": model, "seed": seed, "dataset": "x-sdd", "protocol": "leak-free", "acc": acc}

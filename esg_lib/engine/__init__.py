@@ -1,4 +1,6 @@
-"""Training and evaluation engine: profiles, model factory, ``fit``, evaluation, runs and tables.
+"""Training and evaluation engine: profiles, model factory, ``fit``, evaluation and the run store.
+
+The tables over seeds are built above it, by :mod:`esg_lib.report` (``build_report``).
 
 Notebook use::
 
@@ -9,9 +11,8 @@ Notebook use::
 from __future__ import annotations
 
 from .config import PROFILES, TrainConfig, build_config
-from .evaluate import evaluate_checkpoint, predict_images
-from .runs import build_report
+from .inference import evaluate_checkpoint, predict_images
 from .train import FitResult, TrainingDiverged, fit
 
 __all__ = ["PROFILES", "TrainConfig", "build_config", "fit", "FitResult", "TrainingDiverged",
-           "evaluate_checkpoint", "predict_images", "build_report"]
+           "evaluate_checkpoint", "predict_images"]

@@ -179,6 +179,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from esg_lib.report import build_report
+
     from . import runs as R
     from .models import model_keys, resolve_model
     from .train import TrainingDiverged, fit, prepare_bundle
@@ -222,7 +224,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     del base
     _print_summary(results)
     if not args.dry_run and not args.no_report and _is_rank0():
-        written = R.build_report(args.profile, args.out, args.results)
+        written = build_report(args.profile, args.out, args.results)
         if written:
             print(f"tables: {', '.join(str(p) for p in written)}")
     problems = []
@@ -258,7 +260,7 @@ def _print_summary(rows: list[dict[str, Any]]) -> None:
 
 # ----------------------------------------------------------------------------------- evaluate
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_checkpoint
+    from .inference import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(args.checkpoint, dataset=args.dataset, split=args.split,
                                   out=args.out, device=args.device)
@@ -273,7 +275,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------- predict
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .evaluate import predict_images
+    from .inference import predict_images
 
     for path, top in predict_images(args.checkpoint, args.images, top=args.top, device=args.device):
         print(path + "\t" + "\t".join(f"{name}\t{p:.4f}" for name, p in top))
@@ -306,18 +308,18 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from . import runs as R
+    from esg_lib.report import build_report, update_readme
 
     profiles = [args.profile] if args.profile else list(PROFILES)
     for p in profiles:
         get_profile(p)
     written: list[Path] = []
     for p in profiles:
-        written += R.build_report(p, args.out, args.results)
+        written += build_report(p, args.out, args.results)
     if args.readme:
         if not args.profile:
             raise UserError("--readme needs --profile")
-        changed = R.update_readme(args.profile, args.readme, args.results)
+        changed = update_readme(args.profile, args.readme, args.results)
         print(f"{args.readme}: results block for {args.profile!r} {'updated' if changed else 'unchanged'}")
         return 0
     if not written:
@@ -370,6 +372,8 @@ def cmd_fps(args: argparse.Namespace) -> int:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
+    from esg_lib.report import build_report
+
     from . import plan as P
 
     runtime = _runtime(args)   # a bad --set fails before anything is listed or trained
@@ -381,6 +385,8 @@ def cmd_queue(args: argparse.Namespace) -> int:
             print(f"{stage.name}\t{model}\tseed {seed}")
         return 0
     done = P.run_queue(args.profile, args.stage, args.out, args.results, args.limit, args.model, **runtime)
+    if done:   # the queue exported each finished run's record; the tables are the report layer's
+        build_report(args.profile, args.out, args.results)
     print(f"{len(done)} run(s) finished")
     print(P.status_markdown(args.profile, args.results, args.out))
     return 0

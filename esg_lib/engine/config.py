@@ -351,25 +351,3 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 def identity_fields(cfg: TrainConfig) -> dict[str, Any]:
     """The config fields that determine a run's result (everything except runtime knobs)."""
     return {k: v for k, v in cfg.to_dict().items() if k not in TrainConfig.RUNTIME_FIELDS}
-
-
-def model_table_markdown(profile: str) -> str:
-    """The profile's model table as Markdown (kept in README.md; a test checks they agree)."""
-    from .models import resolve_model
-
-    prof = get_profile(profile)
-    d = prof.defaults
-    lines = ["| key | paper row | timm model | kwargs | recipe (tuned) | notes |", "|---|---|---|---|---|---|"]
-    for key in (*COMPARISON, *ABLATION):
-        spec = resolve_model(key, profile) if prof.models[key].param_match_of else prof.models[key]
-        kw = ", ".join(f"{k}={v}" for k, v in spec.kwargs.items()) or "—"
-        recipe = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in spec.recipe.items()) or "profile's"
-        lines.append(f"| `{key}` | {spec.label} | `{spec.name}` | {kw} | {recipe} | {spec.note or '—'} |")
-    head = (f"**{profile}** — {prof.description}. img_size {d['img_size']}, batch {d['batch_size']}, "
-            f"epochs {d['epochs']}, lr {d['lr']:g}, warm-up {d['warmup_epochs']} epoch(s), "
-            f"max_images {d['max_images']}, augment_copies {d['augment_copies']}, seeds "
-            f"{' '.join(map(str, prof.seeds))}")
-    for dataset, fields in prof.dataset_defaults.items():
-        head += f"; on {dataset}: " + ", ".join(f"{k} {v}" for k, v in fields.items())
-    return head + "\n\n" + "\n".join(lines)

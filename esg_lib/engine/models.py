@@ -18,16 +18,19 @@ Input-size constraints (what each model gets at ``img_size`` < 224):
 from __future__ import annotations
 
 import dataclasses
-
 import functools
 from pathlib import Path
 from typing import Any
 
+import timm
 import torch
 import torch.nn.functional as F
+from timm.models import get_pretrained_cfg
+from timm.models._helpers import load_state_dict
 from torch import nn
 
-from .config import ConfigError, ModelSpec, TrainConfig, get_profile
+from .config import (ABLATION, COMPARISON, ConfigError, ModelSpec, TrainConfig, canonical_model_key,
+                     get_profile)
 
 CONVNEXTV2_SIZES = ("atto", "femto", "pico", "nano", "tiny", "base", "large")
 
@@ -72,8 +75,6 @@ def _ensure_registered() -> None:
 @functools.lru_cache(maxsize=None)
 def count_params(name: str, num_classes: int = 7) -> int:
     """Parameter count of a timm model, built on the meta device where the model allows it."""
-    import timm
-
     _ensure_registered()
     try:
         with torch.device("meta"):
@@ -92,8 +93,6 @@ def closest_convnextv2(reference: str, num_classes: int = 7) -> str:
 
 def resolve_model(key: str, profile: str) -> ModelSpec:
     """A model-table key of the profile (``swin-t``) or any timm name → a concrete :class:`ModelSpec`."""
-    import timm
-
     _ensure_registered()
     table = get_profile(profile).models
     if key in table:
@@ -114,8 +113,6 @@ def resolve_model(key: str, profile: str) -> ModelSpec:
 
 def model_keys(selection: list[str], profile: str) -> list[str]:
     """Expand ``all`` (the comparison rows) and ``ablation`` (Table 2 rows) in a model selection."""
-    from .config import ABLATION, COMPARISON, canonical_model_key
-
     out: list[str] = []
     for item in selection:
         out.extend(COMPARISON if item == "all" else ABLATION if item == "ablation"
@@ -126,8 +123,6 @@ def model_keys(selection: list[str], profile: str) -> list[str]:
 def build_model(spec: ModelSpec, num_classes: int, img_size: int,
                 pretrained_file: str | None = None) -> nn.Module:
     """Create the model (random init unless ``pretrained_file`` is a local checkpoint)."""
-    import timm
-
     _ensure_registered()
     kwargs: dict[str, Any] = dict(spec.kwargs)
     if pretrained_file:
@@ -160,9 +155,6 @@ def _file_num_classes(path: Path, name: str) -> int | None:
     count keeps the head of a checkpoint trained on the same classes (fine-tuning, evaluation) and
     drops an ImageNet head.
     """
-    from timm.models import get_pretrained_cfg
-    from timm.models._helpers import load_state_dict
-
     cfg = get_pretrained_cfg(name, allow_unregistered=True)
     classifier = getattr(cfg, "classifier", None) if cfg is not None else None
     if not classifier:

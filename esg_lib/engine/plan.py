@@ -323,11 +323,12 @@ def pending(profile: str, stages: Sequence[str] | None = None, results: str | Pa
 def run_queue(profile: str, stages: Sequence[str] | None = None, out: str | Path = "runs",
               results: str | Path = "results", limit: int | None = None,
               models: Sequence[str] | None = None, **overrides: Any) -> list[dict[str, Any]]:
-    """Train the pending runs of the plan in order; after each run, export its record and rebuild
-    the tables (so that a session that ends mid-queue loses at most the run in progress, which
-    resumes from its last epoch next time). A stage whose dataset is unavailable, and a model whose
-    recipe tuning is not finished (:func:`esg_lib.engine.tuning.recipe_ready`), are skipped with a
-    message. A run another process is training (its :class:`~.runs.RunLock` is held) is skipped,
+    """Train the pending runs of the plan in order; after each run, export its record to
+    ``results/<profile>/runs/`` (so that a session that ends mid-queue loses at most the run in
+    progress, which resumes from its last epoch next time; ``esg queue`` then rebuilds the tables
+    through :mod:`esg_lib.report`, which the engine does not import). A stage whose dataset is
+    unavailable, and a model whose recipe tuning is not finished
+    (:func:`esg_lib.engine.tuning.recipe_ready`), are skipped with a message. A run another process is training (its :class:`~.runs.RunLock` is held) is skipped,
     so several queues can share one plan (two terminals, two GPUs). ``limit`` stops after that many
     runs."""
     from esg_lib.errors import UserError
@@ -372,5 +373,5 @@ def run_queue(profile: str, stages: Sequence[str] | None = None, out: str | Path
             print(f"skipping {model} seed {seed}: {exc}", file=sys.stderr)
             continue
         done.append({"stage": stage.name, "model": model, "seed": seed, "folder": str(res.run_dir)})
-        R.build_report(profile, out, results)
+        R.export_run_metrics(R.find_runs(out, profile), Path(results) / profile)
     return done

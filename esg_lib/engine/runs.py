@@ -1,4 +1,4 @@
-"""Run identity, run folders, run metadata, listing, aggregation across seeds and result tables.
+"""Run identity, run folders, locks, run metadata, listing and the per-run records.
 
 A run is identified by a hash of what determines its result: the resolved model (timm name and
 kwargs), the data identity (``bundle.identity``: dataset content hash, protocol, split seed,
@@ -14,28 +14,33 @@ Layout::
     results/<profile>/
         runs/<dataset>__<model>__s<seed>-<id10>.json   (per-run metrics: small, committable)
         <dataset>.csv  <dataset>.md                    (mean ± std across seeds per model)
+
+The tables over seeds are the reporting layer's (:mod:`esg_lib.report`): the engine writes the
+per-run records, and never imports the layers above it.
 """
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import hashlib
 import json
-import math
 import os
 import platform
 import re
 import subprocess
 import sys
 from dataclasses import asdict
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+import torch
+
 from esg_lib import metrics as M
-
 from esg_lib.errors import UserError
+from esg_lib.models.zoo import count_gmacs
 
-from .config import ABLATION, COMPARISON, ModelSpec, TrainConfig, get_profile, identity_fields
+from .config import ModelSpec, TrainConfig, identity_fields
+from .models import build_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -184,8 +189,6 @@ def git_commit() -> dict[str, Any]:
 
 
 def package_versions() -> dict[str, str]:
-    from importlib import metadata
-
     out = {"python": sys.version.split()[0]}
     for name in ("torch", "torchvision", "timm", "scikit-learn", "numpy", "esg-lib"):
         try:
@@ -196,8 +199,6 @@ def package_versions() -> dict[str, str]:
 
 
 def hardware(device: Any = None) -> dict[str, Any]:
-    import torch
-
     info = {"platform": platform.platform(), "machine": platform.machine(),
             "processor": platform.processor() or None, "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
@@ -256,20 +257,13 @@ def run_record(folder: Path) -> dict[str, Any]:
     return row
 
 
-# ----------------------------------------------------------------------------------- tables
-def _order(key: str) -> tuple[int, str]:
-    rank = {k: i for i, k in enumerate((*COMPARISON, *ABLATION))}
-    return (rank.get(key, len(rank)), key)
-
-
+# ----------------------------------------------------------------------------------- records
 _GMACS: dict[str, float] = {}
 
 
 def run_gmacs(folder: Path) -> float | None:
     """GMACs (multiply-adds, the unit the paper calls GFLOPs) of one forward pass of the run's
     model at the run's image size, counted on a fresh model (cached per model and size)."""
-    from .models import build_model
-
     cfg = read_json(folder / "config.json") or {}
     spec_d, c = cfg.get("model_spec") or {}, cfg.get("config") or {}
     if not spec_d.get("name") or not c.get("img_size"):
@@ -277,8 +271,6 @@ def run_gmacs(folder: Path) -> float | None:
     key = _canonical([spec_d.get("name"), spec_d.get("kwargs"), spec_d.get("min_input"), c["img_size"],
                       cfg.get("num_classes")])
     if key not in _GMACS:
-        from esg_lib.models.zoo import count_gmacs
-
         spec = ModelSpec(spec_d.get("label") or spec_d["name"], spec_d["name"], spec_d.get("kwargs") or {},
                          spec_d.get("min_input"))
         model = build_model(spec, int(cfg.get("num_classes") or 7), int(c["img_size"]))
@@ -334,8 +326,6 @@ def machine_kind(hardware: str | None) -> str:
 
 def this_machine_kind() -> str:
     """:func:`machine_kind` of the machine running this code."""
-    import torch
-
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
@@ -344,125 +334,6 @@ def machine_name(hardware: str | None) -> str:
     ``"NVIDIA H100 80GB HBM3 x1"`` (threads vary between runs of one machine)."""
     text = hardware or "unknown"
     return text.rsplit(", ", 1)[0] if text.startswith("CPU") and text.endswith("threads") else text
-
-
-def aggregate_records(records: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """``{table: [row per model]}`` with mean ± std across seeds of the test metrics.
-
-    One table per (dataset, protocol) (:func:`table_name`); one row per model and config variant
-    (runs trained with other settings, e.g. ``--set epochs=3``, never average with the profile's).
-    A row whose seeds ran on different machines has no FPS or training-seconds mean (NaN): those
-    depend on the machine, the metrics do not; its ``hardware`` names every machine.
-    """
-    groups: dict[tuple[str, str, str, str], list[Mapping[str, Any]]] = {}
-    for r in records:
-        key = (table_name(r["dataset"], r.get("protocol", "leak-free")), r["model"], r.get("variant", ""))
-        groups.setdefault(key, []).append(r)
-    variants: dict[tuple[str, str], int] = {}
-    for table, model, _ in groups:
-        variants[(table, model)] = variants.get((table, model), 0) + 1
-    tables: dict[str, list[dict[str, Any]]] = {}
-    for (table, model, variant), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], _order(kv[0][1]), kv[0][2])):
-        machines = sorted({machine_name(r.get("hardware")) for r in rows})
-        agg = M.aggregate(rows, (*M.METRIC_KEYS, "fps", "train_seconds"))
-        if len(machines) > 1:
-            for k in ("fps", "train_seconds"):
-                agg[k] = (math.nan, math.nan, agg[k][2])
-        first = rows[0]
-        label = first.get("label") or model
-        if variants[(table, model)] > 1:
-            label = f"{label} [{variant}]"
-        row: dict[str, Any] = {"model": model, "label": label, "variant": variant,
-                               "timm_name": first.get("timm_name"), "params": first.get("params"),
-                               "steps": first.get("steps"),
-                               "seeds": " ".join(str(r["seed"]) for r in sorted(rows, key=lambda r: r["seed"])),
-                               "n": len(rows), "hardware": "; ".join(machines)}
-        for k, (mean, std, n) in agg.items():
-            row[f"{k}_mean"], row[f"{k}_std"] = mean, std
-        tables.setdefault(table, []).append(row)
-    return tables
-
-
-def write_tables(tables: Mapping[str, list[dict[str, Any]]], results: Path, profile: str) -> list[Path]:
-    """``results/<profile>/<dataset>.csv`` (raw numbers) and ``.md`` (percent, mean ± std)."""
-    results.mkdir(parents=True, exist_ok=True)
-    written = []
-    for dataset, rows in tables.items():
-        csv_path, md_path = results / f"{slug(dataset)}.csv", results / f"{slug(dataset)}.md"
-        fields = list(rows[0].keys())
-        with open(csv_path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=fields)
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-        md_path.write_text(table_markdown(dataset, rows, profile))
-        written += [csv_path, md_path]
-    return written
-
-
-def table_markdown(table: str, rows: list[dict[str, Any]], profile: str) -> str:
-    """One aggregated table as Markdown (percent, mean ± std over seeds)."""
-    lines = [f"# {table} — profile `{profile}` (test set; mean ± std over seeds, %)", "",
-             "| Model | timm | Params (M) | Acc | Pre | Rec | F1 | FPS | Steps | Train s | Seeds | Hardware |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        cells = [format_cell(r, k) for k in M.METRIC_KEYS]
-        fps = "—" if r.get("fps_mean") != r.get("fps_mean") else f"{r['fps_mean']:.1f}"
-        secs = "—" if r.get("train_seconds_mean") != r.get("train_seconds_mean") else f"{r['train_seconds_mean']:.0f}"
-        params = f"{r['params'] / 1e6:.2f}" if r.get("params") else "—"
-        lines.append(f"| {r['label']} | {r['timm_name']} | {params} | {' | '.join(cells)} | {fps} "
-                     f"| {r['steps']} | {secs} | {r['seeds']} | {r.get('hardware') or '—'} |")
-    lines += ["", "Macro-averaged precision/recall/F1 (scikit-learn). FPS: see the README "
-              "(protocol); FPS and training seconds are the runs' own, on the hardware named, and "
-              "left out (—) for a row whose seeds ran on different machines. Rebuild: `esg report "
-              f"--profile {profile}`.", ""]
-    return "\n".join(lines)
-
-
-README_BEGIN = "<!-- results:{profile}:begin (generated by `esg report --profile {profile} --readme`) -->"
-README_END = "<!-- results:{profile}:end -->"
-
-
-def readme_results(profile: str, results: str | Path = "results") -> str:
-    """The README's results block for a profile, rebuilt from the committed per-run metrics
-    ``results/<profile>/runs/*.json`` and tuning records (a test checks the README matches); see
-    :mod:`esg_lib.engine.analysis`."""
-    from .analysis import results_block
-
-    return results_block(profile, results)
-
-
-def update_readme(profile: str, readme: str | Path, results: str | Path = "results") -> bool:
-    """Rewrite the README's results block for ``profile``; returns whether the file changed."""
-    path = Path(readme)
-    text = path.read_text()
-    begin, end = README_BEGIN.format(profile=profile), README_END.format(profile=profile)
-    if begin not in text or end not in text:
-        raise UserError(f"{path} has no results block for {profile!r} ({begin} ... {end})")
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    new = f"{head}{begin}\n{readme_results(profile, results)}\n{end}{tail}"
-    if new != text:
-        path.write_text(new)
-    return new != text
-
-
-def format_cell(row: Mapping[str, Any], key: str) -> str:
-    return M.format_mean_std(row[f"{key}_mean"], row[f"{key}_std"], row["n"])
-
-
-def build_report(profile: str, runs: str | Path = "runs", results: str | Path = "results") -> list[Path]:
-    """Rebuild every table in ``results/<profile>/`` without training.
-
-    Finished run folders under ``runs/<profile>`` are exported to ``results/<profile>/runs/*.json``
-    first; the tables are then built from those per-run files, so they can be rebuilt from the
-    committed per-run metrics alone (a fresh clone without ``runs/``).
-    """
-    get_profile(profile)
-    res = Path(results) / profile
-    export_run_metrics(find_runs(runs, profile), res)
-    records = [r for r in (read_json(p) for p in sorted((res / "runs").glob("*.json"))) if r]
-    return write_tables(aggregate_records(records), res, profile) if records else []
 
 
 def spec_dict(spec: ModelSpec) -> dict[str, Any]:
