@@ -32,7 +32,6 @@ __all__ = ["Experiment", "RunResult", "PAPER_MODELS", "COMPARISON_MODELS", "ABLA
            "records_frame", "summarize", "side_by_side", "paired_differences", "protocol_table",
            "markdown_table"]
 
-
 def dataset_available(name: str) -> bool:
     """Whether a known dataset (or folder) can be loaded here without downloading."""
     from esg_lib.data import DataError, resolve_dataset
@@ -148,11 +147,13 @@ class Experiment:
         return self.root / "runs"
 
     def title(self, what: str, dataset: str | None = None,
-              runs: Sequence[RunResult] | None = None) -> str:
-        """A figure title naming the experiment, dataset, profile and seeds: those of ``runs`` when
-        given (a partly run plan may lack some of the experiment's seeds), else the experiment's."""
-        seeds = ",".join(map(str, sorted({r.seed for r in runs}) if runs else self.seeds))
-        return f"{what} — {dataset or self.dataset}, profile {self.profile}, seeds {seeds}"
+              runs: Sequence[RunResult] | None = None, seeds: Sequence[int] | None = None) -> str:
+        """A figure title naming the experiment, dataset, profile and the seeds actually shown:
+        ``seeds`` when given (a figure of one seed's split or runs), else those of ``runs`` (a partly
+        run plan may lack some of the experiment's seeds), else the experiment's."""
+        shown = sorted(set(seeds)) if seeds is not None else sorted({r.seed for r in runs}) if runs else self.seeds
+        word = "seed" if len(shown) == 1 else "seeds"
+        return f"{what} — {dataset or self.dataset}, profile {self.profile}, {word} {','.join(map(str, shown))}"
 
     # ----------------------------------------------------------------------------- training
     def config(self, key: str, seed: int, protocol: str = "leak-free", dataset: str | None = None):
@@ -185,6 +186,7 @@ class Experiment:
         without finished runs is left out (the leak table shows "—" there); only nothing at all
         is an error."""
         from esg_lib.engine.models import resolve_model
+        from esg_lib.engine.artifacts import artifact_folder
         from esg_lib.engine.runs import is_finished
         from esg_lib.engine.train import fit, planned_run_dir
 
@@ -193,11 +195,18 @@ class Experiment:
         results = []
         for protocol, seed, key in itertools.product(protocols, seed_list, keys):
             cfg = self.config(key, seed, protocol, dataset)
-            if not self.train_missing and not is_finished(planned_run_dir(cfg, self.bundle(cfg))):
+            label = resolve_model(key, self.profile).label
+            planned = planned_run_dir(cfg, self.bundle(cfg))
+            committed = artifact_folder(planned, self.results_dir)
+            if not is_finished(planned) and is_finished(committed):
+                # a fresh clone: the run's light files are committed beside its record
+                results.append(RunResult(key, label, seed, protocol, cfg.dataset, committed,
+                                         json.loads((committed / "metrics.json").read_text())))
+                continue
+            if not self.train_missing and not is_finished(planned):
                 self.skipped.append(f"{key} seed {seed} ({protocol})")
                 continue
             fitted = fit(cfg, self.bundle(cfg))
-            label = resolve_model(key, self.profile).label
             results.append(RunResult(key, label, seed, protocol, cfg.dataset, Path(fitted.run_dir),
                                      dict(fitted.metrics)))
         if self.skipped:
@@ -218,12 +227,16 @@ class Experiment:
         cfg = self.config("resnet18", self.seeds[0], "leak-free", dataset)  # the model does not matter
         bundle = self.bundle(cfg)
         counts = {split: getattr(bundle, split).class_counts() for split in ("train", "val", "test")}
+        # how many of the training images per class are augmented copies (the rest are originals)
+        copies = np.bincount(bundle.train.labels.numpy()[np.asarray(bundle.train.copies) > 0],
+                             minlength=len(counts["train"])).tolist()
         audits = []
         for protocol in PROTOCOLS:
             b = bundle if protocol == "leak-free" else self.bundle(self.config("resnet18", self.seeds[0], protocol,
                                                                                 dataset))
             audits.append({"protocol": protocol, **leak_audit(b).as_dict()})
-        return {"bundle": bundle, "counts": counts, "audit": pd.DataFrame(audits)}
+        return {"bundle": bundle, "counts": counts, "copies": copies, "audit": pd.DataFrame(audits),
+                "seed": self.seeds[0]}
 
     # ------------------------------------------------------------------------------- tables
     def results_frame(self, runs: Sequence[RunResult]) -> "pd.DataFrame":  # noqa: F821
@@ -240,7 +253,10 @@ class Experiment:
         from esg_lib.engine.fps import load_fps
 
         speed = load_fps(self.profile, self.results_dir.parent) or {}
-        return side_by_side(self.summary(runs), table, {k: v["fps"] for k, v in speed.get("models", {}).items()})
+        from esg_lib.plots import label_paper_columns
+
+        frame = side_by_side(self.summary(runs), table, {k: v["fps"] for k, v in speed.get("models", {}).items()})
+        return label_paper_columns(frame, table, runs[0].dataset if runs else self.dataset)
 
     def paired_differences(self, runs: Sequence[RunResult], target: str = "esg-convnext",
                            metric: str = "acc") -> "pd.DataFrame":  # noqa: F821
@@ -277,8 +293,15 @@ class Experiment:
         return out
 
     @staticmethod
-    def confusion_matrices(runs: Sequence[RunResult], seed: int | None = None) -> dict[str, np.ndarray]:
-        """Per model label, the test confusion matrix of one seed (the first by default)."""
+    def confusion_matrices(runs: Sequence[RunResult], seed: int | None = None,
+                           total: bool = False) -> dict[str, np.ndarray]:
+        """Per model label, the test confusion matrix of one seed (the first by default), or with
+        ``total=True`` the sum over every seed's test part (each seed is its own split)."""
+        if total:
+            out: dict[str, np.ndarray] = {}
+            for r in runs:
+                out[r.label] = out[r.label] + r.confusion() if r.label in out else r.confusion()
+            return out
         seed = runs[0].seed if seed is None else seed
         return {r.label: r.confusion() for r in runs if r.seed == seed}
 

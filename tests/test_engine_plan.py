@@ -259,3 +259,54 @@ def test_fps_pass_feeds_the_tables(pipeline, tmp_path, capsys):
     block = A.readme_results("smoke", results)
     assert "FPS: `esg fps` (" in block
     assert f"| {data['models']['resnet18']['fps']:.1f} |" in block
+
+
+# ----------------------------------------------------------------------------- esg verify
+def _copy_results(pipeline, tmp_path):
+    import shutil
+
+    dest = tmp_path / "results"
+    shutil.copytree(pipeline["results"], dest)
+    return dest
+
+
+def test_verify_reproduces_a_committed_run_exactly_and_catches_a_changed_number(pipeline, tmp_path, capsys):
+    from esg_lib.engine import verify as V
+
+    results = _copy_results(pipeline, tmp_path)
+    first = V.run_verify("smoke", 1, results=results, out=tmp_path / "verify")
+    assert len(first) == 1 and first[0].exact and first[0].same_hardware and not first[0].failed
+    assert "reproduced exactly" in capsys.readouterr().out
+    # the same record with a test accuracy nobody can reproduce: a same-hardware failure
+    path = results / "smoke" / "runs" / first[0].record
+    rec = json.loads(path.read_text())
+    path.write_text(json.dumps({**rec, "acc": rec["acc"] + 0.01}))
+    changed = V.run_verify("smoke", 1, results=results, out=tmp_path / "verify")[0]
+    assert changed.record == first[0].record and changed.failed
+    assert round(changed.differences["acc"], 6) == -0.01 and "NOT REPRODUCED" in changed.line()
+    # recorded on other hardware: closeness is reported, not judged
+    path.write_text(json.dumps({**rec, "acc": rec["acc"] + 0.01, "hardware": "NVIDIA H100 80GB HBM3 x1"}))
+    other = V.run_verify("smoke", 1, results=results, out=tmp_path / "verify",
+                         match=[first[0].record])[0]
+    assert not other.same_hardware and not other.failed and "-1.00 points" in other.line()
+
+
+def test_verify_refuses_a_record_its_config_cannot_rebuild(pipeline, tmp_path):
+    from esg_lib.cli import main
+
+    results = _copy_results(pipeline, tmp_path)
+    for path in (results / "smoke" / "runs").glob("*.json"):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "variant": "00000000"}))
+    code = main(["verify", "--profile", "smoke", "--results", str(results), "--out", str(tmp_path / "v")])
+    assert code == 1
+
+
+def test_verify_picks_the_cheapest_cpu_records_first():
+    from esg_lib.engine import verify as V
+
+    recs = [(Path(f"{n}.json"), {"train_seconds": s, "hardware": h}) for n, s, h in [
+        ("gpu", 5, "NVIDIA H100 x1"), ("slow", 900, "CPU x86_64, 2 cores, 1 threads"),
+        ("fast", 300, "CPU x86_64, 2 cores, 2 threads")]]
+    assert [p.stem for p, _ in V.choose(recs, 3)] == ["fast", "slow", "gpu"]
+    assert sorted(p.stem for p, _ in V.choose(recs, 3, seed=1, order="random")) == ["fast", "gpu", "slow"]
+    assert V.record_threads("CPU x86_64, 2 cores, 2 threads") == 2 and V.record_threads("NVIDIA H100 x1") is None

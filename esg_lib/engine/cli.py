@@ -13,7 +13,7 @@ from typing import Any
 
 from esg_lib.errors import UserError
 
-from .config import DRY_RUN, PROFILES, TrainConfig, build_config, get_profile, parse_overrides
+from .config import BASE_PROFILE, DRY_RUN, PROFILES, TrainConfig, build_config, get_profile, parse_overrides
 
 EXAMPLES_TRAIN = """examples:
   esg train                                              # esg_convnext_atto, x-sdd, smoke, seed 0
@@ -107,8 +107,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", default=None, help="one profile (default: every profile found)")
     p.add_argument("--out", default="runs", help="run folders (default: runs)")
     p.add_argument("--results", default="results")
-    p.add_argument("--readme", nargs="?", const="README.md", metavar="PATH",
-                   help="also rewrite the results block of README.md (or PATH) for --profile")
+    p.add_argument("--readme", nargs="?", const="docs/results.md", metavar="PATH",
+                   help="also rewrite the results block of docs/results.md (or PATH) for --profile")
     p.set_defaults(func=cmd_report)
 
     p = subparsers.add_parser("tune", help="try the candidate recipes on the validation part",
@@ -166,6 +166,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="runtime config fields only (e.g. amp=false, num_workers=4): the plan fixes the rest")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_queue)
+
+    p = subparsers.add_parser("verify", help="a reviewer's spot check: retrain committed runs and compare",
+                              description="Retrain committed runs (results/<profile>/runs/*.json) from "
+                              "their recorded configuration and compare: 'reproduced exactly' on the "
+                              "same machine and thread count, else the difference in points and in "
+                              "seed-stds. Exit code 1 when a same-hardware rerun differs or a record "
+                              "cannot be rebuilt.",
+                              epilog="examples:\n  esg verify --profile cpu --sample 1            "
+                              "# the cheapest committed run\n"
+                              "  esg verify --profile cpu --sample 3 --order random --seed 7\n"
+                              "  esg verify --profile cpu --match x-sdd resnet18 --sample 1",
+                              formatter_class=fmt)
+    p.add_argument("--profile", default="cpu")
+    p.add_argument("--sample", type=int, default=1, metavar="K", help="how many runs to retrain (default 1)")
+    p.add_argument("--order", choices=("cheapest", "random"), default="cheapest")
+    p.add_argument("--seed", type=int, default=0, help="seeds the choice (ties, --order random)")
+    p.add_argument("--match", nargs="+", default=(), metavar="TEXT",
+                   help="only records whose file name contains every TEXT (e.g. x-sdd resnet18)")
+    p.add_argument("--threads", type=int, help="default: the record's own thread count")
+    p.add_argument("--out", default="runs/verify", help="scratch folder for the reruns")
+    p.add_argument("--results", default="results")
+    p.set_defaults(func=cmd_verify)
 
 
 # ----------------------------------------------------------------------------------- train
@@ -316,6 +338,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     written: list[Path] = []
     for p in profiles:
         written += build_report(p, args.out, args.results)
+        if p in BASE_PROFILE:          # an experiment profile: its arms beside the base profile's runs
+            from esg_lib.report.gap import write_gap_report
+
+            written += write_gap_report(p, args.results)
     if args.readme:
         if not args.profile:
             raise UserError("--readme needs --profile")
@@ -390,6 +416,19 @@ def cmd_queue(args: argparse.Namespace) -> int:
     print(f"{len(done)} run(s) finished")
     print(P.status_markdown(args.profile, args.results, args.out))
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from . import verify as V
+
+    if args.sample < 1:
+        raise UserError("--sample must be >= 1")
+    verdicts = V.run_verify(args.profile, args.sample, args.seed, args.order, args.results, args.out,
+                            args.threads, args.match)
+    bad = [v for v in verdicts if v.failed]
+    print(f"{len(verdicts) - len(bad)}/{len(verdicts)} verified"
+          + (f"; {len(bad)} failed: {', '.join(v.record for v in bad)}" if bad else ""))
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,7 @@ Layout::
         test_predictions.csv   test_confusion.csv   test_report.json   test_features.npz
     results/<profile>/
         runs/<dataset>__<model>__s<seed>-<id10>.json   (per-run metrics: small, committable)
+        artifacts/<dataset>/<model>/s<seed>-<id10>/    (the run folder's light files: see .artifacts)
         <dataset>.csv  <dataset>.md                    (mean ± std across seeds per model)
 
 The tables over seeds are the reporting layer's (:mod:`esg_lib.report`): the engine writes the
@@ -39,6 +40,7 @@ from esg_lib import metrics as M
 from esg_lib.errors import UserError
 from esg_lib.models.zoo import count_gmacs
 
+from .artifacts import export_artifacts
 from .config import ModelSpec, TrainConfig, identity_fields
 from .models import build_model
 
@@ -305,6 +307,7 @@ def export_run_metrics(folders: Iterable[Path], results: Path) -> list[Path]:
         dest.mkdir(parents=True, exist_ok=True)
         path = dest / f"{slug(rec['dataset'])}__{slug(rec['model'])}__{rec['run']}.json"
         write_json(path, rec)
+        export_artifacts(folder, results, rec.get("seed"))
         written.append(path)
     return written
 

@@ -1,0 +1,179 @@
+"""A reviewer's spot check: retrain committed runs from their recorded configuration and compare.
+
+``esg verify --profile cpu --sample 1`` picks committed run records (``results/<profile>/runs/*.json``),
+cheapest first unless ``--order random`` (seeded by ``--seed``), retrains each one into a scratch
+folder from the configuration its record implies, and prints one verdict line per run:
+
+* **reproduced exactly** — same machine (processor kind and core count, as the record's hardware text
+  names it), same thread count, eager PyTorch: CPU training here is deterministic
+  (``torch.use_deterministic_algorithms``, seeded data order and initialisation), so the run id and
+  every test metric must come back bit for bit. Anything else on the same hardware is a failure
+  (exit code 1).
+* **differs by x points (y seed-stds)** — the record came from other hardware (another CPU, another
+  thread count, a GPU): floating-point sums are ordered differently there, so only closeness can be
+  judged; the difference in test accuracy is given in points and in units of the standard deviation
+  across the row's seeds (how much the result moves from one seed to the next).
+
+The configuration is rebuilt from the record's profile, dataset, protocol, model and seed, plus the
+stage overrides of the profile's plan (:mod:`esg_lib.engine.plan`) whose config variant matches the
+record's; a record whose recipe the code no longer produces is reported as not rebuildable. A
+compiled model (``torch.compile``) computes in another order than eager, so only an eager rerun of
+an eager record is held to bit-identity; the spot check always retrains eagerly.
+"""
+from __future__ import annotations
+
+import math
+import random
+import re
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from esg_lib.errors import UserError
+
+from . import runs as R
+from .config import TrainConfig, build_config
+from .plan import expected_variant, plan
+
+COMPARED = ("acc", "precision", "recall", "f1", "loss")
+
+
+@dataclass
+class Verdict:
+    """The outcome of retraining one committed run."""
+
+    record: str                       # the record's file name
+    run_id_matches: bool
+    same_hardware: bool
+    differences: dict[str, float] = field(default_factory=dict)   # metric → rerun − record
+    seed_std: float | None = None     # std of the record's row accuracy across its seeds
+    seconds: float = 0.0
+    note: str = ""
+
+    @property
+    def exact(self) -> bool:
+        return self.run_id_matches and all(d == 0.0 for d in self.differences.values())
+
+    @property
+    def failed(self) -> bool:
+        """A record that cannot be rebuilt, or a same-hardware rerun that is not bit-identical (only
+        those are expected to be)."""
+        return bool(self.note) or (self.same_hardware and not self.exact)
+
+    def line(self) -> str:
+        took = f" [{self.seconds / 60:.1f} min]"
+        if self.note:
+            return f"{self.record}: {self.note}{took}"
+        if self.exact:
+            return f"{self.record}: reproduced exactly (run id and test metrics){took}"
+        points = 100.0 * self.differences.get("acc", math.nan)
+        stds = (f"{abs(points) / (100.0 * self.seed_std):.2f} seed-stds" if self.seed_std
+                else "seed-std unknown")
+        ident = "" if self.run_id_matches else "; run id differs"
+        where = "on the same hardware: NOT REPRODUCED" if self.same_hardware else "other hardware"
+        return f"{self.record}: differs by {points:+.2f} points ({stds}){ident} — {where}{took}"
+
+
+def record_threads(hardware: str | None) -> int | None:
+    """The thread count in a record's hardware text (``"CPU x86_64, 2 cores, 1 threads"`` → 1)."""
+    m = re.search(r", (\d+) threads$", hardware or "")
+    return int(m.group(1)) if m else None
+
+
+def this_machine_name() -> str:
+    """This machine in the form of a record's :func:`~.runs.machine_name` (CPU only: a spot check
+    retrains on the CPU)."""
+    return R.machine_name(R.hardware_text({"hardware": R.hardware(), "threads": 1, "device": "cpu"}))
+
+
+def load_records(profile: str, results: str | Path = "results") -> list[tuple[Path, dict[str, Any]]]:
+    folder = Path(results) / profile / "runs"
+    found = [(p, R.read_json(p)) for p in sorted(folder.glob("*.json"))]
+    return [(p, r) for p, r in found if r]
+
+
+def choose(records: Sequence[tuple[Path, Mapping[str, Any]]], sample: int, seed: int = 0,
+           order: str = "cheapest") -> list[tuple[Path, Mapping[str, Any]]]:
+    """``sample`` records: the cheapest to retrain first (recorded training seconds of CPU records,
+    then GPU records; ties broken by a seeded shuffle), or a seeded random sample."""
+    rng = random.Random(seed)
+    pool = list(records)
+    rng.shuffle(pool)
+    if order == "random":
+        return pool[:sample]
+    if order != "cheapest":
+        raise UserError(f"--order must be cheapest or random, got {order!r}")
+    # a GPU record's seconds say nothing about its cost on this CPU: those come last
+    return sorted(pool, key=lambda pr: (R.machine_kind(pr[1].get("hardware")) != "cpu",
+                                        float(pr[1].get("train_seconds") or math.inf)))[:sample]
+
+
+def config_for_record(rec: Mapping[str, Any], out: str | Path, **runtime: Any) -> TrainConfig:
+    """The configuration that produced ``rec``: the profile's, plus the overrides of the plan stage
+    whose config variant matches the record's (none for a profile's own rows)."""
+    profile, model = rec["profile"], rec["model"]
+    dataset, protocol = rec["dataset"], rec.get("protocol", "leak-free")
+    candidates: list[Mapping[str, Any]] = [{}]
+    try:
+        candidates += [s.overrides for s in plan(profile)
+                       if s.overrides and model in s.models and s.dataset == dataset and s.protocol == protocol]
+    except UserError:
+        pass
+    for overrides in candidates:
+        if expected_variant(profile, model, dataset, protocol, overrides) == rec.get("variant"):
+            return build_config(profile, model=model, seed=int(rec["seed"]), dataset=dataset,
+                                protocol=protocol, out=str(out), **dict(overrides), **runtime)
+    now = expected_variant(profile, model, dataset, protocol)
+    raise UserError(f"the {profile} profile no longer trains {model} with the recipe of this record "
+                    f"(variant {rec.get('variant')}, now {now}): it cannot be rebuilt from its config")
+
+
+def seed_std(rec: Mapping[str, Any], records: Sequence[tuple[Path, Mapping[str, Any]]]) -> float | None:
+    """Standard deviation of test accuracy across the seeds of the record's table row."""
+    same = [r["acc"] for _, r in records
+            if (r["dataset"], r.get("protocol"), r["model"], r.get("variant"))
+            == (rec["dataset"], rec.get("protocol"), rec["model"], rec.get("variant"))]
+    return statistics.stdev(same) if len(same) > 1 else None
+
+
+def verify_record(path: Path, rec: Mapping[str, Any], records: Sequence[tuple[Path, Mapping[str, Any]]],
+                  out: str | Path, threads: int | None = None) -> Verdict:
+    """Retrain one record eagerly on the CPU and compare it (see the module docstring)."""
+    from .train import fit
+
+    t0 = time.time()
+    recorded_threads = record_threads(rec.get("hardware"))
+    use = threads or recorded_threads or 1
+    same = (R.machine_kind(rec.get("hardware")) == "cpu"
+            and R.machine_name(rec.get("hardware")) == this_machine_name() and use == recorded_threads)
+    cfg = config_for_record(rec, out, device="cpu", threads=use, progress=False)
+    res = fit(cfg, force=True)
+    test = res.metrics.get("test", {})
+    diffs = {k: float(test[k]) - float(rec[k]) for k in COMPARED if test.get(k) is not None and rec.get(k) is not None}
+    return Verdict(path.name, res.run_id == rec.get("run_id"), same, diffs, seed_std(rec, records),
+                   time.time() - t0)
+
+
+def run_verify(profile: str, sample: int = 1, seed: int = 0, order: str = "cheapest",
+               results: str | Path = "results", out: str | Path = "runs/verify",
+               threads: int | None = None, match: Sequence[str] = ()) -> list[Verdict]:
+    """Spot-check ``sample`` committed runs of ``profile``; ``match`` keeps records whose file
+    name contains every given text (e.g. ``x-sdd``, ``resnet18``)."""
+    records = load_records(profile, results)
+    pool = [(p, r) for p, r in records if all(t in p.name for t in match)]
+    if not pool:
+        raise UserError(f"no committed {profile} records match {' '.join(match) or '(any)'} "
+                        f"in {Path(results) / profile / 'runs'}")
+    verdicts = []
+    for path, rec in choose(pool, sample, seed, order):
+        print(f"retraining {path.name} (recorded: {rec.get('hardware')}, "
+              f"{float(rec.get('train_seconds') or 0) / 60:.0f} min of training)", flush=True)
+        try:
+            verdict = verify_record(path, rec, records, out, threads)
+        except UserError as exc:
+            verdict = Verdict(path.name, False, False, note=f"cannot rebuild: {exc}")
+        print(verdict.line(), flush=True)
+        verdicts.append(verdict)
+    return verdicts

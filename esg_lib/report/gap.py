@@ -1,0 +1,264 @@
+"""Why ESG-ConvNeXt trails ResNet18 and DenseNet121: the ``cpu-gap`` arms beside their ``cpu`` partners.
+
+Each arm of the ``cpu-gap`` plan (:data:`esg_lib.engine.plan.PLANS`) changes one thing — 4× the
+optimiser steps (60 epochs), or 128 px inputs — and keeps the rest of the ``cpu`` profile: recipes,
+seeds and therefore the leak-free X-SDD splits. A ``cpu-gap`` run therefore pairs, seed by seed,
+with the ``cpu`` run of the same model (the *base* arm: 15 epochs, 64 px), and paired differences
+cancel the split noise. This module turns the committed records of both profiles into
+
+- one frame of runs with their arm (:func:`arm_frame`),
+- each model's gain from the base to every arm (:func:`gains`),
+- ESG-ConvNeXt minus ResNet18 and minus DenseNet121 in every arm (:func:`gaps`),
+- a Markdown report (``results/cpu-gap/gap_x-sdd.md``, :func:`write_gap_report`) and
+- a figure of test accuracy against optimiser steps and input size, per model, with per-seed dots
+  (:func:`plot_gap`).
+
+A record belongs to an arm when its config variant is the one that arm's stage would train now: a
+run of another recipe is left out rather than mislabelled.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from esg_lib.engine.config import BASE_PROFILE
+from esg_lib.engine.plan import PIVOTAL, expected_variant, plan
+from esg_lib.markdown import markdown_table
+
+from .frames import paired_difference, records_frame
+from .tables import load_records
+
+__all__ = ["BASE_ARM", "arm_frame", "gains", "gaps", "gap_markdown", "write_gap_report", "plot_gap"]
+
+BASE_ARM = "15 epochs, 64 px"
+DATASET, PROTOCOL = "x-sdd", "leak-free"
+MODELS = (*PIVOTAL, "convnextv2")
+
+
+def _arm_name(overrides: Mapping[str, Any], base_epochs: int, base_size: int) -> str:
+    epochs = int(overrides.get("epochs", base_epochs))
+    size = int(overrides.get("img_size", base_size))
+    return f"{epochs} epochs, {size} px"
+
+
+def arm_frame(profile: str = "cpu-gap", results: str | Path = "results") -> pd.DataFrame:
+    """The runs of every arm (the base profile's own runs as :data:`BASE_ARM`): a
+    :func:`~.frames.records_frame` with ``arm``, ``img_size`` and ``epochs`` columns added."""
+    from esg_lib.engine.config import build_config
+
+    base = BASE_PROFILE[profile]
+    default = build_config(base, dataset=DATASET)
+    wanted: dict[tuple[str, str, str], tuple[str, int, int]] = {}   # (profile, model, variant) → arm
+    for model in MODELS:
+        wanted[base, model, expected_variant(base, model, DATASET, PROTOCOL)] = (
+            BASE_ARM, default.epochs, default.img_size)
+    for stage in plan(profile):
+        if stage.dataset != DATASET or stage.protocol != PROTOCOL:
+            continue
+        cfg = build_config(profile, dataset=DATASET, **dict(stage.overrides))
+        for model in stage.models:
+            wanted[profile, model, expected_variant(profile, model, DATASET, PROTOCOL, stage.overrides)] = (
+                _arm_name(stage.overrides, default.epochs, default.img_size), cfg.epochs, cfg.img_size)
+    keep, arms = [], []
+    for prof in (base, profile):
+        for rec in load_records(prof, results):
+            key = (prof, rec["model"], rec.get("variant"))
+            if rec.get("dataset") == DATASET and rec.get("protocol", PROTOCOL) == PROTOCOL and key in wanted:
+                keep.append(rec)
+                arms.append(wanted[key])
+    frame = records_frame(keep)
+    frame["arm"] = [a[0] for a in arms]
+    frame["epochs"] = [a[1] for a in arms]
+    frame["img_size"] = [a[2] for a in arms]
+    return frame
+
+
+def _arms(frame: pd.DataFrame) -> list[str]:
+    """The arms present, the base first, then by steps and size."""
+    present = frame.drop_duplicates("arm").sort_values(["epochs", "img_size"])["arm"].tolist()
+    return [BASE_ARM, *[a for a in present if a != BASE_ARM]] if BASE_ARM in present else present
+
+
+def _paired(a: pd.Series, b: pd.Series) -> dict[str, Any]:
+    seeds = sorted(set(a.index) & set(b.index))
+    if not seeds:
+        return {}
+    d = paired_difference(a.loc[seeds].to_numpy(), b.loc[seeds].to_numpy())
+    interval = "—" if d["low"] != d["low"] else f"[{d['low']:+.1f}, {d['high']:+.1f}]"
+    noise = "untested (1 seed)" if d["n"] < 2 else "within noise" if d["within_noise"] else "beyond noise"
+    return {"seeds": " ".join(str(s) for s in seeds), "difference (points)": f"{d['mean']:+.1f}",
+            "95% interval": interval, "reading": noise, "_mean": d["mean"], "_low": d["low"],
+            "_high": d["high"], "_n": d["n"]}
+
+
+def _by_seed(frame: pd.DataFrame, arm: str, key: str, metric: str) -> pd.Series:
+    part = frame[(frame["arm"] == arm) & (frame["key"] == key)]
+    return part.set_index("seed")[metric]
+
+
+def gains(frame: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
+    """Per model and arm: the arm minus the base arm, paired per seed (points, 95 % t interval)."""
+    rows = []
+    for arm in _arms(frame)[1:]:
+        for key in MODELS:
+            d = _paired(_by_seed(frame, arm, key, metric), _by_seed(frame, BASE_ARM, key, metric))
+            if d:
+                label = frame.loc[frame["key"] == key, "model"].iloc[0]
+                rows.append({"arm": arm, "model": label, **d})
+    return pd.DataFrame(rows)
+
+
+def gaps(frame: pd.DataFrame, metric: str = "acc", target: str = "esg-convnext",
+         references: Sequence[str] = ("resnet18", "densenet121")) -> pd.DataFrame:
+    """Per arm: ``target`` minus each reference, paired per seed (points, 95 % t interval)."""
+    rows = []
+    for arm in _arms(frame):
+        for ref in references:
+            d = _paired(_by_seed(frame, arm, target, metric), _by_seed(frame, arm, ref, metric))
+            if d:
+                label = frame.loc[frame["key"] == ref, "model"].iloc[0]
+                rows.append({"arm": arm, "ESG-ConvNeXt minus": label, **d})
+    return pd.DataFrame(rows)
+
+
+def _summary(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    rows = []
+    for arm in _arms(frame):
+        for key in MODELS:
+            part = frame[(frame["arm"] == arm) & (frame["key"] == key)].sort_values("seed")
+            if part.empty:
+                continue
+            v = part[metric]
+            mean_std = f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v.mean():.1f}"
+            rows.append({"arm": arm, "model": part["model"].iloc[0], "steps": int(part["steps"].iloc[0]),
+                         f"{metric} (%)": mean_std, "seeds": " ".join(str(s) for s in part["seed"])})
+    return pd.DataFrame(rows)
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    shown = frame[[c for c in frame.columns if not c.startswith("_")]]
+    return markdown_table(shown) if len(shown) else "(no runs yet)"
+
+
+def _said(d: Mapping[str, Any] | None) -> str:
+    if not d:
+        return "not measured yet"
+    seeds = len(d["seeds"].split())
+    return f"{d['difference (points)']} {d['95% interval']} ({d['reading']}, {seeds} seed{'s' if seeds > 1 else ''})"
+
+
+def _find(table: pd.DataFrame, **where: str) -> dict[str, Any] | None:
+    if table.empty:
+        return None
+    mask = pd.Series(True, index=table.index)
+    for col, value in where.items():
+        mask &= table[col] == value
+    return table[mask].iloc[0].to_dict() if mask.any() else None
+
+
+def reading(frame: pd.DataFrame, metric: str = "acc") -> list[str]:
+    """One line per candidate reason for the gap, each a paired difference with its 95 % interval
+    (or "not measured yet"), computed from the records; reasons that cannot be tested here say so."""
+    g, gp = gains(frame, metric), gaps(frame, metric)
+    lines = []
+    for arm, reason in (("60 epochs, 64 px", "**Optimiser steps** (915 → 3660, same recipes)"),
+                        ("15 epochs, 128 px", "**Input size** (64 → 128 px, 915 steps)")):
+        gain = {m: _said(_find(g, arm=arm, model=m)) for m in ("ESG-ConvNeXt", "ResNet18", "DenseNet121")}
+        lines.append(f"- {reason}: gain ESG-ConvNeXt {gain['ESG-ConvNeXt']}; ResNet18 {gain['ResNet18']}; "
+                     f"DenseNet121 {gain['DenseNet121']}. ESG-ConvNeXt minus ResNet18 there: "
+                     f"{_said(_find(gp, arm=arm, **{'ESG-ConvNeXt minus': 'ResNet18'}))} "
+                     f"(at the base: {_said(_find(gp, arm=BASE_ARM, **{'ESG-ConvNeXt minus': 'ResNet18'}))}).")
+    lines += ["- **Recipe** (stochastic depth, RandAugment, random erasing, mixup/cutmix, EMA): not measured yet "
+              "(the candidates are not built; see issue 18, arm 2).",
+              "- **ImageNet pre-training**: cannot be tested here — no weights can be fetched on this machine.",
+              "- **Split**: every model here trains and tests on the same leak-free splits, so the split "
+              "cannot reorder them; what augmenting before splitting adds is measured in the `cpu` results "
+              "(leak protocols table)."]
+    return lines
+
+
+def gap_markdown(profile: str = "cpu-gap", results: str | Path = "results", metric: str = "acc") -> str:
+    """The report: every arm's runs, each model's gain over the base arm, and ESG-ConvNeXt's gap to
+    ResNet18 and DenseNet121 in every arm (X-SDD leak-free, test set)."""
+    frame = arm_frame(profile, results)
+    base = BASE_PROFILE[profile]
+    return "\n".join([
+        f"# Why ESG-ConvNeXt trails ResNet18 — profile `{profile}` beside `{base}` (X-SDD leak-free, "
+        f"test {metric}, %)", "",
+        f"Arms: `{base}` runs ({BASE_ARM}, 915 optimiser steps) and the `{profile}` stages, each changing "
+        "one thing. Seeds pair runs that share a split; intervals are 95 % t intervals of the per-seed "
+        "differences; \"within noise\" means the interval contains 0. Rebuild: "
+        f"`esg report --profile {profile}`.", "",
+        "## Reading: each candidate reason, measured", "", *reading(frame, metric), "",
+        "## Runs per arm", "", _markdown(_summary(frame, metric)), "",
+        "## Each model's gain over the base arm (arm minus base, paired per seed)", "",
+        _markdown(gains(frame, metric)), "",
+        "## ESG-ConvNeXt minus ResNet18 and DenseNet121, per arm", "", _markdown(gaps(frame, metric)), ""])
+
+
+def write_gap_report(profile: str = "cpu-gap", results: str | Path = "results",
+                     figures: str | Path | None = "figures") -> list[Path]:
+    """``results/<profile>/gap_x-sdd.md`` and ``.csv`` (one row per run), and, with ``figures``,
+    ``figures/<profile>/gap_x-sdd.png|pdf``."""
+    out = Path(results) / profile
+    out.mkdir(parents=True, exist_ok=True)
+    frame = arm_frame(profile, results)
+    md, csv = out / f"gap_{DATASET}.md", out / f"gap_{DATASET}.csv"
+    md.write_text(gap_markdown(profile, results))
+    cols = ["arm", "key", "model", "seed", "epochs", "img_size", "steps", "acc", "f1", "train_seconds"]
+    frame.sort_values(["epochs", "img_size", "key", "seed"])[cols].to_csv(csv, index=False, float_format="%.6g")
+    written = [md, csv]
+    if figures is not None and len(frame):
+        from esg_lib.figures import save_figure
+
+        written += save_figure(plot_gap(frame), Path(figures) / profile, f"gap_{DATASET}")
+    return written
+
+
+def plot_gap(frame: pd.DataFrame, metric: str = "acc"):
+    """Test ``metric`` against optimiser steps (64 px) and against input size (base steps), one
+    line per model through the seed means, every seed a dot. The x axes are categorical (the values
+    present), and the models are nudged apart sideways so that their dots do not overlap."""
+    import matplotlib.pyplot as plt
+
+    from esg_lib.figures import MAX_WIDTH, line_styles
+
+    base = frame[frame["arm"] == BASE_ARM]
+    base_size = int(base["img_size"].iloc[0]) if len(base) else 64
+    base_steps = int(base["steps"].iloc[0]) if len(base) else None
+    panels = [("optimiser steps (64 px)", frame[frame["img_size"] == base_size], "steps"),
+              ("input size, px (915 steps)", frame[frame["steps"] == base_steps] if base_steps else base,
+               "img_size")]
+    styles = dict(zip(MODELS, line_styles(len(MODELS))))
+    fig, axes = plt.subplots(1, 2, figsize=(MAX_WIDTH, 3.4), sharey=True)
+    for ax, (title, part, x) in zip(axes, panels):
+        ticks = sorted(int(v) for v in part[x].unique())
+        where = {v: i for i, v in enumerate(ticks)}
+        for i, key in enumerate(MODELS):
+            rows = part[part["key"] == key]
+            if rows.empty:
+                continue
+            st, nudge = styles[key], (i - (len(MODELS) - 1) / 2) * 0.07
+            xs = sorted(int(v) for v in rows[x].unique())
+            means = [rows.loc[rows[x] == v, metric].mean() for v in xs]
+            pos = [where[v] + nudge for v in xs]
+            ax.plot(pos, means, color=st["color"], ls=st["ls"], marker=st["marker"], lw=1.5, ms=7,
+                    label=rows["model"].iloc[0])
+            ax.scatter([where[int(v)] + nudge for v in rows[x]], rows[metric], color=st["color"], s=12,
+                       alpha=0.6, zorder=3, edgecolors="none")
+            for p_, m, v in zip(pos, means, xs):
+                ax.annotate(f"n={int((rows[x] == v).sum())}", (p_, m), textcoords="offset points",
+                            xytext=(5, -3), fontsize=6, color=st["color"])
+        ax.set_xticks(range(len(ticks)), [str(t) for t in ticks])
+        ax.set_xlim(-0.5, len(ticks) - 0.5)
+        ax.set_xlabel(title)
+        ax.grid(True, axis="y", alpha=0.3)
+    axes[0].set_ylabel(f"test {'accuracy' if metric == 'acc' else metric} (%)")
+    seeds = " ".join(str(s) for s in sorted(frame["seed"].unique()))
+    fig.suptitle("X-SDD leak-free, 2-core CPU: markers = mean over seeds, small dots = seeds "
+                 f"({seeds}); n = seeds so far", fontsize=8.5)
+    axes[1].legend(loc="lower right", fontsize=7, frameon=True)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,85 @@
+"""The `cpu-gap` experiments (issue 18): arms pair per seed with the committed `cpu` runs."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from esg_lib.engine import config as C
+from esg_lib.engine import plan as P
+from esg_lib.report import gap as G
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gap_arms_train_new_identities_on_the_cpu_splits():
+    base = C.build_config("cpu", model="esg-convnext")
+    for stage in P.plan("cpu-gap"):
+        cfg = C.build_config("cpu-gap", model=stage.models[0], dataset=stage.dataset, **dict(stage.overrides))
+        # the split fields are the cpu profile's: every seed pairs with its cpu partner
+        assert {f: getattr(cfg, f) for f in ("seed", "val_fraction", "test_fraction", "augment_copies",
+                                              "max_images", "protocol")} == \
+               {f: getattr(base, f) for f in ("seed", "val_fraction", "test_fraction", "augment_copies",
+                                              "max_images", "protocol")}
+        for model in stage.models:
+            assert P.expected_variant("cpu-gap", model, stage.dataset, stage.protocol, stage.overrides) != \
+                P.expected_variant("cpu", model, stage.dataset, stage.protocol)
+    steps = next(s for s in P.plan("cpu-gap") if s.overrides.get("epochs") == 60)
+    assert P.stage_scale("cpu-gap", steps) == 4.0
+    size = next(s for s in P.plan("cpu-gap") if s.overrides.get("img_size") == 128)
+    assert P.stage_scale("cpu-gap", size) == 4.0
+
+
+def _fake_arm_records(results: Path, stage: P.Stage, extra: dict[int, float]) -> None:
+    """cpu-gap records for ``stage``: each cpu partner's accuracy plus ``extra[seed]``."""
+    out = results / "cpu-gap" / "runs"
+    out.mkdir(parents=True, exist_ok=True)
+    for path in sorted((results / "cpu" / "runs").glob("x-sdd__*.json")):
+        rec = json.loads(path.read_text())
+        if rec["model"] not in stage.models or rec.get("protocol") != "leak-free":
+            continue
+        if rec["variant"] != P.expected_variant("cpu", rec["model"], "x-sdd", "leak-free"):
+            continue
+        rec.update(profile="cpu-gap", acc=rec["acc"] + extra[rec["seed"]], steps=rec["steps"] * 4,
+                   variant=P.expected_variant("cpu-gap", rec["model"], "x-sdd", "leak-free", stage.overrides))
+        (out / path.name).write_text(json.dumps(rec))
+
+
+def test_gains_and_gaps_pair_each_arm_with_its_cpu_partner(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "results" / "cpu" / "runs", results / "cpu" / "runs")
+    stage = next(s for s in P.plan("cpu-gap") if s.overrides.get("epochs") == 60)
+    _fake_arm_records(results, stage, {0: 0.01, 1: 0.02, 2: 0.03})
+    frame = G.arm_frame("cpu-gap", results)
+    assert set(frame["arm"]) == {G.BASE_ARM, "60 epochs, 64 px"}
+    gains = G.gains(frame)
+    assert len(gains) == 3 and set(gains["arm"]) == {"60 epochs, 64 px"}
+    for _, row in gains.iterrows():       # +1, +2, +3 points: mean 2, t interval 2 ± 4.303 * 1 / sqrt(3)
+        assert row["_mean"] == pytest.approx(2.0) and row["_low"] == pytest.approx(2.0 - 4.3027 / 3 ** 0.5, abs=1e-3)
+        assert row["reading"] == "within noise"
+    gaps = G.gaps(frame)
+    base = gaps[gaps["arm"] == G.BASE_ARM].set_index("ESG-ConvNeXt minus")["_mean"]
+    arm = gaps[gaps["arm"] == "60 epochs, 64 px"].set_index("ESG-ConvNeXt minus")["_mean"]
+    # every row gained the same per seed, so the gaps do not move
+    assert arm.to_dict() == pytest.approx(base.to_dict())
+    written = G.write_gap_report("cpu-gap", results, figures=tmp_path / "figures")
+    assert {p.suffix for p in written} == {".md", ".csv", ".png", ".pdf"}
+    assert "| 60 epochs, 64 px | ResNet18 | 0 1 2 | +2.0 |" in (results / "cpu-gap" / "gap_x-sdd.md").read_text()
+
+
+def test_a_record_of_another_recipe_is_left_out(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "results" / "cpu" / "runs", results / "cpu" / "runs")
+    stage = next(s for s in P.plan("cpu-gap") if s.overrides.get("img_size") == 128)
+    _fake_arm_records(results, stage, {0: 0.0, 1: 0.0, 2: 0.0})
+    for path in (results / "cpu-gap" / "runs").glob("*.json"):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "variant": "deadbeef"}))
+    assert set(G.arm_frame("cpu-gap", results)["arm"]) == {G.BASE_ARM}
+
+
+def test_committed_gap_report_is_what_esg_report_writes():
+    committed = ROOT / "results" / "cpu-gap" / "gap_x-sdd.md"
+    assert committed.read_text() == G.gap_markdown("cpu-gap", ROOT / "results"), \
+        "results/cpu-gap/gap_x-sdd.md is stale: run `esg report --profile cpu-gap`"
