@@ -21,7 +21,7 @@ install: $(STAMP)
 # Re-installs only when the lock, torch pins or package metadata change.
 $(STAMP): requirements-lock.txt $(TORCH_REQUIREMENTS) pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=24" "setuptools>=68" wheel
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24" "setuptools>=77" wheel
 	$(if $(TORCH_REQUIREMENTS),$(BIN)/python -m pip install --quiet -r $(TORCH_REQUIREMENTS))
 	$(BIN)/python -m pip install --quiet -r requirements-lock.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .

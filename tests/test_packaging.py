@@ -19,8 +19,10 @@ def _name(requirement: str) -> str:
 
 def test_environment_yml_asks_for_the_same_packages_as_pyproject() -> None:
     pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {_name(r) for r in pyproject["dependencies"]} | {_name(r) for r in
-                                                                pyproject["optional-dependencies"]["test"]}
+    # the conda environment holds everything: the library's dependencies and every extra (test, lab)
+    wanted = {_name(r) for r in pyproject["dependencies"]} | {_name(r) for extra in
+                                                                pyproject["optional-dependencies"].values()
+                                                                for r in extra}
     env = yaml.safe_load((PROJECT_ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
     conda_python = [d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python")]
