@@ -13,7 +13,8 @@ from __future__ import annotations
 from .frames import (ABLATION_MODELS, COMPARISON_MODELS, PAPER_LABELS, PAPER_MODELS, PROTOCOLS, paired_difference,
                      paired_differences, paper_table, protocol_table, records_frame, side_by_side, summarize)
 from .readme import README_BEGIN, README_END, readme_results, results_block, update_readme
-from .tables import aggregate_records, build_report, load_records, model_table_markdown, table_markdown, write_tables
+from .tables import (aggregate_records, build_report, load_records, model_table_markdown, table_markdown,
+                     write_tables)
 
 __all__ = ["ABLATION_MODELS", "COMPARISON_MODELS", "PAPER_LABELS", "PAPER_MODELS", "PROTOCOLS",
            "paired_difference", "paired_differences", "paper_table", "protocol_table", "records_frame",

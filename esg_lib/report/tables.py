@@ -117,7 +117,8 @@ def table_markdown(table: str, rows: list[dict[str, Any]], profile: str) -> str:
     cells = []
     for r in rows:
         fps = "—" if r.get("fps_mean") != r.get("fps_mean") else f"{r['fps_mean']:.1f}"
-        secs = "—" if r.get("train_seconds_mean") != r.get("train_seconds_mean") else f"{r['train_seconds_mean']:.0f}"
+        secs = ("—" if r.get("train_seconds_mean") != r.get("train_seconds_mean")
+                else f"{r['train_seconds_mean']:.0f}")
         params = f"{r['params'] / 1e6:.2f}" if r.get("params") else "—"
         cells.append([r["label"], r["timm_name"], params, *(format_cell(r, k) for k in M.METRIC_KEYS), fps,
                       r["steps"], secs, r["seeds"], r.get("hardware") or "—"])
@@ -160,4 +161,5 @@ def model_table_markdown(profile: str) -> str:
             f"{' '.join(map(str, prof.seeds))}")
     for dataset, fields in prof.dataset_defaults.items():
         head += f"; on {dataset}: " + ", ".join(f"{k} {v}" for k, v in fields.items())
-    return head + "\n\n" + markdown_rows(["key", "paper row", "timm model", "kwargs", "recipe (tuned)", "notes"], rows)
+    header = ["key", "paper row", "timm model", "kwargs", "recipe (tuned)", "notes"]
+    return head + "\n\n" + markdown_rows(header, rows)
