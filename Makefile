@@ -12,11 +12,27 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install reproduce test lab lock clean-venv help
+.PHONY: install git-filter reproduce test lab lock clean-venv help
 help:
 	@grep -E '^#  ' Makefile | sed 's/^#  //'
 
-install: $(STAMP)
+install: $(STAMP) git-filter
+
+# Executed notebook outputs never reach git: .gitattributes sends *.ipynb through the "nbstripout"
+# filter, defined here in this clone's git config (runs every install: cheap, and follows a moved venv).
+# Not marked required, so git still works in a clone whose venv is gone (it then stores notebooks as is).
+# Besides nbstripout's defaults: what a kernel writes into language_info (the committed notebooks keep
+# only its name) and JupyterLab's trusted flag. .jupyter/jupyter_server_config.py strips the same keys.
+NB_EXTRA_KEYS := cell.metadata.trusted metadata.language_info.codemirror_mode \
+  metadata.language_info.file_extension metadata.language_info.mimetype \
+  metadata.language_info.nbconvert_exporter metadata.language_info.pygments_lexer metadata.language_info.version
+NBSTRIPOUT := "$(abspath $(BIN))/python" -m nbstripout --keep-id
+git-filter: $(STAMP)
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  git config filter.nbstripout.clean '$(NBSTRIPOUT)' && git config filter.nbstripout.smudge cat && \
+	  git config filter.nbstripout.extrakeys '$(NB_EXTRA_KEYS)' && \
+	  git config diff.ipynb.textconv '$(NBSTRIPOUT) -t' && \
+	  echo "git filter: notebooks are committed without outputs (nbstripout, see .gitattributes)"; fi
 
 # Re-installs only when the lock, torch pins or package metadata change.
 $(STAMP): requirements-lock.txt $(TORCH_REQUIREMENTS) pyproject.toml
@@ -35,10 +51,12 @@ reproduce: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# .jupyter/ holds the lab's settings for this checkout: notebooks/ are saved without outputs (git stays clean).
 # root (containers, CI images) needs --allow-root; LAB_ARGS adds any other jupyter option (e.g. --no-browser --port 8890)
 LAB_ARGS ?=
 lab: install
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+	JUPYTER_CONFIG_PATH="$(CURDIR)/.jupyter$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
+	  $(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 # Refresh requirements-lock.txt from the current venv (after changing dependencies).
 lock: install

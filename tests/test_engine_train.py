@@ -118,6 +118,15 @@ def test_finished_runs_are_reused_unless_forced(tmp_path, bundle):
     assert forced.status == "done" and forced.run_dir == first.run_dir
 
 
+def test_keep_last_false_drops_last_pt_once_done_and_keeps_the_run_identity(tmp_path, bundle):
+    kept = fit(_cfg(tmp_path / "a", epochs=1, model="resnet18"), bundle=bundle)
+    dropped = fit(_cfg(tmp_path / "b", epochs=1, model="resnet18", keep_last=False), bundle=bundle)
+    assert dropped.run_id == kept.run_id and dropped.metrics["test"] == kept.metrics["test"]
+    assert (kept.run_dir / "last.pt").is_file() and not (dropped.run_dir / "last.pt").exists()
+    assert (dropped.run_dir / "best.pt").is_file()   # Grad-CAM and evaluation still have their weights
+    assert fit(_cfg(tmp_path / "b", epochs=1, model="resnet18", keep_last=False), bundle=bundle).status == "reused"
+
+
 def _hold_lock(folder, pid, host=None):
     lock = folder.with_name(folder.name + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)

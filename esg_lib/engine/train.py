@@ -383,10 +383,15 @@ def _train(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist, device: torch
               "std": [float(v) for v in _as_list(bundle.std)],
               "num_classes": num_classes, "params": n_params,
               "color_mode": (bundle.identity.get("decode") or {}).get("color_mode", "RGB")}
+    # inside a notebook: one updating bar for the whole run (epochs in its postfix) and, at the end,
+    # one summary line; in a terminal or a log: a bar per epoch and a line per epoch
+    run_bar = _run_progress(cfg.progress and dist.main, total_steps, global_step,
+                            f"{spec.name} seed {cfg.seed}")
+    say_detail = say if run_bar is None else (lambda *a, **k: None)   # the header and per-epoch lines
     if dist.main:
         R.write_json(folder / "config.json", {**common, "identity": payload})
         R.write_json(folder / "meta.json", {**meta_static, "status": "running"})
-        say(f"run {folder}: {spec.name}, {n_params / 1e6:.2f}M params, {len(bundle.train)} train "
+        say_detail(f"run {folder}: {spec.name}, {n_params / 1e6:.2f}M params, {len(bundle.train)} train "
             f"images, {steps_per_epoch} steps/epoch, {total_steps} steps, device {device}, "
             f"{threads} threads, world {dist.world}")
 
@@ -403,7 +408,8 @@ def _train(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist, device: torch
         sampler.set_epoch(epoch)
         train_model.train()
         loss_sum = correct = seen = 0.0
-        bar = _progress(loader, cfg.progress and dist.main, f"{spec.name} ep {epoch + 1}/{cfg.epochs}")
+        bar = loader if run_bar is not None else _progress(loader, cfg.progress and dist.main,
+                                                            f"{spec.name} ep {epoch + 1}/{cfg.epochs}")
         diverged = False
         data_seconds = 0.0  # time spent waiting for the next batch: the input pipeline's share
         t_fetch = time.perf_counter()
@@ -433,7 +439,11 @@ def _train(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist, device: torch
             loss_sum += float(loss.detach()) * len(y)
             correct += float((logits.argmax(1) == y).sum())
             seen += len(y)
-            if hasattr(bar, "set_postfix"):
+            if run_bar is not None:
+                run_bar.update(1)
+                run_bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{loss_sum / seen:.4f}",
+                                    refresh=False)
+            elif hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
             if STEP_HOOK is not None:
                 STEP_HOOK(global_step)
@@ -441,6 +451,8 @@ def _train(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist, device: torch
                 break
             t_fetch = time.perf_counter()
         if diverged:
+            if run_bar is not None:
+                run_bar.close()
             status = "diverged"
             msg = (f"non-finite loss at epoch {epoch + 1}, step {global_step + 1}: stopped; "
                    f"kept the last good checkpoint ({last_path if last_path.exists() else 'none yet'})")
@@ -477,10 +489,15 @@ def _train(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist, device: torch
         else:
             _gather_rng(dist)
         dist.barrier()
-        say(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f} acc {record['train_acc']:.4f}"
+        if run_bar is not None:
+            run_bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{record['train_loss']:.4f}",
+                                val_acc=_fmt(record["val_acc"]), val_f1=_fmt(record["val_f1"]))
+        say_detail(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f} acc {record['train_acc']:.4f}"
             f" | val loss {_fmt(record['val_loss'])} acc {_fmt(record['val_acc'])} "
             f"f1 {_fmt(record['val_f1'])}{' *' if improved else ''}")
 
+    if run_bar is not None:
+        run_bar.close()
     metrics: dict[str, Any] = {}
     if dist.main:
         metrics = _finish(folder, model, bundle, cfg, device, use_amp, best, best_path, global_step,
@@ -520,6 +537,8 @@ def _finish(folder, model, bundle, cfg, device, use_amp, best, best_path, global
     R.write_json(folder / "metrics.json", metrics)
     R.write_json(folder / "meta.json", {**meta_static, "status": "done", "finished": R.now_iso(),
                                         "wall_seconds": wall, "train_seconds": train_seconds})
+    if not cfg.keep_last:   # only a resume needs it, and a finished run is reused, never resumed
+        (folder / "last.pt").unlink(missing_ok=True)
     t = metrics["test"]
     print(f"test: acc {t['acc']:.4f} precision {t['precision']:.4f} recall {t['recall']:.4f} "
           f"f1 {t['f1']:.4f} | fps {fps['fps']:.1f} | {folder}")
@@ -571,6 +590,18 @@ def _progress(loader, enabled: bool, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def _run_progress(enabled: bool, total_steps: int, done_steps: int, desc: str):
+    """One bar for the whole run when tqdm.auto draws widgets (a Jupyter kernel with ipywidgets),
+    else None (terminals and logs keep a bar and a line per epoch)."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    if not any(c.__module__ == "tqdm.notebook" for c in tqdm.__mro__):
+        return None
+    return tqdm(total=total_steps, initial=done_steps, desc=desc, unit="step", leave=True)
 
 
 def _as_list(v: Any) -> list:
