@@ -4,40 +4,61 @@ Every function takes plain arrays (no training inside), returns the matplotlib `
 saving to :func:`save_figure` (PNG for screens, PDF for print). Palettes are colour-blind safe
 (seaborn's ``colorblind`` for categories, ``viridis``/``rocket`` for sequential values); titles name
 the model, dataset and profile when the caller gives them.
+
+Print width: every figure is at most :data:`MAX_WIDTH` (7.1 in, the journal's two-column width)
+wide as saved (``savefig.bbox = "tight"`` only crops), so it reads at print size and inside a
+JupyterLab cell. Lines that must be told apart (nine models) differ in hue *and* in line style
+and marker (:func:`line_styles`); ordered things (the ablation rows 1 → 5) get an ordered palette.
 """
 from __future__ import annotations
 
-import struct
-import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import matplotlib
 
 
-def in_kernel() -> bool:
-    """Whether this code runs inside a Jupyter kernel (JupyterLab, papermill), not a script or a test."""
-    if "IPython" not in sys.modules:   # never import IPython just to ask
-        return False
-    from IPython import get_ipython
-
-    return getattr(get_ipython(), "kernel", None) is not None
-
-
-# Scripts and tests draw with Agg (no display, same pixels everywhere); a kernel keeps its own
-# backend (inline), and save_figure shows each saved figure in its cell.
-if not in_kernel():
-    matplotlib.use("Agg", force=False)
+matplotlib.use("Agg", force=False)  # notebooks keep their inline backend; scripts and tests get Agg
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-__all__ = ["set_style", "save_figure", "show_saved", "in_kernel", "plot_activations", "plot_sample_grid",
-           "plot_class_counts",
-           "plot_curves", "plot_confusion_matrices", "plot_tsne", "tsne_embedding", "plot_cam_grid",
-           "plot_metric_bars", "PALETTE"]
+__all__ = ["set_style", "save_figure", "plot_activations", "plot_sample_grid",
+           "plot_class_counts", "plot_curves", "plot_confusion_matrices", "plot_tsne", "tsne_embedding", "plot_cam_grid",
+           "plot_metric_bars", "PALETTE", "MAX_WIDTH", "line_styles", "ordered_colors"]
 
 PALETTE = "colorblind"
+MAX_WIDTH = 7.1   # inches: the journal's full text width
+# seaborn's colour-blind palette without its pale yellow and light pink (unreadable as thin lines on
+# white) and with black added: nine hues that stay apart, each paired with its own dash and marker
+_LINE_COLORS = ["#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#949494", "#56b4e9",
+                "#000000"]
+_DASHES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)), (0, (3, 1, 3, 3)), "-"]
+_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", "*"]
+
+
+def line_styles(n: int, ordered: bool = False) -> list[dict]:
+    """``n`` matplotlib line styles (``color``, ``ls``, ``marker``) that differ in hue and in dash or
+    marker, so no two lines are told apart by colour alone. ``ordered=True`` takes the colours
+    from a sequential palette (:func:`ordered_colors`), for rows with an order (Table 2's 1 → 5)."""
+    colors = ordered_colors(n) if ordered else [_LINE_COLORS[i % len(_LINE_COLORS)] for i in range(n)]
+    return [dict(color=colors[i], ls=_DASHES[i % len(_DASHES)], marker=_MARKERS[i % len(_MARKERS)])
+            for i in range(n)]
+
+
+def ordered_colors(n: int) -> list:
+    """``n`` colours of an ordered, colour-blind safe palette (viridis without its pale yellow end)."""
+    return list(sns.color_palette("viridis", n_colors=max(n, 1) + 1))[:n]
+
+
+def _spread(values: Sequence[float], gap: float) -> list[float]:
+    """Label positions near ``values`` at least ``gap`` apart, in the same order (end-of-line labels)."""
+    order = np.argsort(values)
+    out = np.asarray(values, dtype=float).copy()
+    for a, b in zip(order[:-1], order[1:]):
+        out[b] = max(out[b], out[a] + gap)
+    shift = (np.mean(out) - np.mean(values)) if len(values) else 0.0   # keep the block centred
+    return list(out - shift)
 
 
 def set_style() -> None:
@@ -50,10 +71,6 @@ def set_style() -> None:
 def save_figure(fig: plt.Figure, folder: str | Path, name: str, close: bool = True) -> list[Path]:
     """Write ``<folder>/<name>.png`` and ``.pdf``; returns both paths.
 
-    Inside a Jupyter kernel (JupyterLab, papermill) the PNG is also shown in the running cell
-    (:func:`show_saved`) and the figure is then closed whatever ``close`` says, so the inline backend
-    does not draw it a second time; the returned ``Figure`` object stays usable.
-
     The PDF carries no creation date, so re-running a notebook on the same runs rewrites
     byte-identical files and ``git status`` shows only figures whose content changed.
     """
@@ -62,26 +79,9 @@ def save_figure(fig: plt.Figure, folder: str | Path, name: str, close: bool = Tr
     paths = [folder / f"{name}.png", folder / f"{name}.pdf"]
     fig.savefig(paths[0])
     fig.savefig(paths[1], metadata={"CreationDate": None})
-    if in_kernel():
-        show_saved(paths[0], fig)
-        close = True   # shown once here; left open, the inline backend would draw it a second time
     if close:
         plt.close(fig)
     return paths
-
-
-def show_saved(png: Path, fig: plt.Figure | None = None) -> None:
-    """Display the PNG just written in the running cell, exactly the file's pixels (so the cell and
-    ``figures/`` never disagree), at the size the figure has on screen (``figure.dpi``) rather than
-    at ``savefig.dpi``. The output's metadata names the file (tests match cells to figures by it)."""
-    from IPython.display import Image, display
-
-    data = Path(png).read_bytes()
-    width = struct.unpack(">I", data[16:20])[0]   # PNG header: IHDR width, big-endian
-    saved_dpi = matplotlib.rcParams["savefig.dpi"]
-    if fig is not None and saved_dpi != "figure":
-        width = round(width * fig.dpi / float(saved_dpi))
-    display(Image(data=data, format="png", width=width), metadata={"esg_lib": {"figure": Path(png).name}})
 
 
 def _grid(n: int, max_cols: int) -> tuple[int, int]:
@@ -102,8 +102,11 @@ def plot_activations(prelu_slope: float = 0.25, x_range: tuple[float, float] = (
         f"PReLU (a = {prelu_slope})": torch.where(x >= 0, x, prelu_slope * x),
     }
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    for (label, y), style in zip(curves.items(), ["-", "--", "-.", ":"]):
-        ax.plot(x.numpy(), y.numpy(), style, lw=2.2, label=label)
+    # PReLU (the paper's choice) in vermilion, drawn last and thickest; the others in hues far from it
+    styles = [dict(color="#0173b2", ls="-"), dict(color="#029e73", ls="--"), dict(color="#949494", ls="-."),
+              dict(color="#d55e00", ls=":", lw=3.0)]
+    for (label, y), style in zip(curves.items(), styles):
+        ax.plot(x.numpy(), y.numpy(), **{"lw": 2.2, **style}, label=label)
     ax.axhline(0, color="0.4", lw=0.8)
     ax.axvline(0, color="0.4", lw=0.8)
     ax.set(xlabel="input x", ylabel="activation f(x)", title="Activation functions (paper Fig. 7)",
@@ -114,20 +117,30 @@ def plot_activations(prelu_slope: float = 0.25, x_range: tuple[float, float] = (
 
 # ---------------------------------------------------------------------------- Fig. 1 / 14
 def plot_sample_grid(images: np.ndarray, labels: Sequence[int], class_names: Sequence[str],
-                     per_class: int = 4, seed: int = 0, title: str = "") -> plt.Figure:
+                     per_class: int = 4, seed: int = 0, title: str = "",
+                     order: Sequence[int] | None = None) -> plt.Figure:
     """Paper Fig. 1 / 14: ``per_class`` random images of each class, one row per class.
 
-    ``images`` is uint8 (N, 3, H, W) or (N, H, W, 3).
+    ``images`` is uint8 (N, 3, H, W) or (N, H, W, 3). ``order`` lists the class indices row by row
+    (default: label order) and ``class_names`` are the row labels in that row order, e.g. the
+    paper's Fig. 14 caption names with their panel letters.
     """
     images = np.asarray(images)
     if images.ndim == 4 and images.shape[1] in (1, 3):
         images = images.transpose(0, 2, 3, 1)
     labels = np.asarray(labels)
+    order = list(range(len(class_names))) if order is None else list(order)
     rng = np.random.default_rng(seed)
-    fig, axes = plt.subplots(len(class_names), per_class, figsize=(1.6 * per_class + 2.2, 1.6 * len(class_names)),
-                             squeeze=False)
-    for row, name in enumerate(class_names):
-        idx = np.flatnonzero(labels == row)
+    # fixed margins (not tight_layout): row labels up to ~40 characters on the left, the title on top,
+    # and the whole figure within the print width
+    label_in = min(2.5, 0.3 + 0.062 * max(map(len, class_names), default=0))
+    cell = min(1.0, (MAX_WIDTH - 0.1 - label_in) / per_class)
+    width, height = label_in + cell * per_class + 0.05, cell * len(order) + 0.4
+    fig, axes = plt.subplots(len(order), per_class, figsize=(width, height), squeeze=False)
+    fig.subplots_adjust(left=label_in / width, right=1 - 0.05 / width, top=1 - 0.35 / height,
+                        bottom=0.05 / height, wspace=0.04, hspace=0.04)
+    for row, (label, name) in enumerate(zip(order, class_names)):
+        idx = np.flatnonzero(labels == label)
         pick = rng.choice(idx, size=min(per_class, len(idx)), replace=False) if len(idx) else []
         for col in range(per_class):
             ax = axes[row, col]
@@ -138,76 +151,161 @@ def plot_sample_grid(images: np.ndarray, labels: Sequence[int], class_names: Seq
             elif col > 0:
                 ax.axis("off")  # fewer images than columns in this class
             if col == 0:
-                ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=10)
-    fig.suptitle(title or "Samples per class")
-    fig.tight_layout()
+                ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title or "Samples per class", fontsize=9, y=1 - 0.08 / height, va="top")
     return fig
 
 
-def plot_class_counts(counts: Mapping[str, Sequence[int]], class_names: Sequence[str], title: str = "") -> plt.Figure:
-    """Images per class for each split (``counts[split][class]``), grouped bars."""
-    import pandas as pd
+def plot_class_counts(counts: Mapping[str, Sequence[int]], class_names: Sequence[str], title: str = "",
+                      copies: Sequence[int] | None = None) -> plt.Figure:
+    """Images per class for each split (``counts[split][class]``), grouped bars with their numbers.
 
-    frame = pd.DataFrame([{"class": class_names[c], "split": split, "images": n}
-                          for split, row in counts.items() for c, n in enumerate(row)])
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(class_names) + 2), 4))
-    sns.barplot(frame, x="class", y="images", hue="split", ax=ax)
-    ax.set(xlabel="", ylabel="images", title=title or "Images per class and split")
-    ax.tick_params(axis="x", rotation=30)
-    for label in ax.get_xticklabels():
-        label.set_ha("right")
+    ``copies[class]`` (optional) is how many of ``counts["train"]`` are augmented copies: the train
+    bar is then split into originals (solid, number inside) and copies (hatched, total on top)."""
+    splits = list(counts)
+    n = len(class_names)
+    width = 0.8 / len(splits)
+    colors = dict(zip(splits, _LINE_COLORS))
+    fig, ax = plt.subplots(figsize=(MAX_WIDTH, 3.6))
+    x = np.arange(n)
+    top = max(max(v) for v in counts.values()) if counts else 1
+    for k, split in enumerate(splits):
+        values = np.asarray(counts[split], dtype=float)
+        pos = x + (k - (len(splits) - 1) / 2) * width
+        if split == "train" and copies is not None:
+            extra = np.asarray(copies, dtype=float)
+            base = values - extra
+            ax.bar(pos, base, width, color=colors[split], label="train: originals")
+            bars = ax.bar(pos, extra, width, bottom=base, color="white", edgecolor=colors[split], hatch="////",
+                          lw=0.8, label="train: augmented copies")
+            # originals + copies on top of the bar: both parts readable even where a part is thin
+            ax.bar_label(bars, labels=[f"{int(b)} + {int(e)}" for b, e in zip(base, extra)], fontsize=6,
+                         padding=1, rotation=90)
+        else:
+            bars = ax.bar(pos, values, width, color=colors[split], label=split)
+            ax.bar_label(bars, labels=[f"{int(v)}" for v in values], fontsize=6, padding=1, rotation=90)
+    ax.set_xticks(x, class_names, rotation=25, ha="right", fontsize=8)
+    ax.set_ylim(0, top * 1.3)
+    ax.set_ylabel("images", fontsize=8)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_title(title or "Images per class and split", fontsize=9)
+    ax.legend(fontsize=7, frameon=False, loc="upper left")
+    fig.tight_layout()
     return fig
 
 
 # ------------------------------------------------------------------------ Fig. 9 / 11 / 15
 def plot_curves(curves: Mapping[str, Sequence[Sequence[float]]], metric: str = "validation accuracy (%)",
-                title: str = "", highlight: str | None = None) -> plt.Figure:
-    """Paper Fig. 9 / 11 / 15: a metric per epoch, one line per model (mean over seeds, band = ±1 std).
+                title: str = "", highlight: str | None = None, ordered: bool = False,
+                val_size: int | None = None) -> plt.Figure:
+    """Paper Fig. 9 / 11 / 15: a metric per epoch, one line per model (mean over seeds, band = ±1 SD).
 
     ``curves[label]`` is a list of per-seed series (seeds may have different lengths: the common
-    prefix is used). ``highlight`` draws that model dashed in red, as the paper draws its own.
+    prefix is used). Every line has its own hue, dash and marker and its label at its end;
+    ``highlight`` draws that model thicker, on top. ``ordered=True`` colours the lines with an
+    ordered palette (ablation rows 1 → 5). ``val_size`` (images in the validation part) goes into
+    the note under the axes, which also says what the band is and over how many seeds.
     """
     from matplotlib.ticker import MaxNLocator
+    from matplotlib.transforms import blended_transform_factory
 
-    fig, ax = plt.subplots(figsize=(8.5, 4.5))
-    colors = sns.color_palette(PALETTE, n_colors=max(len(curves), 1))
-    for (label, series), color in zip(curves.items(), colors):
+    fig, ax = plt.subplots(figsize=(MAX_WIDTH, 4.0))
+    styles = line_styles(len(curves), ordered=ordered)
+    labels = list(curves)
+    if highlight in labels and not ordered:   # the highlighted model is the black solid line with stars
+        black = dict(color="#000000", ls="-", marker="*")
+        i = labels.index(highlight)
+        if black in styles:
+            styles[styles.index(black)] = styles[i]
+        styles[i] = black
+    ends, seeds = [], set()
+    for (label, series), style in zip(curves.items(), styles):
         series = [np.asarray(s, dtype=float) for s in series if len(s)]
         if not series:
             continue
         n = min(len(s) for s in series)
         stack = np.stack([s[:n] for s in series])
-        mean, std = stack.mean(0), stack.std(0)
+        mean = stack.mean(0)
+        std = stack.std(0, ddof=1) if len(series) > 1 else np.zeros(n)
+        seeds.add(len(series))
         epochs = np.arange(1, n + 1)
-        style = (dict(color="tab:red", ls="--", lw=2.6, zorder=5) if label == highlight
-                 else dict(color=color, lw=1.6, zorder=2))
-        ax.plot(epochs, mean, label=f"{label} (n={len(series)})", **style)
+        strong = label == highlight
+        ax.plot(epochs, mean, label=f"{label} (n={len(series)})", color=style["color"], ls=style["ls"],
+                marker=style["marker"], markersize=4, markevery=max(1, n // 8), lw=2.6 if strong else 1.4,
+                zorder=5 if strong else 2)
         if len(series) > 1:
-            ax.fill_between(epochs, mean - std, mean + std, alpha=0.15, color=style["color"])
-    ax.set(xlabel="epoch", ylabel=metric, title=title)
+            ax.fill_between(epochs, mean - std, mean + std, alpha=0.12, color=style["color"], lw=0)
+        ends.append((label, n, mean[-1], style["color"], strong))
+    ax.set_xlabel("epoch", fontsize=8)
+    ax.set_ylabel(metric, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.set_title(title, fontsize=9)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    if ends:   # labels at the line ends, nudged apart so none overlap
+        low, high = ax.get_ylim()
+        ys = _spread([e[2] for e in ends], gap=(high - low) * 0.045)
+        beside = blended_transform_factory(ax.transAxes, ax.transData)   # x: just right of the axes
+        for (label, n, y, color, strong), y_text in zip(ends, ys):
+            ax.annotate(label, xy=(n, y), xytext=(1.03, y_text), textcoords=beside,
+                        fontsize=7, color=color, va="center", fontweight="bold" if strong else "normal",
+                        arrowprops=dict(arrowstyle="-", color=color, lw=0.5, alpha=0.6), annotation_clip=False)
+        fig.subplots_adjust(right=0.74)
+    note = ("line = mean over seeds, band = ±1 SD over seeds"
+            + (f" (n = {max(seeds)})" if len(seeds) == 1 else " (n per line in the legend)")
+            + (f";\nvalidation part: {val_size} images (one image = {100 / val_size:.2f} points)" if val_size else ""))
+    ax.text(0, -0.13, note, transform=ax.transAxes, fontsize=7, va="top", color="0.3")
+    if len(seeds) > 1:   # lines on different seed counts: say so beside each label's colour
+        ax.legend(fontsize=6, loc="lower right", frameon=False)
     return fig
 
 
 # --------------------------------------------------------------------------------- Fig. 10
 def plot_confusion_matrices(matrices: Mapping[str, np.ndarray], class_names: Sequence[str], title: str = "",
-                            max_cols: int = 4) -> plt.Figure:
-    """Paper Fig. 10: one confusion matrix per model (rows = true class, columns = predicted)."""
+                            max_cols: int = 3, short_names: Sequence[str] | None = None,
+                            shown: str = "") -> plt.Figure:
+    """Paper Fig. 10: one confusion matrix per model (rows = true class, columns = predicted).
+
+    Colour = the row's share (recall per true class, 0-1, one colour bar for all panels); the
+    numbers are the counts. Axes use ``short_names`` (e.g. the paper's two-letter codes) with a key
+    under the grid naming each class. ``shown`` says which runs the counts are ("seed 0" or "sum
+    over seeds 0, 1, 2") and goes into the title. At most :data:`MAX_WIDTH` wide.
+    """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    short = list(short_names) if short_names is not None else list(class_names)
     rows, cols = _grid(len(matrices), max_cols)
-    side = 0.45 * len(class_names) + 1.5
-    fig, axes = plt.subplots(rows, cols, figsize=(side * cols, side * rows), squeeze=False)
+    side = (MAX_WIDTH - 0.6) / cols
+    key_lines = max(1, int(np.ceil(len(class_names) / 3)))
+    fig, axes = plt.subplots(rows, cols, figsize=(MAX_WIDTH, side * rows + 0.5 + 0.16 * key_lines),
+                             squeeze=False)
+    fs = 6 if len(class_names) > 7 else 7
     for i, (ax, (label, cm)) in enumerate(zip(axes.flat, matrices.items())):
-        first_col = i % cols == 0
-        sns.heatmap(np.asarray(cm), annot=True, fmt="d", cmap="rocket_r", cbar=False, square=True, ax=ax,
-                    xticklabels=class_names, yticklabels=class_names if first_col else False,
-                    annot_kws={"fontsize": 7})
-        ax.set(title=label, xlabel="predicted", ylabel="true" if first_col else "")
-        ax.tick_params(labelsize=8)
+        cm = np.asarray(cm)
+        share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        first_col, last_row = i % cols == 0, i // cols == rows - 1 or i + cols >= len(matrices)
+        sns.heatmap(share, annot=cm, fmt="d", cmap="rocket_r", vmin=0, vmax=1, cbar=False, square=True, ax=ax,
+                    xticklabels=short if last_row else False, yticklabels=short if first_col else False,
+                    annot_kws={"fontsize": fs - 1}, linewidths=0.3, linecolor="white")
+        ax.set_title(label, fontsize=8)
+        ax.set_xlabel("predicted" if last_row else "", fontsize=7)
+        ax.set_ylabel("true" if first_col else "", fontsize=7)
+        ax.tick_params(labelsize=fs, length=0)
     for ax in list(axes.flat)[len(matrices):]:
         ax.axis("off")
-    fig.suptitle(title or "Confusion matrices")
-    fig.tight_layout()
+    key = [f"{a} = {b}" for a, b in zip(short, class_names) if a != b]
+    bottom = 0.0
+    if key:
+        per_line = 3 if max(map(len, key)) > 24 else 5
+        text = "\n".join("    ".join(key[j:j + per_line]) for j in range(0, len(key), per_line))
+        fig.text(0.5, 0.005, text, ha="center", va="bottom", fontsize=6.5, color="0.25")
+        bottom = (0.08 + 0.12 * (text.count("\n") + 1)) / fig.get_figheight()
+    fig.suptitle((title or "Confusion matrices") + (f" ({shown})" if shown else ""), fontsize=9)
+    fig.tight_layout(rect=(0, bottom, 0.88, 0.98), pad=0.3)
+    cax = fig.add_axes((0.895, 0.3, 0.015, 0.4))
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), "rocket_r"), cax=cax)
+    bar.set_label("row share (recall)", fontsize=7)
+    bar.ax.tick_params(labelsize=6)
     return fig
 
 
@@ -224,9 +322,10 @@ def tsne_embedding(features: np.ndarray, random_state: int = 42, perplexity: flo
 
 def plot_tsne(embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]], class_names: Sequence[str], title: str = "",
               max_cols: int = 4) -> plt.Figure:
-    """Paper Fig. 12: one t-SNE scatter per model, coloured by true class."""
+    """Paper Fig. 12: one t-SNE scatter per model, coloured by true class (at most 7.1 in wide)."""
     rows, cols = _grid(len(embeddings), max_cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.4 * rows), squeeze=False)
+    side = MAX_WIDTH / cols
+    fig, axes = plt.subplots(rows, cols, figsize=(MAX_WIDTH, side * rows + 0.6), squeeze=False)
     colors = sns.color_palette(PALETTE, n_colors=len(class_names))
     for ax, (label, (xy, y)) in zip(axes.flat, embeddings.items()):
         for c, name in enumerate(class_names):
@@ -284,7 +383,7 @@ def plot_metric_bars(frame, x: str, y: str, hue: str | None = None, err: str | N
     width = 0.8 / len(hues)
     colors = sns.color_palette(PALETTE, n_colors=len(hues))
     most = frame[count].max() if count else None   # the seed count of a complete cell
-    fig, ax = plt.subplots(figsize=(max(6.0, 2.6 * len(xs)), 4.2))
+    fig, ax = plt.subplots(figsize=(min(MAX_WIDTH, max(6.0, 2.6 * len(xs))), 4.2))
     for k, (level, color) in enumerate(zip(hues, colors)):
         part = frame if level is None else frame[frame[hue] == level]
         values = [part.loc[part[x] == v, y].mean() for v in xs]
@@ -301,6 +400,6 @@ def plot_metric_bars(frame, x: str, y: str, hue: str | None = None, err: str | N
         ax.bar_label(bars, labels=labels, fontsize=7, padding=2)
     ax.set_xticks(np.arange(len(xs)), xs)
     ax.set(title=title, ylabel=ylabel or y, xlabel="")
-    if hue:
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    if hue:   # inside the axes, so the saved figure stays within the print width
+        ax.legend(fontsize=7, loc="lower right", frameon=True)
     return fig

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -30,13 +31,19 @@ KERNEL = "esg-lib"
 NOTEBOOKS: dict[str, str] = {
     "01_data_overview.ipynb": "Fig. 1 / Fig. 14 sample grids, class counts, the split and the leak audit",
     "02_activation_functions.ipynb": "Fig. 7 activation functions",
-    "03_model_comparison.ipynb": "Table 1, Fig. 9 validation curves, Fig. 10 confusion matrices (NEU-CLS-64)",
+    "03_model_comparison.ipynb": "Table 1, Fig. 9 validation curves, Fig. 10 confusion matrices",
     "04_ablation.ipynb": "Table 2, Fig. 11 curves per ablation row",
     "05_tsne.ipynb": "Fig. 12 t-SNE of pre-logit features (random_state=42)",
     "06_gradcam.ipynb": "Fig. 13 Grad-CAM of the paper's 7 models",
     "07_xsdd_generalization.ipynb": "Table 3 (+ ResNet18 reference), Fig. 15 curves on X-SDD",
     "08_split_protocols.ipynb": "leak-free vs augment-then-group-split vs augment-then-split",
+    "09_records_overview.ipynb": "accuracy vs FPS/GMACs, paired differences, ablation dots, per-class recall "
+                                 "(from the run records)",
 }
+# The summary shows the paper's tables first, in its order, then ours (by these name prefixes).
+SUMMARY_ORDER = ("table1_", "table2_", "table3_", "paired_differences_", "protocols_", "leak_audit_")
+# What a notebook that may fall back to X-SDD shows when it runs: "**Dataset used: X-SDD**".
+_DATASET_USED = re.compile(r"Dataset used: ([A-Za-z0-9_.-]+)")
 
 
 def resolve_notebooks(names: Sequence[str]) -> list[str]:
@@ -148,8 +155,20 @@ def run_notebooks(profile: str = "smoke", notebooks: Sequence[str] | None = None
         ok = proc.returncode == 0
         report.results.append(NotebookResult(name, ok, seconds, output,
                                              "" if ok else _error_of(output, proc.stderr or "")))
-        print(f"    {'ok' if ok else 'FAILED'} in {seconds:.0f} s -> {output}", flush=True)
+        used = _dataset_used(output)
+        print(f"    {'ok' if ok else 'FAILED'} in {seconds:.0f} s{f' on {used}' if used else ''} -> {output}",
+              flush=True)
     return report
+
+
+def _dataset_used(executed: Path) -> str:
+    """The dataset an executed notebook says it used ("Dataset used: X-SDD" in its outputs), or ""."""
+    try:
+        text = executed.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    found = _DATASET_USED.search(text)
+    return found.group(1) if found else ""
 
 
 def run_all(profile: str = "smoke", parameters: dict[str, Any] | None = None, kernel: str | None = None,
@@ -165,9 +184,14 @@ def run_all(profile: str = "smoke", parameters: dict[str, Any] | None = None, ke
 
 
 def summary_markdown(profile: str, root: Path | None = None) -> str:
-    """Every Markdown table in ``results/<profile>/`` (ours beside the paper's), one after another."""
+    """Every Markdown table in ``results/<profile>/`` (ours beside the paper's), the paper's Tables
+    1-3 first in its order, then ours (:data:`SUMMARY_ORDER`), then any other table by name."""
     results = (root or project_root()) / "results" / profile
-    tables = sorted(results.glob("*.md"))
+    def rank(path: Path) -> tuple[int, str]:
+        ranks = [i for i, prefix in enumerate(SUMMARY_ORDER) if path.stem.startswith(prefix)]
+        return (ranks[0] if ranks else len(SUMMARY_ORDER), path.stem)
+
+    tables = sorted(results.glob("*.md"), key=rank)
     if not tables:
         return f"No tables in {results} yet."
     return "\n\n".join(f"### {t.stem}\n\n{t.read_text().strip()}" for t in tables)

@@ -116,6 +116,25 @@ def test_figure_title_names_the_seeds_of_the_plotted_runs() -> None:
     assert exp.title("Fig. 9").endswith("profile smoke, seeds 0,1,2")
     runs = [_fake("esg-convnext", "ESG-ConvNeXt", s, "leak-free", 90) for s in (2, 0, 2)]
     assert exp.title("Fig. 9", runs=runs).endswith("seeds 0,2")            # seed 1 not run yet
+    assert exp.title("Fig. 10", runs=runs, seeds=[0]).endswith("profile smoke, seed 0")   # one seed shown
+
+
+def test_reproduce_summary_follows_the_paper_and_names_the_dataset_used(tmp_path: Path) -> None:
+    from esg_lib import reproduce
+
+    results = tmp_path / "results" / "smoke"
+    results.mkdir(parents=True)
+    for name in ("leak_audit_x-sdd", "paired_differences_x-sdd", "table3_x-sdd", "table1_x-sdd", "table2_x-sdd",
+                 "protocols_x-sdd", "x-sdd"):
+        (results / f"{name}.md").write_text(f"{name} body\n")
+    heads = [line for line in reproduce.summary_markdown("smoke", tmp_path).splitlines() if line.startswith("### ")]
+    assert heads == ["### table1_x-sdd", "### table2_x-sdd", "### table3_x-sdd", "### paired_differences_x-sdd",
+                     "### protocols_x-sdd", "### leak_audit_x-sdd", "### x-sdd"]
+    executed = tmp_path / "03.ipynb"
+    executed.write_text('{"source": "f\\"**Dataset used: {plots.dataset_title(name)}**\\"", '
+                        '"outputs": [{"text/markdown": "**Dataset used: X-SDD** (not the paper\'s NEU-CLS-64)"}]}')
+    assert reproduce._dataset_used(executed) == "X-SDD"
+    assert reproduce._dataset_used(tmp_path / "missing.ipynb") == ""
 
 
 def test_paired_differences_table_names_noise() -> None:

@@ -20,6 +20,10 @@ def _saved(fig, tmp_path: Path, name: str) -> list[Path]:
     for path in paths:
         assert path.stat().st_size > 2000, path
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes()[:4] == b"%PDF"
+    from PIL import Image
+
+    with Image.open(paths[0]) as image:   # the journal's print width, as saved (bbox "tight" only crops)
+        assert image.size[0] <= figures.MAX_WIDTH * 150 + 1, (name, image.size)
     return paths
 
 
@@ -51,11 +55,59 @@ def test_sample_grid_has_a_row_per_class(tmp_path: Path) -> None:
 
 
 def test_curves_average_seeds(tmp_path: Path) -> None:
-    fig = figures.plot_curves({"A": [[50, 60, 70], [60, 70, 80]], "B": [[40, 45]]}, highlight="A")
+    fig = figures.plot_curves({"A": [[50, 60, 70], [60, 70, 80]], "B": [[40, 45]]}, highlight="A", val_size=200)
     line_a = fig.axes[0].get_lines()[0]
     assert list(line_a.get_ydata()) == [55, 65, 75]
     assert line_a.get_label() == "A (n=2)"
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "A" in texts and "B" in texts                                  # labelled at the line ends
+    assert any("±1 SD" in t and "200 images" in t for t in texts)         # what the band is, how big val is
     _saved(fig, tmp_path, "curves")
+
+
+def test_nine_curves_differ_in_hue_and_in_dash_or_marker(tmp_path: Path) -> None:
+    curves = {f"model {i}": [[40 + i, 50 + i, 60 + i]] * 3 for i in range(9)}
+    fig = figures.plot_curves(curves, highlight="model 6")
+    lines = [line for line in fig.axes[0].get_lines() if line.get_label().startswith("model")]
+    assert len(lines) == 9
+    hues = {line.get_color() for line in lines}
+    looks = {(str(line.get_linestyle()), line.get_marker()) for line in lines}
+    assert len(hues) == 9 and len(looks) == 9
+    assert lines[6].get_color() == "#000000" and lines[6].get_linewidth() > lines[0].get_linewidth()
+    assert "(n = 3)" in " ".join(t.get_text() for t in fig.axes[0].texts)
+    ordered = figures.plot_curves(dict(list(curves.items())[:5]), ordered=True)
+    greens = [line.get_color() for line in ordered.axes[0].get_lines() if line.get_label().startswith("model")]
+    assert list(greens) == figures.ordered_colors(5)                     # row 1 -> 5 follows the palette
+    _saved(fig, tmp_path, "nine")
+
+
+def test_prelu_has_a_hue_of_its_own() -> None:
+    colors = [line.get_color() for line in figures.plot_activations().axes[0].get_lines()[:4]]
+    assert len(set(colors)) == 4 and colors[3] == "#d55e00"
+
+
+def test_class_counts_write_numbers_and_split_originals_from_copies(tmp_path: Path) -> None:
+    fig = figures.plot_class_counts({"train": [40, 20], "val": [3, 2], "test": [5, 4]}, ["a", "b"],
+                                    copies=[30, 15])
+    texts = {t.get_text() for t in fig.axes[0].texts}
+    assert {"10 + 30", "5 + 15", "3", "2", "5", "4"} <= texts
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert labels == ["train: originals", "train: augmented copies", "val", "test"]
+    _saved(fig, tmp_path, "counts")
+
+
+def test_confusion_grid_colours_by_row_share_and_writes_counts(tmp_path: Path) -> None:
+    names = ["cracks", "pits", "rust"]
+    cm = np.array([[8, 2, 0], [0, 1, 0], [5, 0, 5]])
+    fig = figures.plot_confusion_matrices({f"m{i}": cm for i in range(9)}, names, short_names=["cr", "gg", "rp"],
+                                          shown="seed 0")
+    first = fig.axes[0]
+    shares = first.collections[0].get_array().reshape(3, 3)
+    np.testing.assert_allclose(shares[1], [0, 1, 0])                       # 1 of 1: full colour
+    assert [t.get_text() for t in first.texts][:3] == ["8", "2", "0"]      # counts written in
+    assert "seed 0" in fig._suptitle.get_text()
+    assert any("cr = cracks" in t.get_text() for t in fig.texts)          # the key under the grid
+    _saved(fig, tmp_path, "cm9")
 
 
 def test_confusion_tsne_cam_and_bars(tmp_path: Path) -> None:
@@ -89,3 +141,83 @@ def test_confusion_tsne_cam_and_bars(tmp_path: Path) -> None:
     texts = sorted(t.get_text() for t in fig.axes[0].texts)
     assert texts == ["90.0", "91.0", "97.0 (n=1)", "98.0"]
     _saved(fig, tmp_path, "bars_counts")
+
+
+# ------------------------------------------------------------------- figures from run records
+def _records() -> list[dict]:
+    """Three seeds of three models and the five ablation rows on one toy dataset."""
+    out = []
+    accs = {"esg-convnext": [0.90, 0.92, 0.91], "resnet18": [0.85, 0.86, 0.84], "vit": [0.91, 0.93, 0.90],
+            "esg-abl1": [0.70, 0.72, 0.71], "esg-abl2": [0.75, 0.74, 0.76], "esg-abl3": [0.80, 0.82, 0.81],
+            "esg-abl4": [0.85, 0.84, 0.86]}
+    for model, values in accs.items():
+        for seed, acc in enumerate(values):
+            out.append({"model": model, "label": model.upper(), "seed": seed, "dataset": "x-sdd",
+                        "protocol": "leak-free", "acc": acc, "precision": acc, "recall": acc, "f1": acc,
+                        "test_n": 272, "fps": 10.0 + seed, "params": 1e6, "gmacs": 0.3,
+                        "per_class_recall": {"red iron": acc, "iron sheet ash": acc - 0.3}})
+    return out
+
+
+def test_record_frames_and_their_plots(tmp_path: Path) -> None:
+    from esg_lib import plots
+
+    records = _records()
+    keys = ["vit", "esg-convnext", "resnet18"]
+    diffs = plots.seed_differences(records, "x-sdd", keys)
+    vit = diffs[diffs["key"] == "vit"]
+    np.testing.assert_allclose(sorted(vit["difference"]), [-1.0, -1.0, 1.0], atol=1e-9)   # points, per seed
+    assert vit["low"].iloc[0] < 0 < vit["high"].iloc[0]                                   # within noise
+    res = diffs[diffs["key"] == "resnet18"]
+    assert res["low"].iloc[0] > 0
+    _saved(plots.plot_forest({"X-SDD": diffs}), tmp_path, "forest")
+
+    cost = plots.cost_frame(records, "x-sdd", keys, fps={"vit": 99.0})
+    assert list(cost["key"]) == keys and cost.set_index("key").loc["vit", "fps"] == 99.0
+    assert cost.set_index("key").loc["esg-convnext", "paper"] == 90.5          # the paper's Table 3
+    assert np.isnan(cost.set_index("key").loc["resnet18", "paper"])            # no paper row
+    fig = plots.plot_accuracy_vs_cost(cost)
+    hollow = [line for line in fig.axes[0].get_lines() if line.get_markerfacecolor() == "none"]
+    assert len(hollow) == 2                                                    # the paper's two rows
+    _saved(fig, tmp_path, "cost")
+
+    ablation = plots.ablation_frame(records, "x-sdd")
+    assert list(ablation.groupby("row").size()) == [3] * 5
+    assert ablation.set_index("row").loc[1, "paper"].iloc[0] == 92.8
+    _saved(plots.plot_ablation(ablation), tmp_path, "ablation")
+
+    recall = plots.recall_frame(records, "x-sdd", keys, {"red iron": "red tin", "iron sheet ash": "tin grey"})
+    assert list(recall.columns) == ["n", "red tin", "tin grey"]
+    assert recall.loc["VIT", "red tin"] == pytest.approx(91.333, abs=0.01)
+    _saved(plots.plot_recall_heatmap(recall), tmp_path, "recall")
+
+
+def test_stage_table_is_measured_from_the_module(tmp_path: Path) -> None:
+    import timm
+
+    import esg_lib  # noqa: F401
+
+    from esg_lib import plots
+
+    # small inputs keep the test fast; the notebook measures 64 and 224 px the same way
+    table = plots.stage_table(timm.create_model("esg_convnext_atto", num_classes=7), sizes=(32, 64))
+    assert list(table["part"]) == ["stem", "stage 1", "stage 2", "stage 3", "stage 4"]
+    assert list(table["blocks"]) == [0, 2, 2, 6, 2] and list(table["channels"]) == [40, 40, 80, 160, 320]
+    assert list(table["map @ 64 px"]) == ["16×16", "16×16", "8×8", "4×4", "2×2"]
+    assert table["map @ 32 px"].iloc[-1] == "1×1"
+    _saved(plots.plot_stages({"ESG": table}), tmp_path, "stages")
+
+
+def test_paper_columns_beside_another_dataset_name_theirs() -> None:
+    import pandas as pd
+
+    from esg_lib import plots
+
+    frame = pd.DataFrame({"model": ["x"], "Acc ours": ["1"], "Acc paper": ["2"]})
+    assert list(plots.label_paper_columns(frame, 1, "x-sdd").columns) == ["model", "Acc ours",
+                                                                          "Acc paper (NEU-CLS-64)"]
+    assert list(plots.label_paper_columns(frame, 3, "x-sdd").columns) == ["model", "Acc ours", "Acc paper"]
+    rows, names = plots.sample_grid_rows(type("B", (), {"class_names": sorted(plots.FIG14_PANELS),
+                                                        "display_names": []})())
+    assert names[0] == "(a) finishing roll printing" and names[3] == "(d) slag inclusion"
+    assert [sorted(plots.FIG14_PANELS)[i] for i in rows] == list(plots.FIG14_PANELS)

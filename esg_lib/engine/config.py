@@ -1,56 +1,14 @@
 """Training configuration: one typed config, three profiles and a per-profile model table.
 
-What the paper says (Zhang et al. 2025, "Experimental configuration"): cross-entropy, AdamW, a
-warm-up, initial learning rate 1e-4, batch 64, 100 epochs, every experiment repeated five times,
-8:2 train/test split, offline augmentation to ×4 (X-SDD 1360 → 5440 images), 224 px inputs, one
-RTX 4090. It names no weight decay, warm-up length, decay shape, model sizes or seeds.
+Every run is a :class:`TrainConfig`; a *profile* (``smoke``, ``cpu``, ``paper``) fills its defaults
+and names the model table (which timm variant stands for each row of the paper's tables). Any field
+can be overridden (``esg train --set lr=3e-4`` or ``build_config("cpu", lr=3e-4)`` from a notebook).
 
-What we do: every run is a :class:`TrainConfig`; a *profile* fills its defaults and names the model
-table (which timm variant stands for each row of the paper's tables). Any field can be overridden
-(``esg train --set lr=3e-4`` or ``build_config("cpu", lr=3e-4)`` from a notebook).
-
-Profiles
---------
-``paper``
-    The paper's protocol: 224 px, AdamW lr 1e-4, 5-epoch linear warm-up then cosine decay (timm's
-    scheduler, per step), batch 64, 100 epochs, cross-entropy, seeds 0-4, ×4 offline augmentation,
-    leak-free split with 10 % of the images held out for validation (the paper has no validation
-    set; the best checkpoint must not be chosen on test). Needs a GPU; CI runs a dry run of it
-    (2 optimiser steps, batch 2, 224 px) so that it cannot rot.
-``cpu``
-    Real X-SDD, scaled so that the comparison (the 7 paper rows with both ConvNeXtV2 variants, plus
-    ResNet18 = 9 models, 3 seeds = 27 runs) fits in at most 6 hours of 2-core time. Measured on
-    the 2-core development machine (shared with other jobs; median of 5 steps after 2 warm-up
-    steps, 2 threads), seconds per optimiser step at 64 px, batch 64::
-
-        mobilenetv3_large_100 0.28   resnet18 0.31   convnextv2_atto 0.34   inception_v3@75 0.60
-        vit_tiny/8 0.67   swin_tiny(w4) 0.77   densenet121 0.77   esg_convnext_atto 1.22
-        convnextv2_tiny (param-matched) 1.41                                    sum 6.4 s
-
-    X-SDD with the leak-free split (≈70 % train) and ×4 offline augmentation gives ≈3900 training
-    images = 61 steps of 64 per epoch, so one epoch of all 9 models costs ≈390 s and one epoch of
-    all 27 runs ≈1160 s: 6 h allow at most 18 epochs. We take **15 epochs (≈915 steps)**: ≈4.9 h
-    of training plus validation, test, FPS and data preparation (≈3.8 h for the 8 models without
-    the param-matched ConvNeXtV2), leaving head-room for a busy machine. **64 px** (NEU-CLS-64's
-    native size; X-SDD's 128 px images halved; 224 px would cost ≈12× more), **batch 64** (the
-    paper's), 1 warm-up epoch, cosine to 1e-6, **lr 1e-4** (the paper's) as the default: a check at 1e-3 (seed
-    0, same 915 steps, on a GPU) helped ResNet18 (test F1 0.73 → 0.89) but hurt ViT (0.81 → 0.73)
-    and made Swin-T collapse (0.62 → 0.29, best epoch 1), so one larger lr for every model would
-    not be fair either. Each comparison row therefore gets its own ``recipe`` (lr, online
-    augmentation, label smoothing): the best of the same four candidates on seed 0's validation
-    part (:mod:`esg_lib.engine.tuning`, :data:`CPU_RECIPES`); data, split, steps and schedule stay
-    the same for every model ("same budget"). Model sizes: the
-    small member of each family at 64 px (ViT-Ti with 8 px patches, Swin-T with window 4,
-    MobileNetV3-Large, DenseNet121, InceptionV3 upsampled to 75 px inside the model,
-    esg_convnext_atto and convnextv2_atto; convnextv2_tiny is the param-matched one).
-
-    **NEU-CLS-64 trains for 4 epochs** (``dataset_defaults``), not 15. It has 7226 images, 5.3×
-    X-SDD's 1360, so one epoch is ≈316 steps; at 15 epochs its 27 runs would need ≈45 h of 2-core
-    time. 4 epochs (≈1260 steps, 1.4× X-SDD's 915, the 1 warm-up epoch kept) keep the optimiser-step
-    budget close to X-SDD's and let every model of Table 1 run with 3 seeds in ≈13 h. The paper
-    trains both datasets for 100 epochs.
-``smoke``
-    ~100 images, 32 px, 2 epochs, batch 16, seeds 0 and 1: every code path in about a minute.
+``paper`` is the paper's protocol (224 px, AdamW lr 1e-4 with warm-up and cosine decay, batch 64,
+100 epochs, seeds 0-4) plus a validation part; ``cpu`` is real data scaled to a 2-core budget (64 px,
+15 epochs on X-SDD, 4 on NEU-CLS-64, a recipe per row tuned on validation); ``smoke`` exercises every
+code path in about a minute. What the paper specifies, the measured step times and the budget
+arithmetic behind the ``cpu`` numbers are in docs/training.md ("Profiles").
 """
 from __future__ import annotations
 
@@ -172,13 +130,12 @@ class TrainConfig:
     fps_iters: int = 20
     save_features: bool = True
     progress: bool = True
-    keep_last: bool = True             # False: delete last.pt (resume state, optimiser included) once done
     out: str = "runs"
 
     # fields that do not change the trained weights or metrics (excluded from the run identity)
     RUNTIME_FIELDS: typing.ClassVar[frozenset[str]] = frozenset({
         "device", "threads", "num_workers", "eval_batch_size", "fps_batch_size", "fps_warmup",
-        "fps_iters", "save_features", "progress", "out", "amp", "channels_last", "keep_last"})
+        "fps_iters", "save_features", "progress", "out", "amp", "channels_last"})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

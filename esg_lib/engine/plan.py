@@ -12,18 +12,8 @@ config variant as the profile would train now; *started* when a run folder with 
 logged epochs. Time spent is the runs' own wall-clock seconds (``metrics.json``; for unfinished
 runs, the training seconds of their last logged epoch).
 
-Time left is a rough estimate (:func:`typical_run_seconds`): each missing run counts as the median
-time of the finished runs of the same row on the same dataset (any protocol), else of its tuning runs
-(which train on the profile's default dataset), else, for the ablation rows, of the full
-ESG-ConvNeXt (an upper bound: the rows are parts of it); a row with none of these on a dataset
-but some on another known dataset is scaled by the ratio of their image counts times epochs (the
-profile's steps grow with both; ``cpu`` trains NEU-CLS-64 for fewer epochs); runs with no evidence
-at all are counted apart, so the total is then a lower bound. Only records of the same kind of
-machine as the one asking count (a run that took 2 minutes on a GPU says nothing about the hours it
-takes on 2 cores): :func:`~.runs.machine_kind`. Records come from different thread counts and
-machine loads, so the estimate is only good for planning sessions. The status table names the
-hardware each stage's finished runs came from, with their hours, since a plan can be finished on
-several machines.
+Time left is a planning estimate (:func:`typical_run_seconds`) from finished runs of the same kind
+of machine (:func:`~.runs.machine_kind`); how it is built: docs/training.md ("The experiment plan").
 """
 from __future__ import annotations
 
