@@ -12,18 +12,32 @@ and marker (:func:`line_styles`); ordered things (the ablation rows 1 → 5) get
 """
 from __future__ import annotations
 
+import struct
+import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import matplotlib
 
 
-matplotlib.use("Agg", force=False)  # notebooks keep their inline backend; scripts and tests get Agg
+def in_kernel() -> bool:
+    """Whether this code runs inside a Jupyter kernel (JupyterLab, papermill), not a script or a test."""
+    if "IPython" not in sys.modules:   # never import IPython just to ask
+        return False
+    from IPython import get_ipython
+
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
+# Scripts and tests draw with Agg (no display, same pixels everywhere); a kernel keeps its own
+# backend (inline), and save_figure shows each saved figure in its cell.
+if not in_kernel():
+    matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-__all__ = ["set_style", "save_figure", "plot_activations", "plot_sample_grid",
+__all__ = ["set_style", "save_figure", "show_saved", "in_kernel", "plot_activations", "plot_sample_grid",
            "plot_class_counts", "plot_curves", "plot_confusion_matrices", "plot_tsne", "tsne_embedding", "plot_cam_grid",
            "plot_metric_bars", "PALETTE", "MAX_WIDTH", "line_styles", "ordered_colors"]
 
@@ -71,6 +85,10 @@ def set_style() -> None:
 def save_figure(fig: plt.Figure, folder: str | Path, name: str, close: bool = True) -> list[Path]:
     """Write ``<folder>/<name>.png`` and ``.pdf``; returns both paths.
 
+    Inside a Jupyter kernel (JupyterLab, papermill) the PNG is also shown in the running cell
+    (:func:`show_saved`) and the figure is then closed whatever ``close`` says, so the inline backend
+    does not draw it a second time; the returned ``Figure`` object stays usable.
+
     The PDF carries no creation date, so re-running a notebook on the same runs rewrites
     byte-identical files and ``git status`` shows only figures whose content changed.
     """
@@ -79,9 +97,26 @@ def save_figure(fig: plt.Figure, folder: str | Path, name: str, close: bool = Tr
     paths = [folder / f"{name}.png", folder / f"{name}.pdf"]
     fig.savefig(paths[0])
     fig.savefig(paths[1], metadata={"CreationDate": None})
+    if in_kernel():
+        show_saved(paths[0], fig)
+        close = True   # shown once here; left open, the inline backend would draw it a second time
     if close:
         plt.close(fig)
     return paths
+
+
+def show_saved(png: Path, fig: plt.Figure | None = None) -> None:
+    """Display the PNG just written in the running cell, exactly the file's pixels (so the cell and
+    ``figures/`` never disagree), at the size the figure has on screen (``figure.dpi``) rather than
+    at ``savefig.dpi``. The output's metadata names the file (tests match cells to figures by it)."""
+    from IPython.display import Image, display
+
+    data = Path(png).read_bytes()
+    width = struct.unpack(">I", data[16:20])[0]   # PNG header: IHDR width, big-endian
+    saved_dpi = matplotlib.rcParams["savefig.dpi"]
+    if fig is not None and saved_dpi != "figure":
+        width = round(width * fig.dpi / float(saved_dpi))
+    display(Image(data=data, format="png", width=width), metadata={"esg_lib": {"figure": Path(png).name}})
 
 
 def _grid(n: int, max_cols: int) -> tuple[int, int]:

@@ -130,12 +130,13 @@ class TrainConfig:
     fps_iters: int = 20
     save_features: bool = True
     progress: bool = True
+    keep_last: bool = True             # False: delete last.pt (resume state, optimiser included) once done
     out: str = "runs"
 
     # fields that do not change the trained weights or metrics (excluded from the run identity)
     RUNTIME_FIELDS: typing.ClassVar[frozenset[str]] = frozenset({
         "device", "threads", "num_workers", "eval_batch_size", "fps_batch_size", "fps_warmup",
-        "fps_iters", "save_features", "progress", "out", "amp", "channels_last"})
+        "fps_iters", "save_features", "progress", "out", "amp", "channels_last", "keep_last"})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
