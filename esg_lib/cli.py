@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "esg_lib.engine.cli",       # esg train/evaluate/predict/runs/report
     "esg_lib.bench",            # esg benchmark
     "esg_lib.reproduce",        # esg reproduce
+    "esg_lib.export",           # esg export --onnx / --fps
 )
 
 

@@ -7,6 +7,8 @@ Two modes:
   parameters, multiply-adds per image, achieved GFLOP/s and peak memory (one worker process per
   model), the ESG/ConvNeXtV2 throughput ratios beside the paper's 0.14 (6 vs 42 FPS), and checks
   the issue's targets (:mod:`esg_lib.bench.throughput`).
+* ``esg benchmark --profile-step --models esg_convnext_atto`` breaks one training step down by operator
+  family with ``torch.profiler`` (:mod:`esg_lib.bench.profile_step`).
 * ``esg benchmark --modules`` profiles ELA, SimAM, GAM, PReLU, GRN, both parallel branches, the ESG
   core and the plain ConvNeXtV2 block at each stage's real shape, forward and forward+backward,
   beside the literal reference implementations and the first-written code
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register", "main_models", "main_modules", "DEFAULT_MODELS"]
+__all__ = ["register", "main_models", "main_modules", "main_profile_step", "DEFAULT_MODELS"]
 
 DEFAULT_MODELS = ("esg_convnext_atto", "convnextv2_atto", "resnet18")
 
@@ -146,9 +148,35 @@ def main_modules(args: argparse.Namespace) -> dict[str, Any]:
     return {"modules": records, "explanation": explanation, "targets": tgt, "environment": env}
 
 
+def main_profile_step(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from .profile_step import format_profile, profile_training_step
+    from .timing import environment
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    env = environment(args.device, args.threads)
+    model, img, batch = args.models[0], args.img_size[0], args.batch_size[0]
+    _log(f"esg benchmark --profile-step: {model} at {img} px, batch {batch}, {args.repeats} profiled step(s) "
+         f"after {max(args.warmup, 1)} warm-up, {env['threads']} thread(s){', compiled' if args.compile else ''}")
+    _warn_if_busy(env)
+    result = profile_training_step(model, img, batch, steps=args.repeats, warmup=args.warmup,
+                                   compile=args.compile, num_classes=args.num_classes)
+    env["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    print()
+    print(format_profile(result))
+    print("\nself CPU time per step from torch.profiler (the profiler itself adds per-op overhead); "
+          "'depthwise' = groups == channels, read from the recorded shapes.")
+    return {"profile": result, "environment": env}
+
+
 def _run(args: argparse.Namespace) -> int:
     _check(args)
-    result = main_modules(args) if args.modules else main_models(args)
+    if args.profile_step:
+        result = main_profile_step(args)
+    else:
+        result = main_modules(args) if args.modules else main_models(args)
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -180,6 +208,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="PATH", help="write records, ratios, targets and environment as JSON")
     p.add_argument("--modules", action="store_true",
                    help="per-module profile of one ESG block per stage instead of whole models")
+    p.add_argument("--profile-step", action="store_true",
+                   help="torch.profiler operator breakdown of --repeats training steps of the first --models entry")
     p.add_argument("--size", default="atto", help="ESG size for --modules (default: %(default)s)")
     p.add_argument("--ref-batch", type=int, default=8,
                    help="--modules: samples the literal SimAM reference is timed on, then scaled (default: %(default)s)")
