@@ -321,7 +321,8 @@ def plot_forest(frames: Mapping[str, "pd.DataFrame"], title: str = "", metric_la
     apart at this many seeds."""
     names = [n for n, f in frames.items() if not f.empty]
     fig, axes = plt.subplots(1, max(len(names), 1), figsize=(MAX_WIDTH, 3.8), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    same_rows = len({tuple(dict.fromkeys(frames[n]["reference"])) for n in names}) == 1
+    for k, (ax, name) in enumerate(zip(axes[0], names)):
         frame = frames[name]
         refs = list(dict.fromkeys(frame["reference"]))
         for i, ref in enumerate(refs):
@@ -336,7 +337,8 @@ def plot_forest(frames: Mapping[str, "pd.DataFrame"], title: str = "", metric_la
             jitter = np.linspace(-0.12, 0.12, len(part)) if len(part) > 1 else [0.0]
             ax.scatter(part["difference"], y + np.asarray(jitter), s=12, color="0.15", zorder=4, lw=0)
         ax.axvline(0, color="0.2", lw=0.8)
-        ax.set_yticks(range(len(refs)), list(reversed(refs)), fontsize=7)
+        # the same models in every panel: name them once, on the left, so the figure fits the print width
+        ax.set_yticks(range(len(refs)), list(reversed(refs)) if k == 0 or not same_rows else [], fontsize=7)
         ax.tick_params(axis="x", labelsize=7)
         seeds = int(frame["n"].max())
         ax.set_title(f"{name}", fontsize=8)
