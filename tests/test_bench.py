@@ -123,3 +123,43 @@ def test_module_entry_point_runs_inference_only_at_batch_one(tmp_path: Path) -> 
     assert [(r["model"], r["mode"], r["batch_size"]) for r in recs] == [("resnet18", "infer", 1)]
     assert len(recs[0]["img_per_s_all"]) == 2
     assert bench_main(["--batch-size", "1"]) == 2  # training at batch 1 is refused
+
+
+@pytest.mark.slow
+def test_compiled_model_equals_eager_within_float_tolerance() -> None:
+    """torch.compile (inductor, CPU) on a tiny ESG-ConvNeXt: same state-dict keys, forward and every
+    parameter gradient equal to eager's within float tolerance (not bit-identical: fused kernels sum in
+    another order). Skipped without a C++ compiler. Slow-ish: inductor compiles forward and backward."""
+    import timm
+    import torch
+
+    from esg_lib.bench.compiled import compile_model, cxx_compiler
+
+    if cxx_compiler() is None:
+        pytest.skip("no C++ compiler: inductor cannot build its CPU kernels")
+    torch.manual_seed(0)
+    model = timm.create_model("esg_convnext_atto", depths=(1, 1), dims=(16, 32), num_classes=3).train()
+    x, y = torch.randn(2, 3, 32, 32), torch.tensor([0, 2])
+    compiled = compile_model(model)
+    assert list(compiled.state_dict()) == [f"_orig_mod.{k}" for k in model.state_dict()]
+
+    def grads(net: torch.nn.Module) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        out = net(x)
+        torch.nn.functional.cross_entropy(out, y).backward()
+        return out.detach(), [p.grad.clone() for p in model.parameters()]
+
+    eager_out, eager_grads = grads(model)
+    comp_out, comp_grads = grads(compiled)
+    torch.testing.assert_close(comp_out, eager_out, rtol=1e-4, atol=1e-5)
+    for g_comp, g_eager in zip(comp_grads, eager_grads):
+        torch.testing.assert_close(g_comp, g_eager, rtol=1e-3, atol=1e-5)
+
+
+def test_compile_is_a_runtime_field_that_keeps_the_run_identity() -> None:
+    from esg_lib.engine import runs as R
+    from esg_lib.engine.config import TrainConfig, build_config
+
+    assert "compile" in TrainConfig.RUNTIME_FIELDS and TrainConfig().compile is False
+    eager, compiled = build_config("smoke"), build_config("smoke", compile=True)
+    assert R.config_variant(eager.to_dict()) == R.config_variant(compiled.to_dict())

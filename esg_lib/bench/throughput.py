@@ -111,7 +111,8 @@ def _worker(cfg: dict[str, Any]) -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     fwd = model
     if cfg["compile"]:
-        fwd = torch.compile(model)
+        from esg_lib.bench.compiled import compile_model
+        fwd = compile_model(model, device)
 
     def infer() -> None:
         model.eval()

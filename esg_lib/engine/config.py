@@ -122,6 +122,9 @@ class TrainConfig:
     device: str = "auto"               # auto | cpu | cuda | cuda:N
     amp: bool = True                   # CUDA only (bf16 where supported, else fp16 + GradScaler)
     channels_last: bool = True         # CUDA only
+    compile: bool = False              # torch.compile the training model (inductor; needs a C++ compiler).
+    #   Runtime: a compiled run keeps its eager twin's run identity, but is not bit-identical to it
+    #   (fused kernels round differently); docs/performance.md has the cost and the break-even.
     threads: int | None = None         # CPU threads per process; None = cores / processes
     num_workers: int = 0
     eval_batch_size: int = 128
@@ -136,7 +139,8 @@ class TrainConfig:
     # fields that do not change the trained weights or metrics (excluded from the run identity)
     RUNTIME_FIELDS: typing.ClassVar[frozenset[str]] = frozenset({
         "device", "threads", "num_workers", "eval_batch_size", "fps_batch_size", "fps_warmup",
-        "fps_iters", "save_features", "progress", "out", "amp", "channels_last", "keep_last"})
+        "fps_iters", "save_features", "progress", "out", "amp", "channels_last", "keep_last",
+        "compile"})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -399,6 +399,9 @@ def _train(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist, device: torch
     if dist.world > 1:
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:  # runtime only: same parameters and state-dict keys (the module is wrapped, not changed)
+        from esg_lib.bench.compiled import compile_model
+        train_model = compile_model(train_model, device)
 
     status = "done"
     for epoch in range(start_epoch, cfg.epochs):
