@@ -21,11 +21,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["NOTEBOOKS", "PROFILES", "NotebookResult", "run_notebooks", "run_all", "project_root", "kernel_name",
-           "summary_markdown", "resolve_notebooks", "register"]
+__all__ = ["NOTEBOOKS", "PROFILES", "CHECK_RUN", "NotebookResult", "run_notebooks", "run_all", "project_root",
+           "checkout", "kernel_name", "summary_markdown", "resolve_notebooks", "register"]
 
 PROFILES = ("smoke", "cpu", "paper")
 KERNEL = "esg-lib"
+ROOT_ENV = "ESG_ROOT"
+
+# ``esg reproduce --check``: a profile's models at its own sizes (for `paper`: 224 px, ViT-B/16,
+# Swin-T window 7, Grad-CAM at 224 px, t-SNE on its pre-logit features) through every notebook, cut
+# to one seed, 42 X-SDD images (each split keeps every class), one optimiser step of batch 2 per run
+# and a 2-pass FPS loop: every code path at full scale on a CPU (`make test` runs notebooks 03, 05, 06
+# and 07 on `paper`). One augmented copy (not 0) keeps the augment-then-split protocols of notebook
+# 08 apart from leak-free. Outputs go under runs/check/ (git-ignored; its own runs/, figures/,
+# results/): runs cut short by max_steps are never exported as results, and the committed figures/
+# and results/ are left alone.
+CHECK_RUN: dict[str, Any] = {
+    "dataset": "x-sdd", "seeds": [0],
+    "overrides": {"max_steps": 1, "epochs": 1, "batch_size": 2, "max_images": 42, "augment_copies": 1,
+                  "eval_batch_size": 8, "fps_iters": 2, "fps_warmup": 1, "fps_batch_size": 1,
+                  "keep_last": False},   # ViT-B/16's last.pt alone is ~1 GB
+}
 
 # The notebooks 00_reproduce_all runs, in order, with what each reproduces.
 NOTEBOOKS: dict[str, str] = {
@@ -63,10 +79,17 @@ def resolve_notebooks(names: Sequence[str]) -> list[str]:
     return resolved
 
 
-def project_root() -> Path:
-    """The checkout holding this package (notebooks, figures, results, runs live there); else the cwd."""
+def checkout() -> Path:
+    """The checkout holding this package (its ``notebooks/`` are the sources); else the cwd."""
     here = Path(__file__).resolve().parents[1]
     return here if (here / "pyproject.toml").is_file() and (here / "notebooks").is_dir() else Path.cwd()
+
+
+def project_root() -> Path:
+    """Where the notebooks write ``figures/``, ``results/`` and ``runs/``: ``$ESG_ROOT`` when set (a
+    check run that must not touch the committed outputs, see :data:`CHECK_RUN`), else the checkout."""
+    given = os.environ.get(ROOT_ENV, "").strip()
+    return Path(given).resolve() if given else checkout()
 
 
 def kernel_name(preferred: str = KERNEL) -> str:
@@ -125,8 +148,9 @@ def run_notebooks(profile: str = "smoke", notebooks: Sequence[str] | None = None
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
-    root = root or project_root()
-    source_dir = root / "notebooks"
+    root = Path(root) if root else project_root()
+    # the sources: the root's own notebooks/ when it has them (tests), else the checkout's
+    source_dir = root / "notebooks" if (root / "notebooks").is_dir() else checkout() / "notebooks"
     out_dir = root / "runs" / profile / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     kernel = kernel or kernel_name()
@@ -146,7 +170,7 @@ def run_notebooks(profile: str = "smoke", notebooks: Sequence[str] | None = None
             cmd += ["-y", json.dumps({key: value})]
         print(f"[{i}/{len(names)}] {name}: {NOTEBOOKS.get(name, '')}", flush=True)
         start = time.perf_counter()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", ROOT_ENV: str(root)}   # the kernel writes under root
         if stream:
             proc = subprocess.run([*cmd, "--log-output"], text=True, env=env, stderr=subprocess.STDOUT)
         else:
@@ -206,9 +230,12 @@ def _run(args: argparse.Namespace) -> int:
         params["device"] = args.device
     if args.reuse_only:
         params["train_missing"] = False
-    if args.notebooks:
+    if args.check:   # every numbered notebook itself (00 would drop the cut-down parameters)
+        root = root / "runs" / "check"
+        params = {**params, **CHECK_RUN}
+    if args.notebooks or args.check:
         try:
-            notebooks = resolve_notebooks(args.notebooks)
+            notebooks = resolve_notebooks(args.notebooks) if args.notebooks else list(NOTEBOOKS)
         except ValueError as exc:
             raise UserError(str(exc)) from None
         report = run_notebooks(args.profile, notebooks, params, args.kernel, root)
@@ -236,4 +263,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reuse-only", action="store_true",
                    help="train nothing: tables and figures from the finished runs only (a notebook "
                         "whose runs are all missing fails and says so)")
+    p.add_argument("--check", action="store_true",
+                   help="the profile's models at its image size through every notebook, cut to 1 seed, "
+                        "42 X-SDD images and 1 optimiser step per run (minutes; `make test` runs it on "
+                        "paper); outputs under runs/check/")
     p.set_defaults(func=_run)

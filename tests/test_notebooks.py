@@ -2,10 +2,15 @@
 papermill, producing every expected figure and table."""
 from __future__ import annotations
 
+import base64
+import copy
 import json
+import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import pandas as pd
@@ -40,6 +45,54 @@ def test_committed_notebook_has_no_outputs_and_a_parameters_cell(name: str) -> N
     assert nb.metadata["kernelspec"]["name"] == "esg-lib"
 
 
+def _as_run_in_the_lab(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``nb`` as JupyterLab saves it after "Run all": outputs (text, image, progress widget), execution
+    counts and timing, the kernel's language_info, the trusted flag and the widget state."""
+    nb = copy.deepcopy(nb)
+    for count, cell in enumerate((c for c in nb.cells if c.cell_type == "code"), 1):
+        cell.execution_count = count
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="test: acc 0.5\n"),
+                        nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}),
+                        nbformat.v4.new_output("display_data", data={
+                            "application/vnd.jupyter.widget-view+json": {"model_id": "abc", "version_major": 2}})]
+        cell.metadata.update(trusted=True, execution={"iopub.execute_input": "2026-11-29T08:00:00Z"})
+    nb.metadata.language_info = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+                                 "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+                                 "pygments_lexer": "ipython3", "version": "3.11.9"}
+    nb.metadata.widgets = {"application/vnd.jupyter.widget-state+json": {"state": {}, "version_major": 2}}
+    return nb
+
+
+def test_a_notebook_run_in_the_lab_is_saved_and_committed_exactly_as_committed(tmp_path: Path) -> None:
+    """Executed outputs never reach git, and ``git status`` stays clean after "Run all": the lab's
+    pre-save hook (``.jupyter/``, used by ``make lab``) and the git filter (``.gitattributes``, set
+    up by ``make install`` with the Makefile's keys) both give back the committed bytes."""
+    config = runpy.run_path(str(PROJECT_ROOT / ".jupyter" / "jupyter_server_config.py"),
+                            init_globals={"get_config": lambda: SimpleNamespace(ContentsManager=SimpleNamespace())})
+    manager = SimpleNamespace(_get_os_path=lambda path: str(NOTEBOOK_DIR / path))
+    makefile = (PROJECT_ROOT / "Makefile").read_text()
+    keys = re.search(r"^NB_EXTRA_KEYS := ((?:.*\\\n)*.*)$", makefile, re.M).group(1).replace("\\\n", " ").split()
+    assert set(keys) <= set(config["STRIP_KEYS"])   # the same stripping in the lab and in git
+    for name in ALL_NOTEBOOKS:
+        committed = (NOTEBOOK_DIR / name).read_text()
+        executed = _as_run_in_the_lab(nbformat.reads(committed, as_version=4))
+        model = {"type": "notebook", "content": json.loads(nbformat.writes(executed))}   # the server's plain dict
+        config["strip_tracked_notebook"](model=model, path=name, contents_manager=manager)
+        assert nbformat.writes(model["content"]) + "\n" == committed, f"{name}: the lab would save it changed"
+        (tmp_path / name).write_text(nbformat.writes(executed))
+        cleaned = subprocess.run([sys.executable, "-m", "nbstripout", "--keep-id", "--extra-keys", " ".join(keys),
+                                  "-t", str(tmp_path / name)], cwd=tmp_path, capture_output=True, text=True, check=True)
+        assert cleaned.stdout == committed, f"{name}: the git filter would commit it changed"
+    # a notebook elsewhere (an executed copy under runs/) keeps its outputs
+    model = {"type": "notebook", "content": json.loads(nbformat.writes(executed))}
+    other = SimpleNamespace(_get_os_path=lambda path: str(PROJECT_ROOT / "runs" / "smoke" / "notebooks" / path))
+    config["strip_tracked_notebook"](model=model, path=name, contents_manager=other)
+    assert all(c["outputs"] for c in model["content"]["cells"] if c["cell_type"] == "code")
+    attributes = (PROJECT_ROOT / ".gitattributes").read_text()
+    assert re.search(r"^\*\.ipynb filter=nbstripout diff=ipynb$", attributes, re.M)
+    assert "git config filter.nbstripout.clean" in makefile and re.search(r"^install: .*git-filter", makefile, re.M)
+
+
 def test_a_failing_notebook_is_reported_after_the_others_ran(tmp_path: Path) -> None:
     (tmp_path / "notebooks").mkdir()
     for name, source in [("bad.ipynb", "raise ValueError('boom in bad')"), ("good.ipynb", "x = 1")]:
@@ -59,14 +112,20 @@ def test_a_failing_notebook_is_reported_after_the_others_ran(tmp_path: Path) -> 
 
 
 def _expected(dataset_main: str) -> tuple[list[str], dict[str, tuple[int, list[str]]]]:
-    figures = ["fig07_activations", "data_samples_x-sdd", "data_counts_x-sdd",
-               f"fig09_val_accuracy_{dataset_main}", f"fig10_confusion_{dataset_main}",
+    figures = ["fig07_activations", "network_stages", "data_samples_x-sdd", "data_counts_x-sdd",
+               f"fig10_confusion_{dataset_main}",
                f"fig11_ablation_curves_{dataset_main}", f"fig12_tsne_{dataset_main}",
-               f"fig13_gradcam_{dataset_main}", "fig15_val_accuracy_x-sdd", "protocols_x-sdd"]
+               f"fig13_gradcam_{dataset_main}", "fig15_val_accuracy_x-sdd", "protocols_x-sdd",
+               "accuracy_cost_x-sdd", "paired_differences", "ablation_x-sdd", "per_class_recall_x-sdd"]
+    if dataset_main == "neu-cls-64":   # on X-SDD the curves of notebook 03's runs are Fig. 15, not Fig. 9
+        figures.append("fig09_val_accuracy_neu-cls-64")
     paper_cols = ["model", "params (M)", "n seeds", "Acc ours", "Acc paper", "F1 ours", "F1 paper"]
+    # beside X-SDD runs the NEU-CLS-64 paper columns of Tables 1 and 2 say whose they are
+    neu_cols = paper_cols if dataset_main == "neu-cls-64" else [
+        c + " (NEU-CLS-64)" if c.endswith(" paper") else c for c in paper_cols]
     tables = {  # name -> (rows, required columns)
-        f"table1_{dataset_main}": (9, paper_cols),
-        f"table2_{dataset_main}": (5, paper_cols),
+        f"table1_{dataset_main}": (9, neu_cols),
+        f"table2_{dataset_main}": (5, neu_cols),
         "table3_x-sdd": (9, paper_cols),
         "paired_differences_x-sdd": (8, ["reference", "seeds", "acc difference (points)", "95% interval",
                                          "within noise"]),
@@ -77,16 +136,22 @@ def _expected(dataset_main: str) -> tuple[list[str], dict[str, tuple[int, list[s
     return figures, tables
 
 
-@pytest.mark.notebooks
-@pytest.mark.slow
-def test_reproduce_all_on_the_smoke_profile_makes_every_figure_and_table() -> None:
-    """``esg reproduce`` runs 00_reproduce_all, which runs every notebook; then check the outputs."""
-    from esg_lib.experiments import main_dataset
-
+@pytest.fixture(scope="module")
+def smoke_reproduced() -> Path:
+    """``esg reproduce --profile smoke`` (00_reproduce_all, which runs every notebook), once for the
+    tests below: the folder of papermill's executed copies."""
     proc = subprocess.run([sys.executable, "-m", "esg_lib", "reproduce", "--profile", "smoke", "--device", "cpu"],
                           cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    executed = PROJECT_ROOT / "runs" / "smoke" / "notebooks"
+    return PROJECT_ROOT / "runs" / "smoke" / "notebooks"
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+def test_reproduce_all_on_the_smoke_profile_makes_every_figure_and_table(smoke_reproduced: Path) -> None:
+    from esg_lib.experiments import main_dataset
+
+    executed = smoke_reproduced
     assert sorted(p.name for p in executed.glob("*.ipynb")) == ALL_NOTEBOOKS
 
     figures, tables = _expected(main_dataset("neu-cls-64")[0])
@@ -103,3 +168,43 @@ def test_reproduce_all_on_the_smoke_profile_makes_every_figure_and_table() -> No
     text = "".join("".join(o.get("text", "")) + json.dumps(o.get("data", {}))
                    for c in summary["cells"] for o in c.get("outputs", []))
     assert "table3_x-sdd" in text and "paper" in text
+
+
+def _outputs(cell: dict) -> list[dict]:
+    return cell.get("outputs", [])
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+def test_executed_smoke_notebooks_show_every_saved_figure_and_one_bar_per_run(smoke_reproduced: Path) -> None:
+    """What a reader of the executed copies (and of JupyterLab) sees: every figure a cell saves is also
+    an image in that cell, pixel for pixel the PNG in figures/; training shows one widget bar per
+    run and one summary line, no line per epoch; tqdm finds ipywidgets (no TqdmWarning)."""
+    shown: dict[str, bytes] = {}
+    bars = summaries = reused = 0
+    for path in sorted(smoke_reproduced.glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            source = "".join(cell["source"])
+            images = [o for o in _outputs(cell) if "image/png" in o.get("data", {})]
+            if "save_figure(" in source:
+                assert images, f"{path.name}: a cell that saves a figure shows none:\n{source}"
+            for out in images:
+                name = out.get("metadata", {}).get("esg_lib", {}).get("figure")
+                assert name, f"{path.name}: an image that is no saved figure"
+                shown[name] = base64.b64decode(out["data"]["image/png"])
+            text = "".join("".join(o.get("text", "")) for o in _outputs(cell) if o["output_type"] == "stream")
+            assert "TqdmWarning" not in text and "IProgress not found" not in text, path.name
+            assert not re.search(r"^epoch \d+:", text, re.M), f"{path.name}: a line per epoch in a notebook"
+            bars += sum("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in _outputs(cell))
+            summaries += len(re.findall(r"^test: acc ", text, re.M))
+            reused += len(re.findall(r"^reusing finished run ", text, re.M))
+    # each trained run: its bar and its one summary line (a rerun reuses runs: one line each)
+    assert bars == summaries and bars + reused > 0, (bars, summaries, reused)
+    from esg_lib.experiments import main_dataset
+
+    assert {f"{name}.png" for name in _expected(main_dataset("neu-cls-64")[0])[0]} <= set(shown)
+    figures_dir = PROJECT_ROOT / "figures" / "smoke"
+    for name, png in shown.items():
+        assert png == (figures_dir / name).read_bytes(), f"{name}: the cell shows another image than the file"
