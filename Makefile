@@ -1,5 +1,6 @@
 # ESG-ConvNeXt companion. Every target works on its own from a fresh clone.
 #   make reproduce [PROFILE=smoke|cpu|paper]   set up, then regenerate the paper's tables and figures
+#                  [TRAIN=missing]            cpu/paper: also train missing runs (hours); default: none
 #   make test                                  set up, then run the test suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -48,7 +49,7 @@ $(STAMP): requirements-lock.txt $(TORCH_REQUIREMENTS) pyproject.toml
 	@touch $@
 
 reproduce: install
-	$(BIN)/esg reproduce --profile $(PROFILE)
+	$(BIN)/esg reproduce --profile $(PROFILE) $(if $(filter missing,$(TRAIN)),--train-missing)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

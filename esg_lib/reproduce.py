@@ -56,6 +56,11 @@ NOTEBOOKS: dict[str, str] = {
     "09_records_overview.ipynb": "accuracy vs FPS/GMACs, paired differences, ablation dots, per-class recall "
                                  "(from the run records)",
 }
+# Notebooks that read run folders (logs, predictions, features, checkpoints), not only the records.
+RUN_NOTEBOOKS = frozenset({"03_model_comparison.ipynb", "04_ablation.ipynb", "05_tsne.ipynb", "06_gradcam.ipynb",
+                           "07_xsdd_generalization.ipynb", "08_split_protocols.ipynb"})
+# Profiles whose runs take hours: `esg reproduce` trains nothing for them unless asked (--train-missing).
+SLOW_PROFILES = frozenset({"cpu", "paper"})
 # The summary shows the paper's tables first, in its order, then ours (by these name prefixes).
 SUMMARY_ORDER = ("table1_", "table2_", "table3_", "paired_differences_", "protocols_", "leak_audit_")
 # What a notebook that may fall back to X-SDD shows when it runs: "**Dataset used: X-SDD**".
@@ -106,6 +111,37 @@ class NotebookResult:
     seconds: float
     output: Path
     error: str = ""
+    skipped: str = ""     # why it did not run (not a failure: its committed outputs stay as they are)
+
+
+@dataclass
+class RunFolders:
+    """The committed records of a profile and how many of their runs have something to rebuild
+    figures from here: a run folder under ``runs/`` or committed light artifacts
+    (``results/<profile>/artifacts/``, :mod:`esg_lib.engine.artifacts`)."""
+
+    records: int
+    with_files: int
+    recorded_hours: float           # the missing runs' own training time, as recorded (their hardware)
+
+    @property
+    def none_here(self) -> bool:
+        return self.records > 0 and self.with_files == 0
+
+
+def run_folders(profile: str, root: Path | None = None) -> RunFolders:
+    root = Path(root) if root else project_root()
+    records = sorted((root / "results" / profile / "runs").glob("*.json"))
+    have, hours = 0, 0.0
+    for path in records:
+        rec = json.loads(path.read_text())
+        dataset, model, run = path.stem.split("__")
+        if any((base / dataset / model / run).is_dir()
+               for base in (root / "runs" / profile, root / "results" / profile / "artifacts")):
+            have += 1
+        else:
+            hours += float(rec.get("wall_seconds") or rec.get("train_seconds") or 0.0) / 3600.0
+    return RunFolders(len(records), have, hours)
 
 
 @dataclass
@@ -119,7 +155,8 @@ class ReproduceReport:
 
     def summary(self) -> str:
         lines = [f"{'notebook':34} {'status':7} {'seconds':>8}"]
-        lines += [f"{r.name:34} {'ok' if r.ok else 'FAILED':7} {r.seconds:8.1f}" for r in self.results]
+        lines += [f"{r.name:34} {'skipped' if r.skipped else 'ok' if r.ok else 'FAILED':7} {r.seconds:8.1f}"
+                  for r in self.results]
         for r in self.failures:
             lines.append(f"\nFAILED {r.name} (executed copy: {r.output}):\n{r.error}")
         return "\n".join(lines)
@@ -157,8 +194,16 @@ def run_notebooks(profile: str = "smoke", notebooks: Sequence[str] | None = None
     params = {"profile": profile, **(parameters or {})}
     report = ReproduceReport(profile)
     names = list(notebooks or NOTEBOOKS)
+    folders = run_folders(profile, root)
+    no_runs = params.get("train_missing") is False and folders.none_here
     for i, name in enumerate(names, 1):
         source, output = source_dir / name, out_dir / name
+        if no_runs and name in RUN_NOTEBOOKS:
+            why = (f"its {folders.records} committed {profile} runs have records but no run folder or artifacts "
+                   "here; this run trains nothing")
+            print(f"[{i}/{len(names)}] {name}: skipped ({why})", flush=True)
+            report.results.append(NotebookResult(name, True, 0.0, output, skipped=why))
+            continue
         if not source.is_file():
             report.results.append(NotebookResult(name, False, 0.0, output, f"no such notebook: {source}"))
             continue
@@ -228,8 +273,15 @@ def _run(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {}
     if args.device:
         params["device"] = args.device
-    if args.reuse_only:
+    if args.reuse_only or (args.profile in SLOW_PROFILES and not args.train_missing and not args.check):
         params["train_missing"] = False
+        folders = run_folders(args.profile, root)
+        if folders.none_here:
+            print(f"Training nothing: the {folders.records} committed {args.profile} runs have records but no run "
+                  f"folders here, so the tables and record-based figures are rebuilt and the notebooks that need "
+                  f"run folders are skipped. Retraining them took {folders.recorded_hours:.1f} h when recorded "
+                  f"(mostly 2-core CPU): `make reproduce PROFILE={args.profile} TRAIN=missing` "
+                  f"(= `esg reproduce --profile {args.profile} --train-missing`).", flush=True)
     if args.check:   # every numbered notebook itself (00 would drop the cut-down parameters)
         root = root / "runs" / "check"
         params = {**params, **CHECK_RUN}
@@ -261,8 +313,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the profile's)")
     p.add_argument("--kernel", help=f"Jupyter kernel (default: {KERNEL} if registered, else python3)")
     p.add_argument("--reuse-only", action="store_true",
-                   help="train nothing: tables and figures from the finished runs only (a notebook "
-                        "whose runs are all missing fails and says so)")
+                   help="train nothing: tables and figures from the finished runs only (the default for "
+                        "the cpu and paper profiles; notebooks that need run folders none of which is "
+                        "here are skipped and say so)")
+    p.add_argument("--train-missing", action="store_true",
+                   help="cpu/paper: train the runs that are missing (hours); smoke always trains")
     p.add_argument("--check", action="store_true",
                    help="the profile's models at its image size through every notebook, cut to 1 seed, "
                         "42 X-SDD images and 1 optimiser step per run (minutes; `make test` runs it on "

@@ -1,0 +1,44 @@
+"""`make reproduce PROFILE=cpu` on a fresh clone trains nothing: notebooks that need run folders are
+skipped (and say so) when none of the committed runs has one here."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from esg_lib import reproduce as RP
+
+
+def _root(tmp_path: Path, with_folder: bool) -> Path:
+    runs = tmp_path / "results" / "cpu" / "runs"
+    runs.mkdir(parents=True)
+    (runs / "x-sdd__resnet18__s0-0123456789.json").write_text(json.dumps({"wall_seconds": 7200.0}))
+    if with_folder:
+        (tmp_path / "results" / "cpu" / "artifacts" / "x-sdd" / "resnet18" / "s0-0123456789").mkdir(parents=True)
+    (tmp_path / "notebooks").mkdir()
+    return tmp_path
+
+
+def test_run_notebooks_skip_without_any_run_folder_when_training_nothing(tmp_path, capsys):
+    root = _root(tmp_path, with_folder=False)
+    assert RP.run_folders("cpu", root) == RP.RunFolders(1, 0, 2.0)
+    report = RP.run_notebooks("cpu", ["03_model_comparison.ipynb"], {"train_missing": False}, root=root)
+    [res] = report.results
+    assert res.ok and res.skipped and not report.failures
+    assert "skipped" in capsys.readouterr().out and "skipped" in report.summary()
+
+
+def test_run_notebooks_do_not_skip_when_a_run_folder_is_here_or_training_is_allowed(tmp_path):
+    root = _root(tmp_path, with_folder=True)
+    assert RP.run_folders("cpu", root).with_files == 1
+    # the source notebook does not exist in this root: it is attempted (and fails), not skipped
+    [res] = RP.run_notebooks("cpu", ["03_model_comparison.ipynb"], {"train_missing": False}, root=root).results
+    assert not res.skipped and not res.ok and "no such notebook" in res.error
+    bare = _root(tmp_path / "b", with_folder=False)
+    [res] = RP.run_notebooks("cpu", ["03_model_comparison.ipynb"], {"train_missing": True}, root=bare).results
+    assert not res.skipped
+
+
+def test_make_reproduce_trains_only_when_asked():
+    text = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    assert "$(if $(filter missing,$(TRAIN)),--train-missing)" in text
+    assert RP.SLOW_PROFILES == {"cpu", "paper"}
