@@ -11,7 +11,7 @@ from timm.layers.grn import GlobalResponseNorm
 import esg_lib  # noqa: F401
 from esg_lib.bench.original import ela_original, grn_original, prelu_channels_last_original, simam_original
 from esg_lib.models import ELA, GAM, ABLATION_ROWS, simam
-from esg_lib.models.attention import _SimAMFunction
+from esg_lib.models.fused import _SimAMFunction
 from esg_lib.models.esg_convnext import ChannelsLastPReLU, ESGBlock, FusedGlobalResponseNorm
 from esg_lib.models.reference import ela_literal, gam_literal, simam_literal
 

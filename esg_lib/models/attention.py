@@ -3,6 +3,10 @@
 Each module implements one group of the paper's equations and says which. Literal, slow versions of
 the same equations live in :mod:`esg_lib.models.reference`; tests check the two agree.
 
+The code here reads as the equations. Where inference or training would pay for that, the same
+arithmetic runs in :mod:`esg_lib.models.fused` (SimAM's hand-written backward, in-place products when
+no gradient is needed); ``tests/test_models_perf.py`` checks the two paths agree.
+
 Layouts: ConvNeXt blocks alternate between NCHW (depthwise conv) and NHWC (LayerNorm and the
 pointwise MLP as ``nn.Linear``). Each module here works in the layout it is called in, so the block
 never permutes just to please an attention module.
@@ -13,6 +17,8 @@ import math
 
 import torch
 import torch.nn as nn
+
+from . import fused
 
 __all__ = ["ELA", "SimAM", "simam", "GAM", "GAMChannelAttention", "GAMSpatialAttention", "ela_norm_groups"]
 
@@ -63,9 +69,9 @@ class ELA(nn.Module):
         else:
             y_h, y_w = self.strip_gate(z_h), self.strip_gate(z_w)
         y_h, y_w = y_h.unsqueeze(3), y_w.unsqueeze(2)
-        if torch.is_grad_enabled() and (x.requires_grad or y_h.requires_grad):
-            return x * y_h * y_w  # Eq. 5
-        return (x * y_h).mul_(y_w)  # Eq. 5, one temporary fewer when nothing needs a gradient
+        if not (torch.is_grad_enabled() and (x.requires_grad or y_h.requires_grad)):
+            return fused.ela_gate_no_grad(x, y_h, y_w)
+        return x * y_h * y_w  # Eq. 5
 
 
 def simam(x: torch.Tensor, spatial_dims: tuple[int, int] = (2, 3), lam: float = 1e-4) -> torch.Tensor:
@@ -81,61 +87,9 @@ def simam(x: torch.Tensor, spatial_dims: tuple[int, int] = (2, 3), lam: float = 
     ``H*W = 1`` would divide by n = 0: n is clamped to 1 there, which gives the finite limit
     ``x * sigmoid(0.5)`` (every neuron equally important).
     """
-    dims = tuple(spatial_dims)
-    if torch.is_grad_enabled() and x.requires_grad:
-        return _SimAMFunction.apply(x, dims, lam)
-    return _simam_forward(x, dims, lam)[0]
-
-
-def _simam_forward(x: torch.Tensor, dims: tuple[int, ...], lam: float
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Eq. 10 in place on two temporaries: returns ``(out, gate, mu, k)`` with
-    ``gate = sigmoid((x - mu)^2 * k + 0.5)`` and ``k = 1 / (4 (s2 + lam))``.
-
-    Same two-pass statistics as the plain formula (mean first, then the sum of squared deviations),
-    so no precision is lost to a one-pass mean of squares.
-    """
-    n = max(x.shape[dims[0]] * x.shape[dims[1]] - 1, 1)
-    mu = x.mean(dim=dims, keepdim=True)
-    gate = (x - mu).square_()  # d = (t - mu)^2
-    k = gate.sum(dim=dims, keepdim=True).div_(n).add_(lam).mul_(4).reciprocal_()  # 1 / (4 (s2 + lam))
-    gate.mul_(k).add_(0.5).sigmoid_()  # sigmoid(1 / e*)
-    return x * gate, gate, mu, k
-
-
-class _SimAMFunction(torch.autograd.Function):
-    """SimAM with a hand-written backward: autograd of the plain formula keeps five full-size
-    temporaries and runs about twenty elementwise passes; this keeps the input and the gate.
-
-    With ``xm = x - mu``, ``u = xm^2 k + 1/2``, ``s = sigmoid(u)``, ``y = x s`` and ``g = dL/dy``:
-    ``q = g x s (1 - s) k``, ``dL/ds2 = -4 k sum(q xm^2)`` (via ``dk/ds2 = -4 k^2``), and
-    ``dL/dx = g s + 2 xm q + 2 xm dL/ds2 / n - (2 / N) sum(xm q)``, N = H*W, n = max(N - 1, 1)
-    (the mean's gradient term of ``2 xm dL/ds2 / n`` vanishes because ``sum(xm) = 0``).
-    Checked against autograd of the plain formula in ``tests/test_models_perf.py``.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, dims: tuple[int, ...], lam: float) -> torch.Tensor:  # type: ignore[override]
-        out, gate, mu, k = _simam_forward(x, dims, lam)
-        ctx.dims = dims
-        ctx.save_for_backward(x, gate, mu, k)
-        return out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
-        x, gate, mu, k = ctx.saved_tensors
-        dims = ctx.dims
-        big_n = x.shape[dims[0]] * x.shape[dims[1]]
-        n = max(big_n - 1, 1)
-        gs = grad * gate  # dL/dx through the product's x factor
-        q = torch.addcmul(gs, gs, gate, value=-1).mul_(x).mul_(k)  # g s (1 - s) x k
-        xm = x - mu
-        q.mul_(xm)  # w = q xm
-        w_sum = q.sum(dim=dims, keepdim=True)
-        dvar = (q * xm).sum(dim=dims, keepdim=True).mul_(-4).mul_(k)  # dL/ds2 = -4 k sum(q xm^2)
-        gs.add_(q, alpha=2).addcmul_(xm, dvar, value=2 / n).sub_(w_sum, alpha=2 / big_n)
-        return gs, None, None
+    # Eq. 10 as x * sigmoid((x - mu)^2 / (4 (s2 + lam)) + 0.5), mu and s2 per channel over the spatial
+    # dims; evaluated by the fused kernel (same arithmetic, fewer temporaries, hand-written backward).
+    return fused.simam(x, tuple(spatial_dims), lam)
 
 
 class SimAM(nn.Module):
@@ -208,17 +162,15 @@ class GAM(nn.Module):
 
     def apply_channel(self, x_nhwc: torch.Tensor) -> torch.Tensor:
         """Eq. 11 on an NHWC tensor."""
-        if torch.is_grad_enabled():
-            return x_nhwc * self.channel(x_nhwc)
-        ch = self.channel  # no autograd: sigmoid and product in place on the MLP's output
-        return ch.fc2(ch.act(ch.fc1(x_nhwc))).sigmoid_().mul_(x_nhwc)
+        if not torch.is_grad_enabled():
+            return fused.gam_channel_no_grad(self.channel, x_nhwc)
+        return x_nhwc * self.channel(x_nhwc)
 
     def apply_spatial(self, x: torch.Tensor) -> torch.Tensor:
         """Eq. 12 on an NCHW tensor."""
-        if torch.is_grad_enabled():
-            return x * self.spatial(x)
-        sp = self.spatial  # no autograd: sigmoid and product in place on the last BN's output
-        return sp.bn2(sp.conv2(sp.act(sp.bn1(sp.conv1(x))))).sigmoid_().mul_(x)
+        if not torch.is_grad_enabled():
+            return fused.gam_spatial_no_grad(self.spatial, x)
+        return x * self.spatial(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.apply_channel(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)

@@ -463,8 +463,8 @@ def esg_convnext_tiny(pretrained: bool = False, **kwargs: Any) -> ESGConvNeXt:
 
 
 def _register_ablation(size: str, row: int) -> Callable[..., ESGConvNeXt]:
-    """Table 2 rows by name, ``esg_convnext_<size>_abl<row>``: 25 entry points generated as data
-    rather than written out (row 5 is the same model as ``esg_convnext_<size>``)."""
+    """The timm entry point ``esg_convnext_<size>_abl<row>``: :func:`esg_convnext` with the row as a
+    keyword (row 5 is the same model as ``esg_convnext_<size>``)."""
 
     def entry(pretrained: bool = False, **kwargs: Any) -> ESGConvNeXt:
         return esg_convnext(size, ablation=row, pretrained=pretrained, **kwargs)
@@ -475,7 +475,16 @@ def _register_ablation(size: str, row: int) -> Callable[..., ESGConvNeXt]:
     return register_model(entry)
 
 
-for _size in SIZES:
-    for _row in ABLATION_ROWS:
-        globals()[f"esg_convnext_{_size}_abl{_row}"] = _register_ablation(_size, _row)
-del _size, _row
+# Table 2 rows by name for every size (25 entry points), registered in timm from one factory:
+# timm.create_model("esg_convnext_atto_abl3") is esg_convnext("atto", ablation=3).
+ABLATION_ENTRY_POINTS: dict[str, Callable[..., ESGConvNeXt]] = {
+    f"esg_convnext_{size}_abl{row}": _register_ablation(size, row) for size in SIZES for row in ABLATION_ROWS}
+
+
+def __getattr__(name: str) -> Callable[..., ESGConvNeXt]:
+    """``from esg_lib.models.esg_convnext import esg_convnext_atto_abl3`` (timm lists the entry points
+    in ``__all__``)."""
+    try:
+        return ABLATION_ENTRY_POINTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
