@@ -83,3 +83,11 @@ def test_committed_gap_report_is_what_esg_report_writes():
     committed = ROOT / "results" / "cpu-gap" / "gap_x-sdd.md"
     assert committed.read_text() == G.gap_markdown("cpu-gap", ROOT / "results"), \
         "results/cpu-gap/gap_x-sdd.md is stale: run `esg report --profile cpu-gap`"
+
+
+def test_docs_reading_is_what_esg_report_writes():
+    page = (ROOT / "docs" / "results.md").read_text()
+    begin, end = G.GAP_BEGIN.format(profile="cpu-gap"), G.GAP_END.format(profile="cpu-gap")
+    block = page.split(begin, 1)[1].split(end, 1)[0].strip()
+    assert block == "\n".join(G.reading(G.arm_frame("cpu-gap", ROOT / "results"))), \
+        "docs/results.md: run `esg report --profile cpu-gap --readme`"

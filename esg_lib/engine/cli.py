@@ -345,8 +345,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.readme:
         if not args.profile:
             raise UserError("--readme needs --profile")
-        changed = update_readme(args.profile, args.readme, args.results)
-        print(f"{args.readme}: results block for {args.profile!r} {'updated' if changed else 'unchanged'}")
+        if args.profile in BASE_PROFILE:
+            from esg_lib.report.gap import update_gap_block
+
+            changed = update_gap_block(args.profile, args.readme, args.results)
+        else:
+            changed = update_readme(args.profile, args.readme, args.results)
+        print(f"{args.readme}: generated block for {args.profile!r} {'updated' if changed else 'unchanged'}")
         return 0
     if not written:
         if args.profile:
