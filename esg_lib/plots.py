@@ -71,7 +71,7 @@ def label_paper_columns(frame, table: int, dataset: str):
     """Where our ``dataset`` is not the dataset of the paper's Table ``table`` (Table 1 is on
     NEU-CLS-64; a notebook that fell back to X-SDD puts X-SDD runs beside it), rename the paper's
     columns to say whose data they are: ``Acc paper`` → ``Acc paper (NEU-CLS-64)``."""
-    from esg_lib.experiments import paper_table
+    from esg_lib.report.frames import paper_table
 
     theirs = str(paper_table(table)["dataset"].iloc[0])
     if dataset == theirs:
@@ -108,7 +108,7 @@ def profile_records(profile: str, root=None, runs=None) -> list[dict[str, Any]]:
     from pathlib import Path
 
     from esg_lib.engine.runs import export_run_metrics, find_runs
-    from esg_lib.experiments import _project_root
+    from esg_lib.reproduce import project_root as _project_root
     try:
         from esg_lib.report import load_records
         from esg_lib.report.readme import current_records
@@ -144,7 +144,7 @@ def cost_frame(records: Iterable[Mapping[str, Any]], dataset: str, keys: Sequenc
     replaces the runs' own FPS, which were measured on whatever machine trained each run."""
     import pandas as pd
 
-    from esg_lib import experiments as E
+    from esg_lib.report import frames as E
 
     frame = E.records_frame(_leak_free(records, dataset, keys))
     if frame.empty:
@@ -170,7 +170,7 @@ def seed_differences(records: Iterable[Mapping[str, Any]], dataset: str, keys: S
     as :func:`esg_lib.experiments.paired_differences`)."""
     import pandas as pd
 
-    from esg_lib import experiments as E
+    from esg_lib.report import frames as E
 
     frame = E.records_frame(_leak_free(records, dataset, keys))
     mine = frame[frame["key"] == target].set_index("seed")[metric]
@@ -196,7 +196,7 @@ def ablation_frame(records: Iterable[Mapping[str, Any]], dataset: str,
     (its Table 2 is on NEU-CLS-64)."""
     import pandas as pd
 
-    from esg_lib import experiments as E
+    from esg_lib.report import frames as E
 
     frame = E.records_frame(_leak_free(records, dataset, E.ABLATION_MODELS))
     paper = E.paper_table(2).set_index("row")
