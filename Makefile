@@ -45,7 +45,7 @@ $(STAMP): requirements-lock.txt $(TORCH_REQUIREMENTS) pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (esg-lib)" >/dev/null
 	$(BIN)/python -c "import esg_lib, torch, timm; print('esg_lib', esg_lib.__version__, '| torch', torch.__version__, '| timm', timm.__version__)"
 	@# torch.compile on CPU (opt-in: --set compile=true, esg benchmark --compile) builds C++: say so now, not mid-run
-	@$(BIN)/python -c "from esg_lib.bench.compiled import cxx_compiler as c; import sys; p = c(); print('C++ compiler for torch.compile:', p or 'NONE (eager works; compile=true will stop with an error: apt-get install g++)')"
+	@$(BIN)/python -c "from esg_lib.engine.compile import cxx_compiler as c; import sys; p = c(); print('C++ compiler for torch.compile:', p or 'NONE (eager works; compile=true will stop with an error: apt-get install g++)')"
 	@touch $@
 
 reproduce: install

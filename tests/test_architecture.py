@@ -68,10 +68,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
 
 # Rules still broken, with the imports that break them: each is an expected failure (strict, so it
 # turns into an error the moment the violation is gone and the entry must be deleted).
-KNOWN_VIOLATIONS: dict[str, str] = {
-    "engine": "esg_lib.engine.train -> esg_lib.bench.compiled (compile_model, for --set compile=true): "
-              "a runtime helper of training; it belongs in the engine, and bench should import it from there",
-}
+KNOWN_VIOLATIONS: dict[str, str] = {}
 
 
 def area_of(module: str) -> str:

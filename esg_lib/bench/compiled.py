@@ -19,25 +19,9 @@ import shutil
 import torch
 from torch import nn
 
-from esg_lib.errors import UserError
+from esg_lib.engine.compile import compile_model, cxx_compiler  # noqa: F401  (re-exported)
 
 __all__ = ["cxx_compiler", "compile_model", "measure_compile"]
-
-
-def cxx_compiler() -> str | None:
-    """Path of the C++ compiler inductor would use, or None."""
-    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-def compile_model(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
-    """``torch.compile(model)`` (inductor); on CPU, first checks that a C++ compiler exists."""
-    if torch.device(device).type == "cpu" and cxx_compiler() is None:
-        raise UserError("torch.compile on CPU needs a C++ compiler (g++ or $CXX), none found: install one "
-                        "(Debian/Ubuntu: apt-get install g++) or train without compile (the default)")
-    return torch.compile(model)
 
 
 def measure_compile(model_name: str = "esg_convnext_atto", img_size: int = 64, batch_size: int = 64,

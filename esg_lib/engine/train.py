@@ -400,7 +400,7 @@ def _train(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist, device: torch
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:  # runtime only: same parameters and state-dict keys (the module is wrapped, not changed)
-        from esg_lib.bench.compiled import compile_model
+        from .compile import compile_model
         train_model = compile_model(train_model, device)
 
     status = "done"
