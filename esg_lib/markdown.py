@@ -1,13 +1,16 @@
 """The one Markdown table renderer of the package (README blocks, ``results/`` tables, notebooks).
 
-At the base of the package (it imports nothing of ``esg_lib``), so every area can render a table
+At the base of the package (it imports nothing of ``esg_lib`` but the errors), so every area can render a table
 the same way: ``| a | b |`` rows under a ``|---|---|`` rule, cells written with ``str``.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-__all__ = ["markdown_rows", "markdown_table"]
+from esg_lib.errors import UserError
+
+__all__ = ["markdown_rows", "markdown_table", "replace_block"]
 
 
 def markdown_rows(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
@@ -22,3 +25,18 @@ def markdown_table(frame: Any) -> str:
     ``str`` writes them (no index; no ``tabulate`` dependency, unlike ``DataFrame.to_markdown``)."""
     columns = list(frame.columns)
     return markdown_rows(columns, ([row[c] for c in columns] for _, row in frame.iterrows()))
+
+
+def replace_block(page: str | Path, begin: str, end: str, body: str) -> bool:
+    """Rewrite what stands between the ``begin`` and ``end`` marker lines of a page (a generated
+    block kept equal to its command by a test); returns whether the page changed."""
+    path = Path(page)
+    text = path.read_text()
+    if begin not in text or end not in text:
+        raise UserError(f"{path} has no generated block {begin} ... {end}")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    new = f"{head}{begin}\n{body}\n{end}{tail}"
+    if new != text:
+        path.write_text(new)
+    return new != text

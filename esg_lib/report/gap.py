@@ -25,7 +25,7 @@ import pandas as pd
 
 from esg_lib.engine.config import BASE_PROFILE
 from esg_lib.engine.plan import PIVOTAL, expected_variant, plan
-from esg_lib.markdown import markdown_table
+from esg_lib.markdown import markdown_table, replace_block
 
 from .frames import paired_difference, records_frame
 from .tables import load_records
@@ -209,19 +209,8 @@ GAP_END = "<!-- gap:{profile}:end -->"
 def update_gap_block(profile: str, page: str | Path, results: str | Path = "results") -> bool:
     """Rewrite the generated reading (:func:`reading`) between the page's gap markers; returns
     whether the page changed."""
-    from esg_lib.errors import UserError
-
-    path = Path(page)
-    text = path.read_text()
-    begin, end = GAP_BEGIN.format(profile=profile), GAP_END.format(profile=profile)
-    if begin not in text or end not in text:
-        raise UserError(f"{path} has no generated reading for {profile!r} ({begin} ... {end})")
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    new = f"{head}{begin}\n" + "\n".join(reading(arm_frame(profile, results))) + f"\n{end}{tail}"
-    if new != text:
-        path.write_text(new)
-    return new != text
+    return replace_block(page, GAP_BEGIN.format(profile=profile), GAP_END.format(profile=profile),
+                         "\n".join(reading(arm_frame(profile, results))))
 
 
 def write_gap_report(profile: str = "cpu-gap", results: str | Path = "results",

@@ -21,8 +21,7 @@ from esg_lib.engine import plan as P
 from esg_lib.engine import tuning as T
 from esg_lib.engine.config import get_profile
 from esg_lib.engine.fps import load_fps
-from esg_lib.errors import UserError
-from esg_lib.markdown import markdown_table
+from esg_lib.markdown import markdown_table, replace_block
 
 from .frames import (ABLATION_MODELS, COMPARISON_MODELS, paired_difference, paired_differences, protocol_table,
                      records_frame, side_by_side, summarize)
@@ -42,17 +41,8 @@ def readme_results(profile: str, results: str | Path = "results") -> str:
 
 def update_readme(profile: str, readme: str | Path, results: str | Path = "results") -> bool:
     """Rewrite the README's results block for ``profile``; returns whether the file changed."""
-    path = Path(readme)
-    text = path.read_text()
-    begin, end = README_BEGIN.format(profile=profile), README_END.format(profile=profile)
-    if begin not in text or end not in text:
-        raise UserError(f"{path} has no results block for {profile!r} ({begin} ... {end})")
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    new = f"{head}{begin}\n{readme_results(profile, results)}\n{end}{tail}"
-    if new != text:
-        path.write_text(new)
-    return new != text
+    return replace_block(readme, README_BEGIN.format(profile=profile), README_END.format(profile=profile),
+                         readme_results(profile, results))
 
 
 def current_records(profile: str, records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
