@@ -22,6 +22,8 @@ install: $(STAMP) git-filter
 # Executed notebook outputs never reach git: .gitattributes sends *.ipynb through the "nbstripout"
 # filter, defined here in this clone's git config (runs every install: cheap, and follows a moved venv).
 # Not marked required, so git still works in a clone whose venv is gone (it then stores notebooks as is).
+# The index refresh runs the filter once over files a fresh clone wrote in the same second as its index
+# ("racily clean"), so that later `git status` calls (run records ask it) stay fast.
 # Besides nbstripout's defaults: what a kernel writes into language_info (the committed notebooks keep
 # only its name) and JupyterLab's trusted flag. .jupyter/jupyter_server_config.py strips the same keys.
 NB_EXTRA_KEYS := cell.metadata.trusted metadata.language_info.codemirror_mode \
@@ -33,6 +35,7 @@ git-filter: $(STAMP)
 	  git config filter.nbstripout.clean '$(NBSTRIPOUT)' && git config filter.nbstripout.smudge cat && \
 	  git config filter.nbstripout.extrakeys '$(NB_EXTRA_KEYS)' && \
 	  git config diff.ipynb.textconv '$(NBSTRIPOUT) -t' && \
+	  git update-index -q --refresh >/dev/null 2>&1; \
 	  echo "git filter: notebooks are committed without outputs (nbstripout, see .gitattributes)"; fi
 
 # Re-installs only when the lock, torch pins or package metadata change.

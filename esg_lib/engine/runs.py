@@ -175,15 +175,21 @@ def git_commit() -> dict[str, Any]:
     """The checkout's commit and whether tracked files differ from it. A copy of the code without its
     ``.git`` (rsynced to a batch or GPU machine) names its commit in ``$ESG_SOURCE_COMMIT`` instead;
     ``dirty`` is then unknown (None) and ``source`` says where the commit came from."""
-    def git(*args: str) -> str:
+    def git(*args: str, timeout: float = 10) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
+                              timeout=timeout).stdout.strip()
     try:
         commit = git("rev-parse", "HEAD") or None
-        if commit:
-            return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
     except (OSError, subprocess.SubprocessError):
-        pass
+        commit = None
+    if commit:
+        # `git status` may run the notebooks' clean filter (nbstripout) over racily clean files: slow
+        # on a busy machine, so it gets longer, and a status that still fails leaves `dirty` unknown
+        try:
+            return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no",
+                                                        timeout=120))}
+        except (OSError, subprocess.SubprocessError):
+            return {"commit": commit, "dirty": None}
     given = os.environ.get("ESG_SOURCE_COMMIT", "").strip()
     if given:
         return {"commit": given, "dirty": None, "source": "ESG_SOURCE_COMMIT"}
