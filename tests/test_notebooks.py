@@ -187,10 +187,9 @@ def test_executed_smoke_notebooks_show_every_saved_figure_and_one_bar_per_run(sm
         for cell in json.loads(path.read_text())["cells"]:
             if cell["cell_type"] != "code":
                 continue
-            source = "".join(cell["source"])
             images = [o for o in _outputs(cell) if "image/png" in o.get("data", {})]
-            if "save_figure(" in source:
-                assert images, f"{path.name}: a cell that saves a figure shows none:\n{source}"
+            # (a cell may save conditionally, e.g. notebook 03 draws no Fig. 9 on X-SDD: what counts
+            # is that every figure the run saved is shown, checked against _expected below)
             for out in images:
                 name = out.get("metadata", {}).get("esg_lib", {}).get("figure")
                 assert name, f"{path.name}: an image that is no saved figure"
