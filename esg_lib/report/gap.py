@@ -183,10 +183,12 @@ def reading(frame: pd.DataFrame, metric: str = "acc") -> list[str]:
     return lines
 
 
-def gap_markdown(profile: str = "cpu-gap", results: str | Path = "results", metric: str = "acc") -> str:
+def gap_markdown(profile: str = "cpu-gap", results: str | Path = "results", metric: str = "acc",
+                 frame: pd.DataFrame | None = None) -> str:
     """The report: every arm's runs, each model's gain over the base arm, and ESG-ConvNeXt's gap to
-    ResNet18 and DenseNet121 in every arm (X-SDD leak-free, test set)."""
-    frame = arm_frame(profile, results)
+    ResNet18 and DenseNet121 in every arm (X-SDD leak-free, test set). ``frame``: an
+    :func:`arm_frame` already read from ``results``."""
+    frame = arm_frame(profile, results) if frame is None else frame
     base = BASE_PROFILE[profile]
     return "\n".join([
         f"# Why ESG-ConvNeXt trails ResNet18 — profile `{profile}` beside `{base}` (X-SDD leak-free, "
@@ -221,7 +223,7 @@ def write_gap_report(profile: str = "cpu-gap", results: str | Path = "results",
     out.mkdir(parents=True, exist_ok=True)
     frame = arm_frame(profile, results)
     md, csv = out / f"gap_{DATASET}.md", out / f"gap_{DATASET}.csv"
-    md.write_text(gap_markdown(profile, results))
+    md.write_text(gap_markdown(profile, results, frame=frame))
     cols = ["arm", "key", "model", "seed", "epochs", "img_size", "steps", "acc", "f1", "train_seconds"]
     frame.sort_values(["epochs", "img_size", "key", "seed"])[cols].to_csv(csv, index=False, float_format="%.6g")
     written = [md, csv]
