@@ -19,8 +19,20 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
+from esg_lib.data import DataError, leak_audit, resolve_dataset
+from esg_lib.engine import runs as R
+from esg_lib.engine.artifacts import artifact_folder
+from esg_lib.engine.config import build_config, get_profile
+from esg_lib.engine.fps import load_fps
+from esg_lib.engine.models import resolve_model
+from esg_lib.engine.provenance import hardware_text
+from esg_lib.engine.runs import is_finished, read_json
+from esg_lib.engine.train import fit, planned_run_dir, prepare_bundle
+from esg_lib.gradcam import gradcam_maps, load_run_model
 from esg_lib.markdown import markdown_table
+from esg_lib.plots import label_paper_columns
 # The tables over run records are the reporting layer's; the notebooks reach them through here too.
 from esg_lib.report.frames import (ABLATION_MODELS, COMPARISON_MODELS, METRICS, PAPER_LABELS,  # noqa: F401
                                    PAPER_MODELS, PROTOCOLS, paired_difference, paired_differences, paper_table,
@@ -34,8 +46,6 @@ __all__ = ["Experiment", "RunResult", "PAPER_MODELS", "COMPARISON_MODELS", "ABLA
 
 def dataset_available(name: str) -> bool:
     """Whether a known dataset (or folder) can be loaded here without downloading."""
-    from esg_lib.data import DataError, resolve_dataset
-
     try:
         resolve_dataset(name)
         return True
@@ -63,8 +73,6 @@ def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, prof
                           f"instead; every figure and table below is labelled {fallback}.")
     if train_missing or profile is None:
         return requested, ""
-    from esg_lib.engine import runs as R
-
     runs = (Path(root) if root else _project_root()) / "runs"
     finished = [folder for folder in R.find_runs(runs / profile / requested)
                 if R.is_finished(folder) and all((folder / f).is_file() for f in files)]
@@ -97,8 +105,6 @@ class RunResult:
 
     def confusion(self) -> np.ndarray:
         """Test confusion matrix (rows = true class, columns = predicted)."""
-        import pandas as pd
-
         return pd.read_csv(self.run_dir / "test_confusion.csv", index_col=0).to_numpy(dtype=np.int64)
 
     def features(self) -> tuple[np.ndarray, np.ndarray]:
@@ -125,8 +131,6 @@ class Experiment:
     train_missing: bool = True
 
     def __post_init__(self) -> None:
-        from esg_lib.engine.config import get_profile
-
         self.root = Path(self.root) if self.root else _project_root()
         profile = get_profile(self.profile)
         self.seeds = tuple(self.seeds) if self.seeds is not None else tuple(profile.seeds)
@@ -157,8 +161,6 @@ class Experiment:
 
     # ----------------------------------------------------------------------------- training
     def config(self, key: str, seed: int, protocol: str = "leak-free", dataset: str | None = None):
-        from esg_lib.engine.config import build_config
-
         return build_config(self.profile, **{**dict(model=key, seed=seed, protocol=protocol,
                                                      dataset=dataset or self.dataset, device=self.device,
                                                      out=str(self.runs_dir), progress=self.progress),
@@ -166,8 +168,6 @@ class Experiment:
 
     def bundle(self, cfg) -> Any:
         """The data bundle of a config (shared by every model of the same seed, protocol and data)."""
-        from esg_lib.engine.train import prepare_bundle
-
         key = (cfg.dataset, cfg.img_size, cfg.seed, cfg.protocol, cfg.val_fraction, cfg.test_fraction,
                cfg.max_images, cfg.augment_copies, cfg.online_augment)
         if key not in self._bundles:
@@ -185,10 +185,6 @@ class Experiment:
         """:meth:`train` under each split protocol in turn. With ``train_missing=False`` a protocol
         without finished runs is left out (the leak table shows "—" there); only nothing at all
         is an error."""
-        from esg_lib.engine.models import resolve_model
-        from esg_lib.engine.artifacts import artifact_folder
-        from esg_lib.engine.runs import is_finished
-        from esg_lib.engine.train import fit, planned_run_dir
 
         keys = list(keys)
         seed_list = self.seeds if seeds is None else tuple(seeds)
@@ -220,10 +216,6 @@ class Experiment:
     def data_overview(self, dataset: str | None = None) -> dict[str, Any]:
         """The data behind Fig. 1 / Fig. 14: the first seed's leak-free bundle, images per class and
         split, and the leak audit of every protocol (same seed)."""
-        import pandas as pd
-
-        from esg_lib.data import leak_audit
-
         cfg = self.config("resnet18", self.seeds[0], "leak-free", dataset)  # the model does not matter
         bundle = self.bundle(cfg)
         counts = {split: getattr(bundle, split).class_counts() for split in ("train", "val", "test")}
@@ -239,35 +231,32 @@ class Experiment:
                 "seed": self.seeds[0]}
 
     # ------------------------------------------------------------------------------- tables
-    def results_frame(self, runs: Sequence[RunResult]) -> "pd.DataFrame":  # noqa: F821
+    def results_frame(self, runs: Sequence[RunResult]) -> pd.DataFrame:
         """One row per run: model, seed, protocol, test metrics (%), FPS, params, train seconds."""
         return records_frame(_run_record(r) for r in runs)
 
-    def summary(self, runs: Sequence[RunResult], by: Sequence[str] = ("key", "model")) -> "pd.DataFrame":  # noqa: F821
+    def summary(self, runs: Sequence[RunResult], by: Sequence[str] = ("key", "model")) -> pd.DataFrame:
         """Mean and std (ddof=1) over seeds per model: columns ``<metric>_mean``, ``<metric>_std``, ``n``."""
         return summarize(self.results_frame(runs), by)
 
-    def side_by_side(self, runs: Sequence[RunResult], table: int) -> "pd.DataFrame":  # noqa: F821
+    def side_by_side(self, runs: Sequence[RunResult], table: int) -> pd.DataFrame:
         """Our mean ± std beside the paper's Table ``table`` (the paper's columns are labelled so);
         FPS from ``esg fps`` (``results/<profile>/fps.json``) when it has been measured."""
-        from esg_lib.engine.fps import load_fps
 
         speed = load_fps(self.profile, self.results_dir.parent) or {}
-        from esg_lib.plots import label_paper_columns
-
         frame = side_by_side(self.summary(runs), table, {k: v["fps"] for k, v in speed.get("models", {}).items()})
         return label_paper_columns(frame, table, runs[0].dataset if runs else self.dataset)
 
     def paired_differences(self, runs: Sequence[RunResult], target: str = "esg-convnext",
-                           metric: str = "acc") -> "pd.DataFrame":  # noqa: F821
+                           metric: str = "acc") -> pd.DataFrame:
         """``target`` minus every other model, paired per seed (see :func:`paired_differences`)."""
         return paired_differences(self.results_frame(runs), target, metric)
 
-    def protocol_table(self, runs: Sequence[RunResult], metric: str = "acc") -> "pd.DataFrame":  # noqa: F821
+    def protocol_table(self, runs: Sequence[RunResult], metric: str = "acc") -> pd.DataFrame:
         """``metric`` under each split protocol and the leak's effect (see :func:`protocol_table`)."""
         return protocol_table(self.results_frame(runs), metric)
 
-    def write_table(self, frame: "pd.DataFrame", name: str, caption: str = "",  # noqa: F821
+    def write_table(self, frame: pd.DataFrame, name: str, caption: str = "",
                     runs: Sequence[RunResult] | None = None) -> list[Path]:
         """``results/<profile>/<name>.csv`` and ``.md``. With ``runs``, the caption also names the
         seeds and the hardware the runs were trained on (from their ``meta.json``)."""
@@ -316,7 +305,6 @@ class Experiment:
         Returns ``(images float (N, H, W, 3) in [0, 1], cams {label: (N, H, W)}, titles)``. The images
         are drawn with ``numpy.random.default_rng(seed)`` from the test split of the runs' seed.
         """
-        from esg_lib.gradcam import gradcam_maps, load_run_model
 
         first = runs[0]
         cfg = self.config(first.key, first.seed, first.protocol, first.dataset)
@@ -355,8 +343,6 @@ def _run_record(r: RunResult) -> dict[str, Any]:
 
 def _hardware_of(runs: Sequence[RunResult]) -> list[str]:
     """Distinct hardware descriptions from the runs' meta.json files."""
-    from esg_lib.engine.runs import hardware_text, read_json
-
     seen = {hardware_text(meta): None for meta in (read_json(r.run_dir / "meta.json") for r in runs) if meta}
     return list(seen) or ["unknown"]
 

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from esg_lib.errors import UserError
+from esg_lib.markdown import markdown_row, markdown_rows
 
 __all__ = ["export_onnx", "check_onnx", "onnx_session", "batch1_fps", "build_export_model", "register"]
 
@@ -172,14 +173,15 @@ def _run(args: argparse.Namespace) -> int:
               f"ONNX Runtime vs PyTorch: max |diff| {diff:.1e} <= {args.atol:g}")
     if args.fps:
         sizes = args.img_size or [size]
-        print(f"| model | px | mode | FPS (batch 1, median) | min-max | export/compile + warm-up s | threads |")
-        print("|---|---:|---|---:|---:|---:|---:|")
+        # printed a row at a time: each size takes minutes (compilation), and a partial table is still worth having
+        print(markdown_rows(["model", "px", "mode", "FPS (batch 1, median)", "min-max", "export/compile + warm-up s",
+                             "threads"], [], align="lrlrrrr"))
         for s in sizes:
             rows = batch1_fps(model, s, args.modes, repeats=args.repeats, min_time=args.min_time,
                               log=lambda msg: print(msg, flush=True))
             for r in rows:
-                print(f"| `{label}` | {s} | {r['mode']} | {r['fps']:.1f} | {r['fps_min']:.1f}-{r['fps_max']:.1f} "
-                      f"| {r['setup_s']:.1f} | {r['threads']} |", flush=True)
+                print(markdown_row([f"`{label}`", s, r["mode"], f"{r['fps']:.1f}", f"{r['fps_min']:.1f}-{r['fps_max']:.1f}",
+                                    f"{r['setup_s']:.1f}", r["threads"]]), flush=True)
     return 0
 
 

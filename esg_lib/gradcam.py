@@ -90,7 +90,7 @@ def load_run_model(run_dir: str | Path) -> tuple[nn.Module, "ModelSpec"]:  # noq
     """The best checkpoint of a run folder as an eval-mode CPU model, with its model spec."""
     from esg_lib.engine.config import ModelSpec
     from esg_lib.engine.models import build_model
-    from esg_lib.engine.train import load_checkpoint
+    from esg_lib.engine.runtime import load_checkpoint
 
     run_dir = Path(run_dir)
     cfg = json.loads((run_dir / "config.json").read_text())

@@ -10,14 +10,20 @@ from typing import Any, Iterable, Sequence
 
 from esg_lib.errors import UserError
 
-__all__ = ["markdown_rows", "markdown_table", "replace_block"]
+__all__ = ["markdown_row", "markdown_rows", "markdown_table", "replace_block"]
 
 
-def markdown_rows(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
-    """A GitHub Markdown table from a header and rows of cells (no trailing newline)."""
-    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
-    return "\n".join(lines)
+def markdown_row(cells: Sequence[Any]) -> str:
+    """One table line: ``| a | b |``, an empty cell as ``| |`` (also for tables printed a row at a time
+    while they are measured)."""
+    return "|" + "|".join(f" {c} " if str(c) else " " for c in cells) + "|"
+
+
+def markdown_rows(header: Sequence[Any], rows: Iterable[Sequence[Any]], align: str = "") -> str:
+    """A GitHub Markdown table from a header and rows of cells (no trailing newline). ``align`` has one
+    letter per column, ``l`` or ``r`` (numbers); columns beyond it, or all without it, are left-aligned."""
+    rule = "|" + "".join("---:|" if align[i:i + 1] == "r" else "---|" for i in range(len(header)))
+    return "\n".join([markdown_row(header), rule, *(markdown_row(row) for row in rows)])
 
 
 def markdown_table(frame: Any) -> str:

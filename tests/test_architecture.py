@@ -203,3 +203,41 @@ def test_the_walk_sees_imports_inside_functions_and_relative_imports(tmp_path) -
     assert g["esg_lib.data.a"] == {"esg_lib.data.b": [4]}
     assert cycles(g) == [["esg_lib.data.a", "esg_lib.data.b"]]
     assert violations(g, "data") == ["esg_lib.data.b -> esg_lib.models.net (line 2)"]
+
+
+# Functions longer than this need a reason written beside them: a comment ``# long: <why>`` on the
+# line above the ``def`` (or above its decorators).
+MAX_FUNCTION_LINES = 80
+
+
+def long_functions(root: Path) -> list[str]:
+    """``module:function (N lines)`` for every function or method over :data:`MAX_FUNCTION_LINES`
+    lines without a ``# long:`` reason right above it."""
+    found = []
+    for name, path in sorted(module_names(root).items()):
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            length = node.end_lineno - node.lineno + 1
+            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            reason = first >= 2 and lines[first - 2].strip().startswith("# long:")
+            if length > MAX_FUNCTION_LINES and not reason:
+                found.append(f"{name}:{node.name} ({length} lines)")
+    return found
+
+
+def test_no_function_is_longer_than_80_lines_without_a_reason() -> None:
+    assert long_functions(PROJECT_ROOT) == []
+
+
+def test_the_length_check_sees_methods_and_honours_a_written_reason(tmp_path) -> None:
+    pkg = tmp_path / PACKAGE
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    statements = [f"x{i} = {i}" for i in range(MAX_FUNCTION_LINES)]
+    method = "class C:\n    def m(self):\n" + "".join(f"        {st}\n" for st in statements)
+    reasoned = "# long: a table of constants\ndef f():\n" + "".join(f"    {st}\n" for st in statements)
+    short = "def g():\n" + "".join(f"    {st}\n" for st in statements[:-1])
+    (pkg / "a.py").write_text(method + "\n\n" + reasoned + "\n\n" + short)
+    assert long_functions(tmp_path) == [f"esg_lib.a:m ({MAX_FUNCTION_LINES + 1} lines)"]

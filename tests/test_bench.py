@@ -76,6 +76,30 @@ def test_ratios_are_paired_per_round_and_targets_check_efficiency() -> None:
     assert T.format_targets(rows).count("MET") == 2
 
 
+def test_compile_both_pairs_each_compiled_worker_with_its_eager_twin_per_round() -> None:
+    """``--compile both``: the speed-up is compiled / eager of the same model in the same rounds (median of
+    the per-round ratios), ESG is paired with a compiled ResNet18 for the efficiency target, and the
+    1.5x training target reads the ESG training row only."""
+    def rec(model, mode, rates, compiled, gmacs=0.3):
+        return {**_rec(model, mode, rates, gmacs, gmacs), "compile": compiled, "first_steps_s": 60.0}
+
+    records = [rec("esg_convnext_atto", "train", [10, 10, 12], False),
+               rec("esg_convnext_atto", "train", [20, 14, 24], True),
+               rec("resnet18", "train", [40, 40, 40], False, 0.15),
+               rec("resnet18", "train", [80, 80, 80], True, 0.15)]
+    by_model = {q["model"]: q for q in T.compile_speedups(records)}
+    assert by_model["esg_convnext_atto"]["speedup"] == pytest.approx(2.0)      # 2.0, 1.4, 2.0 -> median
+    assert by_model["esg_convnext_atto"]["speedup_min"] == pytest.approx(1.4)
+    assert by_model["resnet18"]["speedup"] == pytest.approx(2.0)
+    rows = T.targets(records)
+    eff = {t["target"]: t["value"] for t in rows if "dense-work" in t["target"]}
+    assert len(eff) == 2   # eager with eager, compiled with compiled, never mixed
+    assert [v for k, v in eff.items() if "both compiled" in k] == [pytest.approx(2 * 0.3 * 20 / (2 * 0.15 * 80))]
+    (target,) = [t for t in rows if "compiled >=" in t["target"]]
+    assert target["value"] == pytest.approx(2.0) and target["met"]
+    assert "| 2.00 | 1.40-2.00 |" in T.format_speedups(T.compile_speedups(records))
+
+
 def test_family_matching_ignores_ablation_rows() -> None:
     assert T._family("esg_convnext_atto") == ("esg_convnext", "atto")
     assert T._family("esg_convnext_atto_abl3") is None

@@ -10,6 +10,7 @@ import pytest
 from esg_lib import report as A
 from esg_lib.engine import config as C
 from esg_lib.engine import plan as P
+from esg_lib.engine import provenance
 from esg_lib.engine import runs as R
 from esg_lib.engine import tuning as T
 from esg_lib.engine.train import matching_bundle
@@ -123,7 +124,7 @@ def test_time_left_is_estimated_from_the_runs_of_the_same_row_then_its_tuning_th
     typical = P.typical_run_seconds("cpu", [*runs, gpu], tuning)
     assert typical["x-sdd", "esg-convnext"] == 200.0          # median of the row's own runs (CPU only)
     assert P.typical_run_seconds("cpu", [gpu], [], kind="gpu")["x-sdd", "esg-convnext"] == 5.0
-    assert R.machine_kind("CPU x86_64, 2 cores, 1 threads") == "cpu" and R.machine_kind("") == "cpu"
+    assert provenance.machine_kind("CPU x86_64, 2 cores, 1 threads") == "cpu" and provenance.machine_kind("") == "cpu"
     assert typical["x-sdd", "resnet18"] == 50.0               # own runs beat tuning runs
     assert typical["x-sdd", "vit"] == 80.0                    # no runs yet: its tuning runs
     assert typical["x-sdd", "esg-abl2"] == 200.0              # ablation rows: the full network

@@ -1,6 +1,7 @@
 """Engine unit tests: metrics, aggregation, config, run identity, model table, weight decay, tables."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -13,6 +14,7 @@ from esg_lib import report as REP
 from esg_lib.errors import UserError
 from esg_lib.engine import config as C
 from esg_lib.engine import models as EM
+from esg_lib.engine import provenance as P
 from esg_lib.engine import runs as R
 
 
@@ -124,13 +126,40 @@ def test_run_identity_ignores_runtime_fields_and_the_git_commit():
     assert "commit" not in json.dumps(R.run_identity(base, spec, data))
 
 
+def test_config_groups_cover_every_field_and_the_runtime_group_is_what_the_identity_leaves_out():
+    """``TrainConfig`` read in typed groups: every field belongs to one (the seed to two: split and
+    initialisation), the runtime group is exactly ``RUNTIME_FIELDS``, and ``cfg.data`` is the data
+    layer's own ``DataConfig`` with the config's values."""
+    from esg_lib.data import DataConfig
+
+    fields = {f.name for f in dataclasses.fields(C.TrainConfig)}
+    groups = {name: set(members) for name, members in C.GROUPS.items()}
+    assert set().union(*groups.values()) == fields
+    assert groups["runtime"] == C.TrainConfig.RUNTIME_FIELDS
+    overlaps = {(a, b): groups[a] & groups[b] for a in groups for b in groups if a < b}
+    assert {k: v for k, v in overlaps.items() if v} == {("data", "run"): {"seed"}}
+    cfg = C.build_config("cpu", seed=2, img_size=48, lr=5e-4, threads=1)
+    assert isinstance(cfg.data, DataConfig)
+    assert (cfg.data.seed, cfg.data.img_size, cfg.data.dataset) == (2, 48, "x-sdd")
+    assert cfg.optim.lr == 5e-4 and cfg.runtime.threads == 1
+    assert set(C.identity_fields(cfg)) == fields - groups["runtime"]
+
+
+def test_set_overrides_are_typed_by_the_dataclass():
+    assert C.parse_overrides(["grad_clip=1", "compile=yes", "device=cuda:1", "max-steps=null"]) == \
+        {"grad_clip": 1.0, "compile": True, "device": "cuda:1", "max_steps": None}
+    for bad, words in ((["amp=maybe"], "amp"), (["epochs=2.5"], "epochs"), (["out=none"], "out")):
+        with pytest.raises(C.ConfigError, match=words):
+            C.parse_overrides(bad)
+
+
 def test_git_commit_of_a_copy_without_git_comes_from_the_environment(tmp_path, monkeypatch):
-    assert R.git_commit()["commit"]                       # this checkout has its .git
-    monkeypatch.setattr(R, "ROOT", tmp_path)              # an rsynced copy: no .git above it
+    assert P.git_commit()["commit"]                       # this checkout has its .git
+    monkeypatch.setattr(P, "ROOT", tmp_path)              # an rsynced copy: no .git above it
     monkeypatch.delenv("ESG_SOURCE_COMMIT", raising=False)
-    assert R.git_commit() == {"commit": None, "dirty": None}
+    assert P.git_commit() == {"commit": None, "dirty": None}
     monkeypatch.setenv("ESG_SOURCE_COMMIT", "0123abc")
-    assert R.git_commit() == {"commit": "0123abc", "dirty": None, "source": "ESG_SOURCE_COMMIT"}
+    assert P.git_commit() == {"commit": "0123abc", "dirty": None, "source": "ESG_SOURCE_COMMIT"}
 
 
 # ----------------------------------------------------------------------------------- models

@@ -81,19 +81,24 @@ def main_models(args: argparse.Namespace) -> dict[str, Any]:
     env = environment(args.device, args.threads)
     _log(f"esg benchmark: {len(args.models)} model(s) x {len(args.img_size)} size(s) x {len(args.batch_size)} "
          f"batch size(s), {args.repeats} interleaved round(s), {env['threads']} thread(s), {args.device}"
-         f"{', channels_last' if args.channels_last else ''}{', torch.compile' if args.compile else ''}")
+         f"{', channels_last' if args.channels_last else ''}{'' if args.compile == 'off' else ', torch.compile: ' + args.compile}")
     _warn_if_busy(env)
     t0 = time.perf_counter()
     records = T.run_benchmark(args.models, args.img_size, args.batch_size, repeats=args.repeats,
                               warmup=args.warmup, threads=env["threads"], device=args.device,
-                              channels_last=args.channels_last, compile=args.compile,
+                              channels_last=args.channels_last,
+                              compile={"off": False, "on": True}.get(args.compile, args.compile),
                               num_classes=args.num_classes, modes=args.modes, min_time=args.min_time, log=_log)
     env["elapsed_s"] = time.perf_counter() - t0
     env["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     rat = T.ratios(records)
+    speedups = T.compile_speedups(records)
     tgt = T.targets(records)
     print()
     print(T.format_table(records))
+    if speedups:
+        print()
+        print(T.format_speedups(speedups))
     print("\nGMACs = multiply-accumulates per image, forward (timm's and the paper's 'GFLOPs'), counted by "
           "torch.utils.flop_counter; achieved GFLOP/s = 2 x MACs x img/s (training: forward + backward MACs, "
           "convolution backward counted per group, ~3 x forward).")
@@ -105,7 +110,7 @@ def main_models(args: argparse.Namespace) -> dict[str, Any]:
         print(T.format_targets(tgt))
     print(f"\nthreads {env['threads']}, {env['cpu']}, torch {env['torch']}, load average "
           f"{env.get('loadavg_start')} -> {env.get('loadavg_end')}, {env['elapsed_s']:.0f} s")
-    return {"records": records, "ratios": rat, "targets": tgt, "environment": env}
+    return {"records": records, "ratios": rat, "compile_speedups": speedups, "targets": tgt, "environment": env}
 
 
 def main_modules(args: argparse.Namespace) -> dict[str, Any]:
@@ -159,10 +164,10 @@ def main_profile_step(args: argparse.Namespace) -> dict[str, Any]:
     env = environment(args.device, args.threads)
     model, img, batch = args.models[0], args.img_size[0], args.batch_size[0]
     _log(f"esg benchmark --profile-step: {model} at {img} px, batch {batch}, {args.repeats} profiled step(s) "
-         f"after {max(args.warmup, 1)} warm-up, {env['threads']} thread(s){', compiled' if args.compile else ''}")
+         f"after {max(args.warmup, 1)} warm-up, {env['threads']} thread(s){', compiled' if args.compile != 'off' else ''}")
     _warn_if_busy(env)
     result = profile_training_step(model, img, batch, steps=args.repeats, warmup=args.warmup,
-                                   compile=args.compile, num_classes=args.num_classes)
+                                   compile=args.compile != "off", num_classes=args.num_classes)
     env["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     print()
     print(format_profile(result))
@@ -203,7 +208,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-time", type=float, default=0.5,
                    help="each measurement repeats whole steps for at least this many seconds (default: %(default)s)")
     p.add_argument("--channels-last", action="store_true", help="model and input in channels_last memory format")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (compile time reported apart)")
+    p.add_argument("--compile", nargs="?", const="on", default="off", choices=("off", "on", "both"),
+                   help="torch.compile the models (compile time reported apart); 'both': eager and compiled "
+                        "workers in the same interleaved rounds, with the paired speed-up (default: off)")
     p.add_argument("--num-classes", type=int, default=9)
     p.add_argument("--json", metavar="PATH", help="write records, ratios, targets and environment as JSON")
     p.add_argument("--modules", action="store_true",

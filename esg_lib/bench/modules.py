@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn as nn
 
+from esg_lib.markdown import markdown_rows
 from esg_lib.models.esg_convnext import SIZES, AttentionConvNeXtBlock, ESGBlock
 from esg_lib.models.reference import ela_literal, gam_literal, simam_literal
 
@@ -246,9 +247,7 @@ def _fmt_x(rec: dict[str, Any], key: str) -> str:
 
 def format_modules(records: list[dict[str, Any]]) -> str:
     """Markdown table: one row per stage and module, medians in ms."""
-    lines = ["| stage | module | input | fwd ms | fwd+bwd ms | original fwd / fwd+bwd ms | speedup vs original "
-             "| literal ref fwd / fwd+bwd ms | speedup vs literal |",
-             "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+    cells = []
     for r in records:
         orig = (f"{_fmt_ms(r, 'original_fwd')} / {_fmt_ms(r, 'original_fwdbwd')}"
                 if "original_fwd_ms" in r else "")
@@ -259,9 +258,11 @@ def format_modules(records: list[dict[str, Any]]) -> str:
         sp_o = " / ".join(s for s in (_fmt_x(r, "speedup_vs_original_fwd"), _fmt_x(r, "speedup_vs_original_fwdbwd")) if s)
         sp_r = " / ".join(s for s in (_fmt_x(r, "speedup_vs_reference_fwd"), _fmt_x(r, "speedup_vs_reference_fwdbwd")) if s)
         shape = "x".join(str(v) for v in r["shape"])
-        lines.append(f"| {r['stage']} | {r['module']} | {shape} {r['layout']} | {_fmt_ms(r, 'optimized_fwd')} "
-                     f"| {_fmt_ms(r, 'optimized_fwdbwd')} | {orig} | {sp_o} | {ref} | {sp_r} |")
-    return "\n".join(lines)
+        cells.append([r["stage"], r["module"], f"{shape} {r['layout']}", _fmt_ms(r, "optimized_fwd"),
+                      _fmt_ms(r, "optimized_fwdbwd"), orig, sp_o, ref, sp_r])
+    return markdown_rows(["stage", "module", "input", "fwd ms", "fwd+bwd ms", "original fwd / fwd+bwd ms",
+                          "speedup vs original", "literal ref fwd / fwd+bwd ms", "speedup vs literal"],
+                         cells, align="rllrrrrrr")
 
 
 def explain_ratio(records: list[dict[str, Any]], size: str = "atto") -> dict[str, Any]:

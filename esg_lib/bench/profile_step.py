@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from esg_lib.markdown import markdown_rows
+
 __all__ = ["profile_training_step", "operator_family", "format_profile"]
 
 # First match wins: (family, regular expression on the ATen/autograd op name).
@@ -120,12 +122,12 @@ def profile_training_step(model_name: str, img_size: int = 64, batch_size: int =
 
 def format_profile(result: dict[str, Any], top: int = 15) -> str:
     total = result["step_self_ms"] or 1.0
-    lines = [f"| family ({result['model']}, {result['img_size']} px, batch {result['batch_size']}, "
-             f"{'compiled' if result['compile'] else 'eager'}, {result['threads']} thread(s)) | ms / step | share |",
-             "|---|---:|---:|"]
-    for fam, ms in result["families_ms"].items():
-        lines.append(f"| {fam} | {ms:.1f} | {ms / total:.0%} |")
-    lines += ["", "| operator (self time) | ms / step | share |", "|---|---:|---:|"]
-    for op, ms in list(result["operators_ms"].items())[:top]:
-        lines.append(f"| `{op}` | {ms:.1f} | {ms / total:.0%} |")
-    return "\n".join(lines)
+    family = (f"family ({result['model']}, {result['img_size']} px, batch {result['batch_size']}, "
+              f"{'compiled' if result['compile'] else 'eager'}, {result['threads']} thread(s))")
+    families = markdown_rows([family, "ms / step", "share"],
+                             ([fam, f"{ms:.1f}", f"{ms / total:.0%}"] for fam, ms in result["families_ms"].items()),
+                             align="lrr")
+    operators = markdown_rows(["operator (self time)", "ms / step", "share"],
+                              ([f"`{op}`", f"{ms:.1f}", f"{ms / total:.0%}"]
+                               for op, ms in list(result["operators_ms"].items())[:top]), align="lrr")
+    return families + "\n\n" + operators

@@ -34,12 +34,15 @@ import tempfile
 import time
 from typing import Any, Callable, Sequence
 
-__all__ = ["run_benchmark", "ratios", "targets", "format_table", "PAPER_RATIO", "PAPER_FPS",
-           "EFFICIENCY_TARGET"]
+from esg_lib.markdown import markdown_rows
+
+__all__ = ["run_benchmark", "ratios", "compile_speedups", "targets", "format_table", "format_speedups",
+           "PAPER_RATIO", "PAPER_FPS", "EFFICIENCY_TARGET", "COMPILE_SPEEDUP_TARGET"]
 
 PAPER_FPS = {"esg_convnext": 6.0, "convnextv2": 42.0}  # Zhang et al. 2025, RTX 4090, 224 px
 PAPER_RATIO = PAPER_FPS["esg_convnext"] / PAPER_FPS["convnextv2"]  # 0.143
 EFFICIENCY_TARGET = 0.7  # ESG achieved GFLOP/s >= 0.7 x ResNet18's, same run (issue 7)
+COMPILE_SPEEDUP_TARGET = 1.5  # ESG training step, compiled vs eager in the same run (issue 22)
 
 
 # ------------------------------------------------------------------------------------- worker
@@ -154,6 +157,13 @@ def _worker(cfg: dict[str, Any]) -> None:
           "gmacs_train": gmacs_train, "peak_mem_mb": peak, "first_steps_s": compile_s,
           "threads": torch.get_num_threads()})
 
+    _serve(steps, sync, send)
+
+
+def _serve(steps: dict[str, Callable[[], None]], sync: Callable[[], None],
+           send: Callable[[dict[str, Any]], None]) -> None:
+    """The worker's command loop: each ``time`` command runs whole steps of one mode for at least
+    ``min_time`` seconds and answers the mean seconds per step; ``quit`` (or end of input) ends it."""
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd["cmd"] == "quit":
@@ -222,26 +232,30 @@ class _Worker:
 # ------------------------------------------------------------------------------------- parent
 def run_benchmark(models: Sequence[str], img_sizes: Sequence[int] = (64,), batch_sizes: Sequence[int] = (64,),
                   repeats: int = 3, warmup: int = 1, threads: int | None = None, device: str = "cpu",
-                  channels_last: bool = False, compile: bool = False, num_classes: int = 9,
+                  channels_last: bool = False, compile: bool | str = False, num_classes: int = 9,
                   modes: Sequence[str] = ("infer", "train"), min_time: float = 0.5,
                   log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """Measure every (model, img_size, batch_size) for inference and/or training; returns records.
-    Each measurement runs whole steps until ``min_time`` seconds have passed (at least one)."""
+    Each measurement runs whole steps until ``min_time`` seconds have passed (at least one).
+
+    ``compile``: False (eager), True (``torch.compile``), or ``"both"``: an eager and a compiled worker
+    per combination, interleaved in the same rounds, so :func:`compile_speedups` pairs them per round."""
     modes = [m for m in ("infer", "train") if m in modes]
     import torch
 
     threads = threads or torch.get_num_threads()
     log = log or (lambda msg: None)
-    combos = [(m, s, b) for s in img_sizes for b in batch_sizes for m in models]
+    variants = (False, True) if compile == "both" else (bool(compile),)
+    combos = [(m, s, b, c) for s in img_sizes for b in batch_sizes for m in models for c in variants]
     workers: list[_Worker] = []
     try:
-        for m, s, b in combos:  # one at a time: start-up and warm-up are not timed but do compete
+        for m, s, b, c in combos:  # one at a time: start-up and warm-up are not timed but do compete
             w = _Worker(dict(model=m, img_size=s, batch_size=b, threads=threads, device=device,
-                             channels_last=channels_last, compile=compile, warmup=warmup,
+                             channels_last=channels_last, compile=c, warmup=warmup,
                              num_classes=num_classes, modes=modes))
             w.info = w.read()
-            log(f"  {m} @ {s} px, batch {b}: ready ({w.info['params_m']:.2f} M params, "
-                f"{w.info['gmacs_fwd']:.3f} GMACs/img)")
+            log(f"  {m}{' (compiled)' if c else ''} @ {s} px, batch {b}: ready ({w.info['params_m']:.2f} M "
+                f"params, {w.info['gmacs_fwd']:.3f} GMACs/img, first steps {w.info['first_steps_s']})")
             workers.append(w)
         times: dict[tuple[int, str], list[float]] = {(i, mode): [] for i in range(len(workers)) for mode in modes}
         for r in range(repeats):
@@ -258,7 +272,7 @@ def run_benchmark(models: Sequence[str], img_sizes: Sequence[int] = (64,), batch
             w.close()
 
     records = []
-    for i, (w, (m, s, b)) in enumerate(zip(workers, combos)):
+    for i, (w, (m, s, b, c)) in enumerate(zip(workers, combos)):
         for mode in modes:
             secs = times[(i, mode)]
             rates = sorted(b / t for t in secs)
@@ -277,7 +291,7 @@ def run_benchmark(models: Sequence[str], img_sizes: Sequence[int] = (64,), batch
                 "peak_mem_mb": w.info["peak_mem_mb"][mode],
                 "first_steps_s": w.info["first_steps_s"][mode],
                 "threads": w.info["threads"], "device": device, "channels_last": channels_last,
-                "compile": compile, "repeats": repeats, "min_time_s": min_time,
+                "compile": c, "repeats": repeats, "min_time_s": min_time,
             })
     return records
 
@@ -295,12 +309,12 @@ def _family(model: str) -> tuple[str, str] | None:
 def _esg_with_partner(records: list[dict[str, Any]], partner: Callable[[str], str]):
     """``(esg_record, partner_record)`` for every ESG-ConvNeXt record whose partner model (named from
     the ESG size, e.g. ``convnextv2_<size>``) was measured at the same size, batch and mode."""
-    index = {(r["model"], r["img_size"], r["batch_size"], r["mode"]): r for r in records}
+    index = {(r["model"], r["img_size"], r["batch_size"], r["mode"], r.get("compile", False)): r for r in records}
     for r in records:
         fam = _family(r["model"])
         if not fam or fam[0] != "esg_convnext":
             continue
-        other = index.get((partner(fam[1]), r["img_size"], r["batch_size"], r["mode"]))
+        other = index.get((partner(fam[1]), r["img_size"], r["batch_size"], r["mode"], r.get("compile", False)))
         if other:
             yield r, other
 
@@ -321,14 +335,38 @@ def ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def compile_speedups(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Compiled / eager throughput of the same model, size, batch and mode, measured in the same run
+    (``compile="both"``): the median of the per-round (paired) ratios, with their min and max."""
+    eager = {(r["model"], r["img_size"], r["batch_size"], r["mode"]): r for r in records if not r.get("compile")}
+    out = []
+    for r in records:
+        base = eager.get((r["model"], r["img_size"], r["batch_size"], r["mode"])) if r.get("compile") else None
+        if base is None:
+            continue
+        paired = [a / b for a, b in zip(r["img_per_s_all"], base["img_per_s_all"])]
+        out.append({"model": r["model"], "img_size": r["img_size"], "batch_size": r["batch_size"],
+                    "mode": r["mode"], "eager_img_per_s": base["img_per_s"], "compiled_img_per_s": r["img_per_s"],
+                    "speedup": statistics.median(paired), "speedup_min": min(paired), "speedup_max": max(paired),
+                    "compile_s": r["first_steps_s"]})
+    return out
+
+
 def targets(records: list[dict[str, Any]], module_rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The issue's checkable targets, each with ``met`` (True/False/None when not measurable here)."""
     out = []
     for r, ref in _esg_with_partner(records, lambda size: "resnet18"):
         rel = r["achieved_gflop_per_s"] / ref["achieved_gflop_per_s"]
+        both = " (both compiled)" if r.get("compile") else ""
         out.append({"target": f"dense-work efficiency ({r['mode']}): {r['model']} GFLOP/s >= "
-                              f"{EFFICIENCY_TARGET} x resnet18 ({r['img_size']} px, batch {r['batch_size']})",
+                              f"{EFFICIENCY_TARGET} x resnet18{both} ({r['img_size']} px, batch {r['batch_size']})",
                     "value": rel, "threshold": EFFICIENCY_TARGET, "met": rel >= EFFICIENCY_TARGET})
+    for q in compile_speedups(records):
+        if _family(q["model"]) and _family(q["model"])[0] == "esg_convnext" and q["mode"] == "train":
+            out.append({"target": f"{q['model']} training step compiled >= {COMPILE_SPEEDUP_TARGET} x eager, "
+                                  f"same run ({q['img_size']} px, batch {q['batch_size']})",
+                        "value": q["speedup"], "threshold": COMPILE_SPEEDUP_TARGET,
+                        "met": q["speedup"] >= COMPILE_SPEEDUP_TARGET})
     for q in ratios(records):
         out.append({"target": f"ESG/ConvNeXtV2 {q['mode']} throughput ratio reported beside the paper's "
                               f"{PAPER_RATIO:.2f} ({q['img_size']} px)",
@@ -340,27 +378,35 @@ def targets(records: list[dict[str, Any]], module_rows: list[dict[str, Any]] | N
 
 
 def format_table(records: list[dict[str, Any]]) -> str:
-    lines = ["| model | px | batch | mode | img/s (median) | min-max | step ms | GMACs/img fwd (paper 'GFLOPs') "
-             "| achieved GFLOP/s | params (M) | peak mem (MB) |",
-             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in records:
-        mem = "n/a" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"
-        lines.append(f"| `{r['model']}` | {r['img_size']} | {r['batch_size']} | {r['mode']} | {r['img_per_s']:.1f} "
-                     f"| {r['img_per_s_min']:.1f}-{r['img_per_s_max']:.1f} | {r['step_ms']:.0f} | {r['gflops']:.3f} "
-                     f"| {r['achieved_gflop_per_s']:.1f} | {r['params_m']:.2f} | {mem} |")
-    return "\n".join(lines)
+    header = ["model", "px", "batch", "mode", "img/s (median)", "min-max", "step ms",
+              "GMACs/img fwd (paper 'GFLOPs')", "achieved GFLOP/s", "params (M)", "peak mem (MB)"]
+    cells = [[f"`{r['model']}`" + (" compiled" if r.get("compile") else ""), r["img_size"], r["batch_size"],
+              r["mode"], f"{r['img_per_s']:.1f}", f"{r['img_per_s_min']:.1f}-{r['img_per_s_max']:.1f}",
+              f"{r['step_ms']:.0f}", f"{r['gflops']:.3f}", f"{r['achieved_gflop_per_s']:.1f}", f"{r['params_m']:.2f}",
+              "n/a" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}"] for r in records]
+    return markdown_rows(header, cells, align="lrrlrrrrrrr")
+
+
+def format_speedups(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    header = ["model", "px", "batch", "mode", "eager img/s", "compiled img/s", "speed-up (median of paired rounds)",
+              "min-max", "compile + first steps (s)"]
+    cells = [[f"`{q['model']}`", q["img_size"], q["batch_size"], q["mode"], f"{q['eager_img_per_s']:.1f}",
+              f"{q['compiled_img_per_s']:.1f}", f"{q['speedup']:.2f}", f"{q['speedup_min']:.2f}-{q['speedup_max']:.2f}",
+              f"{q['compile_s']:.0f}"] for q in rows]
+    return markdown_rows(header, cells, align="lrrlrrrrr")
 
 
 def format_ratios(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
-    lines = ["| ESG / ConvNeXtV2 | px | batch | mode | throughput ratio (median of paired rounds) | min-max "
-             "| 1 / GMACs ratio | paper (6 / 42 FPS) |", "|---|---:|---:|---|---:|---:|---:|---:|"]
-    for q in rows:
-        lines.append(f"| `{q['esg']}` / `{q['convnextv2']}` | {q['img_size']} | {q['batch_size']} | {q['mode']} "
-                     f"| {q['throughput_ratio']:.3f} | {q['ratio_min']:.3f}-{q['ratio_max']:.3f} "
-                     f"| {q['gmacs_ratio_inverse']:.3f} | {q['paper_ratio']:.3f} |")
-    return "\n".join(lines)
+    header = ["ESG / ConvNeXtV2", "px", "batch", "mode", "throughput ratio (median of paired rounds)", "min-max",
+              "1 / GMACs ratio", "paper (6 / 42 FPS)"]
+    cells = [[f"`{q['esg']}` / `{q['convnextv2']}`", q["img_size"], q["batch_size"], q["mode"],
+              f"{q['throughput_ratio']:.3f}", f"{q['ratio_min']:.3f}-{q['ratio_max']:.3f}",
+              f"{q['gmacs_ratio_inverse']:.3f}", f"{q['paper_ratio']:.3f}"] for q in rows]
+    return markdown_rows(header, cells, align="lrrlrrrr")
 
 
 def format_targets(rows: list[dict[str, Any]]) -> str:

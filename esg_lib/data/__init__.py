@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from .audit import LeakReport, leak_audit
 from .augment import BRIGHTNESS, NOISE_SIGMA, OFFLINE_OPS, ROTATION_ANGLES, augmentation_params
-from .dataset import (DataBundle, ResolvedDataset, SplitPlan, TensorImageDataset, channel_stats, load_dataset,
+from .dataset import (DataBundle, DataConfig, ResolvedDataset, SplitPlan, TensorImageDataset, channel_stats, load_dataset,
                       plan_data, prepare_data, read_split_manifest, resolve_dataset, write_split_manifest)
 from .errors import (CorruptImageError, DataError, DatasetLayoutError, DatasetNotFoundError, DataWarning,
                      DownloadError, ManifestMismatchError, UnsafeArchiveError)
@@ -23,7 +23,7 @@ from .split import PROTOCOLS, SPLITS, plan_split
 from .verify import VerifyReport, verify_dataset
 
 __all__ = [
-    "prepare_data", "plan_data", "DataBundle", "TensorImageDataset", "SplitPlan", "ResolvedDataset",
+    "prepare_data", "plan_data", "DataConfig", "DataBundle", "TensorImageDataset", "SplitPlan", "ResolvedDataset",
     "resolve_dataset", "load_dataset", "channel_stats", "read_split_manifest", "write_split_manifest",
     "leak_audit", "LeakReport", "fetch_dataset", "safe_extract", "scan_folder", "FolderScan", "ImageRecord",
     "verify_dataset", "VerifyReport", "plan_split", "PROTOCOLS", "SPLITS",

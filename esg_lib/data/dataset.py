@@ -33,6 +33,33 @@ SPLIT_MANIFEST_COLUMNS: tuple[str, ...] = ("path", "class", "split", "sha256", "
 DATA_API_VERSION = 1
 
 
+@dataclass(frozen=True)
+class DataConfig:
+    """Everything that decides a :class:`DataBundle`: the data part of a training configuration.
+
+    ``prepare_data(cfg.data)`` takes it whole (the engine's ``TrainConfig.data``); the keyword form
+    ``prepare_data("x-sdd", img_size=64, ...)`` builds one. Each field is recorded in the bundle's
+    :attr:`DataBundle.identity`, and so in every run identity.
+    """
+
+    dataset: str | os.PathLike = "x-sdd"
+    img_size: int = 64
+    seed: int = 0
+    protocol: str = "leak-free"
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    max_images: int | None = None
+    augment_copies: int = 3
+    online_augment: bool = False
+    skip_bad_files: bool = False
+
+    def split_fields(self) -> dict:
+        """The keywords of :func:`plan_data` (what decides the split, not the pixels)."""
+        return dict(seed=self.seed, protocol=self.protocol, val_fraction=self.val_fraction,
+                    test_fraction=self.test_fraction, max_images=self.max_images,
+                    augment_copies=self.augment_copies)
+
+
 # ---------------------------------------------------------------- the torch Dataset
 class TensorImageDataset(torch.utils.data.Dataset):
     """Pre-decoded images held in memory as uint8, normalised on the fly.
@@ -286,7 +313,7 @@ def plan_data(
 
 # ---------------------------------------------------------------- prepare_data
 def prepare_data(
-    dataset: str | os.PathLike = "x-sdd",
+    dataset: str | os.PathLike | DataConfig = "x-sdd",
     img_size: int = 64,
     seed: int = 0,
     protocol: str = "leak-free",
@@ -301,98 +328,118 @@ def prepare_data(
 ) -> DataBundle:
     """Load, verify, split, augment and normalise a dataset (see the module docstring).
 
-    ``dataset``: ``"x-sdd"`` (embedded, the default), ``"neu-cls-64"`` (fetched or ``$ESG_NEU_CLS_64``)
-    or a folder-per-class path. ``max_images`` takes a class-stratified subset of source images before
-    anything else (the smoke profile). ``skip_bad_files`` leaves undecodable files out with a warning
-    that lists them; without it the first report names them and stops.
+    Takes a :class:`DataConfig` (``prepare_data(cfg.data)``; the other arguments are then ignored) or
+    its fields as arguments. ``dataset``: ``"x-sdd"`` (embedded, the default), ``"neu-cls-64"``
+    (fetched or ``$ESG_NEU_CLS_64``) or a folder-per-class path. ``max_images`` takes a
+    class-stratified subset of source images before anything else (the smoke profile).
+    ``skip_bad_files`` leaves undecodable files out with a warning that lists them; without it the
+    first report names them and stops.
     """
-    if not isinstance(img_size, int) or img_size < 8:
-        raise DataError(f"img_size must be an integer >= 8, got {img_size!r}")
-    check_split_args(protocol, seed, val_fraction, test_fraction, augment_copies)
-    base = plan_data(dataset, seed=seed, protocol=protocol, val_fraction=val_fraction,
-                     test_fraction=test_fraction, max_images=max_images, augment_copies=augment_copies)
-    resolved, scan, records = base.dataset, base.scan, base.records
+    cfg = dataset if isinstance(dataset, DataConfig) else DataConfig(
+        dataset, img_size, seed, protocol, val_fraction, test_fraction, max_images, augment_copies,
+        online_augment, skip_bad_files)
+    if not isinstance(cfg.img_size, int) or cfg.img_size < 8:
+        raise DataError(f"img_size must be an integer >= 8, got {cfg.img_size!r}")
+    check_split_args(cfg.protocol, cfg.seed, cfg.val_fraction, cfg.test_fraction, cfg.augment_copies)
+    base = plan_data(cfg.dataset, **cfg.split_fields())
+    resolved, scan = base.dataset, base.scan
     color_mode = resolved.spec.color_mode if resolved.spec else "auto"
-    decoded = decode_images([(r.sha256, r.path) for r in records], img_size, color_mode, use_cache=use_cache)
-    notes = list(scan.notes)
-    skipped: list[str] = []
-    if decoded.bad:
-        bad = [(r.rel, decoded.bad[r.sha256]) for r in records if r.sha256 in decoded.bad]
-        listing = "; ".join(f"{rel} ({why})" for rel, why in bad[:10]) + (
-            f"; ... (+{len(bad) - 10} more)" if len(bad) > 10 else "")
-        if not skip_bad_files:
-            raise CorruptImageError(
-                f"{len(bad)} file(s) in {resolved.root} cannot be decoded: {listing} "
-                "(fix or remove them, or pass skip_bad_files=True / --skip-bad-files to leave them out)")
-        warnings.warn(f"skipped {len(bad)} undecodable file(s) in {resolved.root}: {listing}",
-                      DataWarning, stacklevel=2)
-        skipped = [rel for rel, _ in bad]
-        notes += [f"skipped undecodable file {rel} ({why})" for rel, why in bad]
-        plan = plan_data(dataset, seed=seed, protocol=protocol, val_fraction=val_fraction,
-                         test_fraction=test_fraction, max_images=max_images, augment_copies=augment_copies,
-                         exclude_sha256=list(decoded.bad))
-        records = plan.records
-        empty = sorted(set(scan.class_names) - {r.class_name for r in records})
-        if empty:
-            raise DatasetLayoutError(f"no decodable images left in class(es): {', '.join(empty)}")
-    else:
-        plan = base
+    decoded = decode_images([(r.sha256, r.path) for r in base.records], cfg.img_size, color_mode,
+                            use_cache=use_cache)
+    plan, skipped = _leave_out_undecodable(cfg, base, decoded)
+    parts = _split_parts(plan, decoded, cfg)
+    mean, std = channel_stats(parts["train"].images)
+    for split in SPLITS:
+        parts[split].set_stats(mean, std)
+    if cfg.online_augment:
+        parts["train"].transform = online_transform()
+    split_rows = plan.rows()
+    identity = _data_identity(cfg, plan, decoded, parts, skipped, (mean, std),
+                              sha256_text(split_manifest_text(split_rows)))
+    display = ([resolved.spec.class_table[c] for c in scan.class_names] if resolved.spec
+               else display_names_for(scan.class_names))
+    notes = list(scan.notes) + [f"skipped undecodable file {rel} ({why})" for rel, why in skipped]
+    return DataBundle(
+        train=parts["train"], val=parts["val"], test=parts["test"],
+        class_names=list(scan.class_names), display_names=display, dataset_name=resolved.name,
+        identity=identity, mean=mean, std=std, split_rows=split_rows, root=resolved.root, notes=notes)
 
-    grayscale = decoded.color_mode == "L"
+
+def _leave_out_undecodable(cfg: DataConfig, base: SplitPlan, decoded) -> tuple[SplitPlan, list[tuple[str, str]]]:
+    """The plan without the files that cannot be decoded, and those files with the reason; without
+    ``skip_bad_files`` any such file stops the run with a :class:`CorruptImageError` naming them."""
+    if not decoded.bad:
+        return base, []
+    root = base.dataset.root
+    bad = [(r.rel, decoded.bad[r.sha256]) for r in base.records if r.sha256 in decoded.bad]
+    listing = "; ".join(f"{rel} ({why})" for rel, why in bad[:10]) + (
+        f"; ... (+{len(bad) - 10} more)" if len(bad) > 10 else "")
+    if not cfg.skip_bad_files:
+        raise CorruptImageError(
+            f"{len(bad)} file(s) in {root} cannot be decoded: {listing} "
+            "(fix or remove them, or pass skip_bad_files=True / --skip-bad-files to leave them out)")
+    warnings.warn(f"skipped {len(bad)} undecodable file(s) in {root}: {listing}", DataWarning, stacklevel=3)
+    plan = plan_data(cfg.dataset, **cfg.split_fields(), exclude_sha256=list(decoded.bad))
+    empty = sorted(set(base.scan.class_names) - {r.class_name for r in plan.records})
+    if empty:
+        raise DatasetLayoutError(f"no decodable images left in class(es): {', '.join(empty)}")
+    return plan, bad
+
+
+def _split_parts(plan: SplitPlan, decoded, cfg: DataConfig) -> dict[str, TensorImageDataset]:
+    """One :class:`TensorImageDataset` per split: the decoded originals, and the augmented copies the
+    plan puts in it (built from their source image, seeded by the split seed)."""
+    records, grayscale = plan.records, decoded.color_mode == "L"
     parts: dict[str, TensorImageDataset] = {}
     for split in SPLITS:
         its = [it for it in plan.items if it.split == split]
         shas = [records[it.record].sha256 for it in its]
         rows = torch.tensor([decoded.index[s] for s in shas], dtype=torch.long)
         images = decoded.images.index_select(0, rows) if len(rows) else \
-            torch.empty((0, 3, img_size, img_size), dtype=torch.uint8)
+            torch.empty((0, 3, cfg.img_size, cfg.img_size), dtype=torch.uint8)
         aug = [n for n, it in enumerate(its) if it.copy > 0]
         if aug:
             idx = torch.tensor(aug, dtype=torch.long)
             images[idx] = make_copies(images[idx], [shas[n] for n in aug], [its[n].copy for n in aug],
-                                      seed, grayscale)
+                                      cfg.seed, grayscale)
         parts[split] = TensorImageDataset(
             images, [records[it.record].label for it in its], [str(records[it.record].path) for it in its],
-            sha256s=shas, copies=[it.copy for it in its], class_names=scan.class_names)
+            sha256s=shas, copies=[it.copy for it in its], class_names=plan.scan.class_names)
     if len(parts["train"]) == 0 or len(parts["test"]) == 0:
-        raise DatasetLayoutError(f"too few images in {resolved.root} for a train/test split "
-                                 f"({len(records)} images, {len(scan.class_names)} classes)")
-    mean, std = channel_stats(parts["train"].images)
-    for split in SPLITS:
-        parts[split].set_stats(mean, std)
-    if online_augment:
-        parts["train"].transform = online_transform()
+        raise DatasetLayoutError(f"too few images in {plan.dataset.root} for a train/test split "
+                                 f"({len(records)} images, {len(plan.scan.class_names)} classes)")
+    return parts
 
-    split_rows = plan.rows()
-    identity = {
+
+def _data_identity(cfg: DataConfig, plan: SplitPlan, decoded, parts: dict[str, TensorImageDataset],
+                   skipped: list[tuple[str, str]], stats: tuple[Sequence[float], Sequence[float]],
+                   split_sha256: str) -> dict:
+    """:attr:`DataBundle.identity`: the config's fields and what they produced (content and split
+    hashes, decoding, normalisation). Part of every run identity: its keys and order never change."""
+    scan, (mean, std) = plan.scan, stats
+    return {
         "data_api": DATA_API_VERSION,
-        "dataset": resolved.name,
-        "known_dataset": resolved.spec is not None,
+        "dataset": plan.dataset.name,
+        "known_dataset": plan.dataset.spec is not None,
         "content_sha256": scan.content_sha256(),
         "n_images_in_folder": len(scan.records),
         "class_names": list(scan.class_names),
-        "protocol": protocol,
-        "seed": int(seed),
-        "img_size": img_size,
-        "val_fraction": val_fraction,
-        "test_fraction": test_fraction,
-        "max_images": max_images,
-        "augment_copies": augment_copies,
-        "augmentation": augmentation_params(augment_copies),
-        "online_augment": online_params() if online_augment else False,
-        "skip_bad_files": skip_bad_files,
-        "skipped_files": skipped,
+        "protocol": cfg.protocol,
+        "seed": int(cfg.seed),
+        "img_size": cfg.img_size,
+        "val_fraction": cfg.val_fraction,
+        "test_fraction": cfg.test_fraction,
+        "max_images": cfg.max_images,
+        "augment_copies": cfg.augment_copies,
+        "augmentation": augmentation_params(cfg.augment_copies),
+        "online_augment": online_params() if cfg.online_augment else False,
+        "skip_bad_files": cfg.skip_bad_files,
+        "skipped_files": [rel for rel, _ in skipped],
         "decode": {"version": DECODE_VERSION, "color_mode": decoded.color_mode, "resample": RESAMPLE},
         "normalization": {"from": "train part", "mean": list(mean), "std": list(std)},
         "split_sizes": {s: len(parts[s]) for s in SPLITS},
-        "split_sha256": sha256_text(split_manifest_text(split_rows)),
+        "split_sha256": split_sha256,
     }
-    display = ([resolved.spec.class_table[c] for c in scan.class_names] if resolved.spec
-               else display_names_for(scan.class_names))
-    return DataBundle(
-        train=parts["train"], val=parts["val"], test=parts["test"],
-        class_names=list(scan.class_names), display_names=display, dataset_name=resolved.name,
-        identity=identity, mean=mean, std=std, split_rows=split_rows, root=resolved.root, notes=notes)
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

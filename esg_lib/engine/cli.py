@@ -39,11 +39,19 @@ def _add_common_overrides(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    fmt = argparse.RawDescriptionHelpFormatter
+    """The engine's commands: each one's arguments are declared by its own ``_add_<command>``."""
+    for add in (_add_train, _add_evaluate, _add_predict, _add_runs, _add_report, _add_tune, _add_fps, _add_queue, _add_verify):
+        add(subparsers)
+
+
+_FMT = argparse.RawDescriptionHelpFormatter
+
+
+def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train models (resumable, reuses finished runs)",
                               description="Train one or more models for one or more seeds, score "
                               "each on the test split and aggregate mean ± std across seeds.",
-                              epilog=EXAMPLES_TRAIN, formatter_class=fmt)
+                              epilog=EXAMPLES_TRAIN, formatter_class=_FMT)
     p.add_argument("--model", nargs="+", default=["esg_convnext_atto"], metavar="NAME",
                    help="model-table key (esg-convnext, mobilenetv3, inceptionv3, convnextv2, "
                         "convnextv2-param, vit, densenet121, swin-t, resnet18, esg-abl1..5), any "
@@ -67,12 +75,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_common_overrides(p)
     p.set_defaults(func=cmd_train)
 
+
+def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("evaluate", help="score a checkpoint on a dataset's test split",
                               description="Evaluate a checkpoint (best.pt / last.pt) on the test "
                               "split prepared exactly as in its run (or on another dataset).",
                               epilog="example:\n  esg evaluate --checkpoint runs/smoke/x-sdd/"
                               "esg_convnext_atto/s0-0123456789/best.pt --out eval/",
-                              formatter_class=fmt)
+                              formatter_class=_FMT)
     p.add_argument("--checkpoint", required=True, help="path to best.pt or last.pt")
     p.add_argument("--dataset", help="dataset name or path (default: the run's)")
     p.add_argument("--split", default="test", choices=("test", "val", "train"))
@@ -81,29 +91,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_predict(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("predict", help="class and probability for image files",
                               description="Predict the class of each image with a checkpoint.",
                               epilog="example:\n  esg predict --checkpoint best.pt a.jpg b.png",
-                              formatter_class=fmt)
+                              formatter_class=_FMT)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("images", nargs="+", metavar="IMG")
     p.add_argument("--device", default="auto")
     p.add_argument("--top", type=int, default=1, help="show the top-k classes (default 1)")
     p.set_defaults(func=cmd_predict)
 
+
+def _add_runs(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("runs", help="list run folders and their metrics",
                               description="List runs under OUT (status, seed, test metrics).",
-                              formatter_class=fmt)
+                              formatter_class=_FMT)
     p.add_argument("--out", default="runs")
     p.add_argument("--profile", help="only this profile")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_runs)
 
+
+def _add_report(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("report", help="rebuild results/<profile>/ tables without training",
                               description="Rebuild every table in RESULTS/<profile>/ from the run "
                               "folders, or from the committed per-run metrics in "
                               "RESULTS/<profile>/runs/ when there are no run folders.",
-                              epilog="example:\n  esg report --profile cpu", formatter_class=fmt)
+                              epilog="example:\n  esg report --profile cpu", formatter_class=_FMT)
     p.add_argument("--profile", default=None, help="one profile (default: every profile found)")
     p.add_argument("--out", default="runs", help="run folders (default: runs)")
     p.add_argument("--results", default="results")
@@ -111,13 +127,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also rewrite the results block of docs/results.md (or PATH) for --profile")
     p.set_defaults(func=cmd_report)
 
+
+def _add_tune(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("tune", help="try the candidate recipes on the validation part",
                               description="Train every candidate recipe (esg_lib.engine.tuning) for "
                               "each comparison row on seed 0's split and table their "
                               "validation scores in RESULTS/<profile>/tuning.md (resumable).",
                               epilog="examples:\n  esg tune --profile cpu\n  esg tune --profile cpu "
                               "--model resnet18 --threads 1\n  esg tune --profile cpu --report   "
-                              "# rebuild the table only", formatter_class=fmt)
+                              "# rebuild the table only", formatter_class=_FMT)
     p.add_argument("--profile", default="cpu")
     p.add_argument("--model", nargs="+", default=None, metavar="KEY",
                    help="model-table keys (default: every tuned row, ESG-ConvNeXt and its references first)")
@@ -129,11 +147,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_tune)
 
+
+def _add_fps(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("fps", help="inference speed of every model-table row, one quiet pass",
                               description="Measure images/s (batch 1, the profile's image size, CPU) of "
                               "every comparison and ablation row on freshly built models and write "
                               "RESULTS/<profile>/fps.json, which the tables' FPS column uses. Run it "
-                              "on an otherwise idle machine.", formatter_class=fmt)
+                              "on an otherwise idle machine.", formatter_class=_FMT)
     p.add_argument("--profile", default="cpu")
     p.add_argument("--results", default="results")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's, i.e. all cores)")
@@ -141,6 +161,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.set_defaults(func=cmd_fps)
 
+
+def _add_queue(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("queue", help="train what the profile's experiment plan still lacks",
                               description="Train the pending runs of the profile's plan "
                               "(esg_lib.engine.plan) in order, resuming unfinished ones; rebuild the "
@@ -150,7 +172,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               "  esg queue --profile cpu --stage leak --limit 2\n"
                               "  esg queue --profile cpu --stage NEU --device cuda --set amp=false\n"
                               "  setsid nohup esg queue --profile cpu > queue.log 2>&1 &   # background",
-                              formatter_class=fmt)
+                              formatter_class=_FMT)
     p.add_argument("--profile", default="cpu")
     p.add_argument("--stage", nargs="+", default=None, metavar="TEXT",
                    help="only stages whose name contains TEXT (e.g. 'references', 'leak', 'NEU')")
@@ -167,6 +189,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_queue)
 
+
+def _add_verify(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("verify", help="a reviewer's spot check: retrain committed runs and compare",
                               description="Retrain committed runs (results/<profile>/runs/*.json) from "
                               "their recorded configuration and compare: 'reproduced exactly' on the "
@@ -177,7 +201,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               "# the cheapest committed run\n"
                               "  esg verify --profile cpu --sample 3 --order random --seed 7\n"
                               "  esg verify --profile cpu --match x-sdd resnet18 --sample 1",
-                              formatter_class=fmt)
+                              formatter_class=_FMT)
     p.add_argument("--profile", default="cpu")
     p.add_argument("--sample", type=int, default=1, metavar="K", help="how many runs to retrain (default 1)")
     p.add_argument("--order", choices=("cheapest", "random"), default="cheapest")

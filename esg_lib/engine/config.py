@@ -17,6 +17,10 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from esg_lib.data.dataset import DataConfig
 from esg_lib.errors import ConfigError, UserError  # noqa: F401  (ConfigError is re-exported)
 from esg_lib.models.esg_convnext import ABLATION_ROWS
 
@@ -90,7 +94,13 @@ def _table(esg: str, img_size: int, vit: str, vit_patch: int, swin_window: int,
 
 @dataclass
 class TrainConfig:
-    """Everything that determines one training run (and a few runtime knobs that do not)."""
+    """Everything that determines one training run (and a few runtime knobs that do not).
+
+    Stored flat, as it is serialised in every run's ``config.json`` and hashed into its identity, and
+    read in typed groups: :attr:`data` (a :class:`~esg_lib.data.DataConfig`, what
+    ``prepare_data(cfg.data)`` takes), :attr:`optim` (:class:`OptimConfig`) and :attr:`runtime`
+    (:class:`RuntimeConfig`, the fields outside the identity). :data:`GROUPS` lists each group's fields.
+    """
 
     # what is trained on what
     model: str = "esg_convnext_atto"   # a model-table key (e.g. "swin-t") or any timm name
@@ -144,6 +154,66 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def data(self) -> DataConfig:
+        """The data part: what :func:`esg_lib.data.prepare_data` needs (the split seed is the run's seed)."""
+        return DataConfig(**{name: getattr(self, name) for name in GROUPS["data"]})
+
+    @property
+    def optim(self) -> OptimConfig:
+        return OptimConfig(**{name: getattr(self, name) for name in GROUPS["optim"]})
+
+    @property
+    def runtime(self) -> RuntimeConfig:
+        return RuntimeConfig(**{name: getattr(self, name) for name in GROUPS["runtime"]})
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """The optimisation part of a :class:`TrainConfig`: recipe, budget and checkpoint choice."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_epochs: int
+    warmup_lr: float
+    min_lr: float
+    label_smoothing: float
+    grad_clip: float | None
+    max_steps: int | None
+    select_metric: str
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Where and how a run executes; none of it enters the run identity (``RUNTIME_FIELDS``)."""
+
+    device: str
+    amp: bool
+    channels_last: bool
+    compile: bool
+    threads: int | None
+    num_workers: int
+    eval_batch_size: int
+    fps_batch_size: int
+    fps_warmup: int
+    fps_iters: int
+    save_features: bool
+    progress: bool
+    keep_last: bool
+    out: str
+
+
+# Each TrainConfig field's group ("run" names the run itself: model, profile, seed, starting weights).
+# The seed is in two: it seeds the split (data) and the initialisation (run).
+GROUPS: dict[str, tuple[str, ...]] = {
+    "run": ("model", "profile", "seed", "pretrained_file"),
+    "data": tuple(f.name for f in dataclasses.fields(DataConfig) if f.name != "skip_bad_files"),
+    "optim": tuple(f.name for f in dataclasses.fields(OptimConfig)),
+    "runtime": tuple(f.name for f in dataclasses.fields(RuntimeConfig)),
+}
 
 
 @dataclass(frozen=True)
@@ -275,40 +345,29 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("max_steps must be >= 1")
 
 
-def _parse_value(name: str, text: str) -> Any:
-    ftype = _FIELDS[name].type
-    ftype = ftype if isinstance(ftype, str) else getattr(ftype, "__name__", str(ftype))
-    optional = "None" in ftype
-    if optional and text.lower() in ("none", "null", ""):
-        return None
-    try:
-        if ftype.startswith("bool"):
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
-        if ftype.startswith("int"):
-            return int(text)
-        if ftype.startswith("float"):
-            return float(text)
-    except ValueError:
-        raise ConfigError(f"bad value for {name}: {text!r} (expected {ftype})") from None
-    return text
-
-
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """``["lr=3e-4", "epochs=5"]`` → ``{"lr": 0.0003, "epochs": 5}`` typed by the config fields."""
-    out: dict[str, Any] = {}
+    """``["lr=3e-4", "epochs=5"]`` → ``{"lr": 0.0003, "epochs": 5}``, typed and checked against
+    :class:`TrainConfig` by OmegaConf (a structured config from the dataclass, merged with the dotted
+    list): unknown keys and values of the wrong type raise :class:`ConfigError`. ``none`` / ``null``
+    / ``~`` set an optional field to None; booleans take true/false, yes/no, on/off, 1/0."""
+    pairs: list[str] = []
     for item in items or []:
         if "=" not in item:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        key = key.strip().replace("-", "_")
+        key, value = (part.strip() for part in item.split("=", 1))
+        key = key.replace("-", "_")
         if key not in _FIELDS:
             raise ConfigError(f"unknown config field {key!r}")
-        out[key] = _parse_value(key, value.strip())
-    return out
+        pairs.append(f"{key}={'null' if value.lower() == 'none' else value}")
+    if not pairs:
+        return {}
+    given = OmegaConf.from_dotlist(pairs)
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), given)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None) or "?"
+        raise ConfigError(f"bad value for {key}: {str(exc).splitlines()[0]}") from None
+    return {key: merged[key] for key in given}
 
 
 def identity_fields(cfg: TrainConfig) -> dict[str, Any]:

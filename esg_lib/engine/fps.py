@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import torch
 
+from . import provenance as P
 from .config import ABLATION, COMPARISON, get_profile
 
 
@@ -25,7 +26,6 @@ def measure_rows(profile: str, keys: Sequence[str] = (*COMPARISON, *ABLATION[:4]
                  warmup: int = 5, iters: int = 20, repeats: int = 5, num_classes: int = 7,
                  progress: bool = True) -> dict[str, Any]:
     """``{"models": {key: {fps, timm_name, ...}}, "protocol": ..., "hardware": ...}`` on the CPU."""
-    from . import runs as R
     from .evaluate import measure_fps
     from .models import build_model, resolve_model
 
@@ -51,9 +51,9 @@ def measure_rows(profile: str, keys: Sequence[str] = (*COMPARISON, *ABLATION[:4]
             "protocol": {"img_size": img_size, "batch_size": 1, "warmup": warmup, "iters": iters,
                          "repeats": repeats, "statistic": "median", "threads": torch.get_num_threads(),
                          "device": "cpu", "weights": "random init (speed does not depend on them)"},
-            "hardware": R.hardware_text({"hardware": R.hardware(), "threads": torch.get_num_threads(),
+            "hardware": P.hardware_text({"hardware": P.hardware(), "threads": torch.get_num_threads(),
                                          "device": "cpu"}),
-            "git": R.git_commit(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "git": P.git_commit(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(sys.argv)}
 
 

@@ -20,7 +20,8 @@ from esg_lib.errors import UserError
 from .config import ModelSpec, TrainConfig
 from .evaluate import predict_dataset, summarize, write_outputs
 from .models import build_model
-from .train import Dist, load_checkpoint, prepare_bundle, resolve_device
+from .runtime import Dist, load_checkpoint, resolve_device
+from .train import prepare_bundle
 
 __all__ = ["load_run_model", "evaluate_checkpoint", "predict_images", "load_image"]
 

@@ -13,16 +13,21 @@ logged epochs. Time spent is the runs' own wall-clock seconds (``metrics.json``;
 runs, the training seconds of their last logged epoch).
 
 Time left is a planning estimate (:func:`typical_run_seconds`) from finished runs of the same kind
-of machine (:func:`~.runs.machine_kind`); how it is built: docs/training.md ("The experiment plan").
+of machine (:func:`~.provenance.machine_kind`); how it is built: docs/training.md ("The experiment plan").
 """
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from esg_lib.markdown import markdown_rows
+
+from . import provenance as P
+from . import runs as R
 from .config import (ABLATION, COMPARISON, BASE_PROFILE, ConfigError, TrainConfig, build_config, get_profile,
                      identity_fields)
 
@@ -123,8 +128,6 @@ def _key(dataset: str, protocol: str, model: str, seed: int, variant: str) -> tu
 
 def _run_progress(out: str | Path, profile: str) -> dict[tuple, dict[str, Any]]:
     """Unfinished run folders: key → epochs logged and training seconds so far."""
-    from . import runs as R
-
     found: dict[tuple, dict[str, Any]] = {}
     for folder in R.find_runs(out, profile):
         cfg = R.run_config(folder)
@@ -149,17 +152,13 @@ def typical_run_seconds(profile: str, records: Sequence[dict[str, Any]],
                         kind: str = "cpu") -> dict[tuple[str, str], float]:
     """``(dataset, model) → seconds`` one more run of that row is expected to take on a ``kind``
     machine (module docstring); pairs without any evidence are absent."""
-    import statistics
-
-    from .runs import machine_kind
-
     runs: dict[tuple[str, str], list[float]] = {}
     for r in records:
-        if machine_kind(r.get("hardware")) == kind:
+        if P.machine_kind(r.get("hardware")) == kind:
             runs.setdefault((r["dataset"], r["model"]), []).append(_record_seconds(r))
     tuning: dict[str, list[float]] = {}
     for r in tuning_records:
-        if machine_kind(r.get("hardware")) != kind:
+        if P.machine_kind(r.get("hardware")) != kind:
             continue
         tuning.setdefault(r["model"], []).append(float(r.get("train_seconds") or 0.0))
     typical = {k: statistics.median(v) for k, v in runs.items()}
@@ -198,7 +197,6 @@ def status(profile: str, results: str | Path = "results",
     """One row per stage: runs planned / done / started, hours spent, what is missing, the estimated
     hours left and how many missing runs have no estimate. ``out=None`` reads only the committed
     records (no run folders: what the README shows)."""
-    from . import runs as R
     from .tuning import load_records as load_tuning_records
 
     records = _records(profile, results)
@@ -207,7 +205,7 @@ def status(profile: str, results: str | Path = "results",
     running = _run_progress(out, profile) if out is not None else {}
     base = BASE_PROFILE.get(profile, profile)
     evidence = records if base == profile else _records(base, results)
-    typical = typical_run_seconds(base, evidence, load_tuning_records(base, results), R.this_machine_kind())
+    typical = typical_run_seconds(base, evidence, load_tuning_records(base, results), P.this_machine_kind())
     seeds = get_profile(profile).seeds
     rows = []
     for stage in plan(profile):
@@ -222,7 +220,7 @@ def status(profile: str, results: str | Path = "results",
                     n_done += 1
                     spent = _record_seconds(done[key])
                     seconds += spent
-                    machines.setdefault(R.machine_name(done[key].get("hardware")), []).append(spent)
+                    machines.setdefault(P.machine_name(done[key].get("hardware")), []).append(spent)
                     continue
                 missing.append(f"{model}/s{seed}")
                 so_far = float(running[key]["seconds"] or 0.0) if key in running else 0.0
@@ -242,8 +240,6 @@ def status(profile: str, results: str | Path = "results",
 
 def _records(profile: str, results: str | Path) -> list[dict[str, Any]]:
     """The committed per-run records of a profile (``results/<profile>/runs/*.json``)."""
-    from . import runs as R
-
     res = Path(results) / profile / "runs"
     return [r for r in (R.read_json(p) for p in sorted(res.glob("*.json"))) if r] if res.is_dir() else []
 
@@ -263,15 +259,13 @@ def _compact(missing: Sequence[str]) -> str:
 
 def status_markdown(profile: str, results: str | Path = "results", out: str | Path | None = "runs") -> str:
     rows = status(profile, results, out)
-    lines = ["| Stage | Runs done | Hours spent | Hours left (estimate) | Still to run | Done on: runs (hours) |",
-             "|---|---|---|---|---|---|"]
+    cells = []
     every: dict[str, tuple[int, float]] = {}
     for r in rows:
-        todo = _compact(r["missing"])
         part = f" (+{r['started']} started)" if r["started"] else ""
-        lines.append(f"| {r['stage']} | {r['done']}/{r['planned']}{part} | {r['hours']:.2f} | "
-                     f"{_hours_left(r['hours_left'], r['unestimated'])} | {todo} | "
-                     f"{_machines_text(r['machines'])} |")
+        cells.append([r["stage"], f"{r['done']}/{r['planned']}{part}", f"{r['hours']:.2f}",
+                      _hours_left(r["hours_left"], r["unestimated"]), _compact(r["missing"]),
+                      _machines_text(r["machines"])])
         for m, (n, h) in r["machines"].items():
             n_all, h_all = every.get(m, (0, 0.0))
             every[m] = (n_all + n, h_all + h)
@@ -279,9 +273,10 @@ def status_markdown(profile: str, results: str | Path = "results", out: str | Pa
     total = sum(r["planned"] for r in rows)
     hours = sum(r["hours"] for r in rows)
     left = _hours_left(sum(r["hours_left"] for r in rows), sum(r["unestimated"] for r in rows))
-    lines.append(f"| **all** | **{total_done}/{total}** | **{hours:.2f}** | **{left}** | | "
-                 f"{_machines_text(dict(sorted(every.items())))} |")
-    return "\n".join(lines)
+    cells.append(["**all**", f"**{total_done}/{total}**", f"**{hours:.2f}**", f"**{left}**", "",
+                  _machines_text(dict(sorted(every.items())))])
+    return markdown_rows(["Stage", "Runs done", "Hours spent", "Hours left (estimate)", "Still to run",
+                          "Done on: runs (hours)"], cells)
 
 
 def _hours_left(hours: float, unestimated: int) -> str:
@@ -323,7 +318,6 @@ def run_queue(profile: str, stages: Sequence[str] | None = None, out: str | Path
     runs."""
     from esg_lib.errors import UserError
 
-    from . import runs as R
     from .train import TrainingDiverged, fit, matching_bundle, planned_run_dir, prepare_bundle
     from .tuning import adopt_tuning_run, recipe_ready
 

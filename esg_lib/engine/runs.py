@@ -1,4 +1,4 @@
-"""Run identity, run folders, locks, run metadata, listing and the per-run records.
+"""The run store: run identity, run folders, locks, JSON files, listing and the per-run records.
 
 A run is identified by a hash of what determines its result: the resolved model (timm name and
 kwargs), the data identity (``bundle.identity``: dataset content hash, protocol, split seed,
@@ -27,10 +27,7 @@ import json
 import os
 import platform
 import re
-import subprocess
-import sys
 from dataclasses import asdict
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -43,6 +40,7 @@ from esg_lib.models.zoo import count_gmacs
 from .artifacts import export_artifacts
 from .config import ModelSpec, TrainConfig, identity_fields
 from .models import build_model
+from .provenance import hardware_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -170,61 +168,6 @@ def write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-# ----------------------------------------------------------------------------------- metadata
-def git_commit() -> dict[str, Any]:
-    """The checkout's commit and whether tracked files differ from it. A copy of the code without its
-    ``.git`` (rsynced to a batch or GPU machine) names its commit in ``$ESG_SOURCE_COMMIT`` instead;
-    ``dirty`` is then unknown (None) and ``source`` says where the commit came from."""
-    def git(*args: str, timeout: float = 10) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                              timeout=timeout).stdout.strip()
-    try:
-        commit = git("rev-parse", "HEAD") or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    if commit:
-        # `git status` may run the notebooks' clean filter (nbstripout) over racily clean files: slow
-        # on a busy machine, so it gets longer, and a status that still fails leaves `dirty` unknown
-        try:
-            return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no",
-                                                        timeout=120))}
-        except (OSError, subprocess.SubprocessError):
-            return {"commit": commit, "dirty": None}
-    given = os.environ.get("ESG_SOURCE_COMMIT", "").strip()
-    if given:
-        return {"commit": given, "dirty": None, "source": "ESG_SOURCE_COMMIT"}
-    return {"commit": None, "dirty": None}
-
-
-def package_versions() -> dict[str, str]:
-    out = {"python": sys.version.split()[0]}
-    for name in ("torch", "torchvision", "timm", "scikit-learn", "numpy", "esg-lib"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
-
-
-def hardware(device: Any = None) -> dict[str, Any]:
-    info = {"platform": platform.platform(), "machine": platform.machine(),
-            "processor": platform.processor() or None, "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
-    if device is not None and str(device).startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(device)
-        info["gpu_count"] = torch.cuda.device_count()
-    return info
-
-
-def hardware_text(meta: Mapping[str, Any]) -> str:
-    """``"CPU x86_64, 2 cores, 2 threads"`` or ``"NVIDIA H100 x1"`` from a run's meta.json."""
-    hw = meta.get("hardware") or {}
-    if str(meta.get("device", "cpu")).startswith("cuda"):
-        return f"{hw.get('gpu', 'GPU')} x{meta.get('world_size', 1)}"
-    return (f"CPU {hw.get('processor') or hw.get('machine') or '?'}, {hw.get('cpu_count', '?')} cores, "
-            f"{meta.get('threads', '?')} threads")
-
-
 # ----------------------------------------------------------------------------------- listing
 def find_runs(out: str | Path = "runs", profile: str | None = None) -> list[Path]:
     """Run folders (those with a config.json) under ``out`` (optionally one profile)."""
@@ -326,23 +269,6 @@ def run_config(folder: Path) -> dict[str, Any]:
 def table_name(dataset: str, protocol: str = "leak-free") -> str:
     """Tables are per dataset and split protocol: ``x-sdd``, ``x-sdd__augment-then-split``."""
     return dataset if protocol in (None, "leak-free") else f"{dataset}__{protocol}"
-
-
-def machine_kind(hardware: str | None) -> str:
-    """``"gpu"`` or ``"cpu"``: of a record's :func:`hardware_text` (a record without one ran on a CPU)."""
-    return "cpu" if not hardware or hardware.startswith("CPU") else "gpu"
-
-
-def this_machine_kind() -> str:
-    """:func:`machine_kind` of the machine running this code."""
-    return "gpu" if torch.cuda.is_available() else "cpu"
-
-
-def machine_name(hardware: str | None) -> str:
-    """A record's hardware text without its thread count: ``"CPU x86_64, 2 cores"``,
-    ``"NVIDIA H100 80GB HBM3 x1"`` (threads vary between runs of one machine)."""
-    text = hardware or "unknown"
-    return text.rsplit(", ", 1)[0] if text.startswith("CPU") and text.endswith("threads") else text
 
 
 def spec_dict(spec: ModelSpec) -> dict[str, Any]:

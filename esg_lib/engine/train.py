@@ -29,8 +29,6 @@ import copy
 import dataclasses
 import json
 import math
-import os
-import random
 import shutil
 import sys
 import time
@@ -40,14 +38,23 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from timm.optim import create_optimizer_v2, param_groups_weight_decay
+from timm.scheduler import create_scheduler_v2
 from torch import nn
 
+from esg_lib.data import prepare_data
+from esg_lib.data.augment import online_params, online_transform
 from esg_lib.errors import UserError
+from esg_lib.metrics import classification_metrics
 
 from . import evaluate as E
+from . import provenance as P
 from . import runs as R
+from .compile import compile_model
 from .config import TrainConfig, validate
-from .models import check_input_size, model_for_config, no_weight_decay_names
+from .models import check_input_size, model_for_config, no_weight_decay_names, resolve_model
+from .runtime import (Dist, gather_rng, load_checkpoint, reduce_values, resolve_device, save_checkpoint,
+                      seed_everything, set_rng_state, setup_distributed, setup_threads)
 
 # Called after every optimiser step with the global step (tests use it to simulate a kill).
 STEP_HOOK: Callable[[int], None] | None = None
@@ -65,104 +72,10 @@ class FitResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-# ----------------------------------------------------------------------------------- runtime
-@dataclass
-class Dist:
-    world: int = 1
-    rank: int = 0
-    local_rank: int = 0
-    initialized_here: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            torch.distributed.barrier()
-
-
-def setup_distributed(device_pref: str) -> Dist:
-    """Join the process group that ``torchrun`` describes in the environment (if any)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    initialized = False
-    if not torch.distributed.is_initialized():
-        use_cuda = torch.cuda.is_available() and device_pref != "cpu"
-        if use_cuda:
-            torch.cuda.set_device(local_rank)
-        torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
-        initialized = True
-    return Dist(world, rank, local_rank, initialized)
-
-
-def resolve_device(pref: str, dist: Dist) -> torch.device:
-    if pref == "auto":
-        pref = "cuda" if torch.cuda.is_available() else "cpu"
-    if pref.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError(f"device {pref!r} requested but CUDA is not available")
-        return torch.device(f"cuda:{dist.local_rank}" if pref == "cuda" else pref)
-    if pref != "cpu":
-        raise UserError(f"unknown device {pref!r} (auto, cpu, cuda, cuda:N)")
-    return torch.device("cpu")
-
-
-def setup_threads(threads: int | None, dist: Dist) -> int:
-    n = threads or max(1, (os.cpu_count() or 1) // dist.world)
-    torch.set_num_threads(n)
-    return n
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": _to_lists(random.getstate()),
-             "numpy": [np_state[0], np_state[1].tolist(), *[_plain(v) for v in np_state[2:]]]}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(_to_tuples(state["python"]))
-    n = state["numpy"]
-    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), *n[2:]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _plain(v: Any) -> Any:
-    return v.item() if hasattr(v, "item") else v
-
-
-def _to_lists(x: Any) -> Any:
-    return [_to_lists(v) for v in x] if isinstance(x, (tuple, list)) else x
-
-
-def _to_tuples(x: Any) -> Any:
-    return tuple(_to_tuples(v) for v in x) if isinstance(x, list) else x
-
-
 # ----------------------------------------------------------------------------------- data
 def prepare_bundle(cfg: TrainConfig):
-    """``esg_lib.data.prepare_data`` with the config's data fields (see the team's Data API)."""
-    try:
-        from esg_lib.data import prepare_data
-    except ImportError as exc:
-        raise UserError(f"the data area is not available ({exc})") from None
-    return prepare_data(dataset=cfg.dataset, img_size=cfg.img_size, seed=cfg.seed,
-                        protocol=cfg.protocol, val_fraction=cfg.val_fraction,
-                        test_fraction=cfg.test_fraction, max_images=cfg.max_images,
-                        augment_copies=cfg.augment_copies, online_augment=cfg.online_augment)
+    """``esg_lib.data.prepare_data`` of the config's data part (:attr:`TrainConfig.data`)."""
+    return prepare_data(cfg.data)
 
 
 # A bundle prepared with other values of these would be mislabelled by the run's config. The seed
@@ -183,8 +96,6 @@ def matching_bundle(cfg: TrainConfig, bundle: Any = None):
         raise ValueError(f"the data bundle does not match the config ({', '.join(wrong)} differ)")
     if bool(ident.get("online_augment")) == bool(cfg.online_augment):
         return bundle
-    from esg_lib.data.augment import online_params, online_transform
-
     train = copy.copy(bundle.train)
     train.transform = online_transform() if cfg.online_augment else None
     identity = {**ident, "online_augment": online_params() if cfg.online_augment else False}
@@ -193,8 +104,6 @@ def matching_bundle(cfg: TrainConfig, bundle: Any = None):
 
 def planned_run_dir(cfg: TrainConfig, bundle: Any) -> Path:
     """The folder :func:`fit` would use for ``cfg`` on ``bundle``, without building the model."""
-    from .models import resolve_model
-
     bundle = matching_bundle(cfg, bundle)
     spec = resolve_model(cfg.model, cfg.profile)
     return R.run_dir(cfg, bundle.dataset_name, R.run_hash(R.run_identity(cfg, spec, bundle.identity)))
@@ -221,49 +130,17 @@ def build_criterion(cfg: TrainConfig) -> nn.Module:
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    from timm.optim import create_optimizer_v2, param_groups_weight_decay
-
     groups = param_groups_weight_decay(model, cfg.weight_decay,
                                        no_weight_decay_list=no_weight_decay_names(model))
     return create_optimizer_v2(groups, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
-    from timm.scheduler import create_scheduler_v2
-
     sched, _ = create_scheduler_v2(optimizer, sched="cosine", num_epochs=cfg.epochs,
                                    warmup_epochs=cfg.warmup_epochs, warmup_lr=cfg.warmup_lr,
                                    min_lr=cfg.min_lr, step_on_epochs=False,
                                    updates_per_epoch=steps_per_epoch)
     return sched
-
-
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
-        raise UserError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0][:200]}") from None
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
-def _reduce(values: list[float], dist: Dist, device: torch.device) -> list[float]:
-    if dist.world == 1:
-        return values
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    torch.distributed.all_reduce(t)
-    return t.tolist()
 
 
 # ----------------------------------------------------------------------------------- fit
@@ -307,113 +184,133 @@ def _fit(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist) -> FitResult:
             lock.acquire()
         except R.RunBusy as exc:
             busy = str(exc)
-    if _reduce([1.0 if busy else 0.0], dist, device)[0] > 0:   # every rank stops, not only rank 0
+    if reduce_values([1.0 if busy else 0.0], dist, device)[0] > 0:   # every rank stops, not only rank 0
         raise R.RunBusy(busy or f"{folder}: rank 0 could not take the run's lock")
     try:
-        return _train(cfg, bundle, force, dist, device, threads, model, spec, payload, run_id, folder,
-                      t_start)
+        # under the run's lock, so the finished/diverged check sees what an earlier holder wrote
+        done = _earlier_outcome(folder, run_id, force, dist)
+        if done is not None:
+            return done
+        trainer = Trainer(cfg, bundle, model, spec, RunPlace(folder, run_id, payload), dist, device, threads,
+                          t_start, fresh=force)
+        return trainer.run()
     finally:
         lock.release()
 
 
-def _train(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist, device: torch.device, threads: int,
-           model: nn.Module, spec: Any, payload: dict[str, Any], run_id: str, folder: Path,
-           t_start: float) -> FitResult:
-    """The body of :func:`fit` for one run folder, under that run's :class:`~.runs.RunLock` (so the
-    finished/diverged check below sees what a process that held the lock before us wrote)."""
-    say = print if dist.main else (lambda *a, **k: None)
-    num_classes = len(bundle.class_names)
+def _earlier_outcome(folder: Path, run_id: str, force: bool, dist: Dist) -> FitResult | None:
+    """A finished run is reused; a diverged one stops again at once (training is deterministic, it
+    would diverge again); ``force`` retrains both."""
     previous = R.read_json(folder / "metrics.json") or {}
     if previous.get("status") == "done" and not force:
-        say(f"reusing finished run {folder}")
-        return FitResult(folder, run_id, "reused", previous)
-    if previous.get("status") == "diverged" and not force:  # deterministic: it would diverge again
-        raise TrainingDiverged(f"{previous.get('message', 'diverged earlier')} "
-                               f"[{folder}; --force retrains it]")
-    if dist.main:
-        if force and folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-    dist.barrier()
-
-    model.to(device)
-    use_amp = cfg.amp and device.type == "cuda"
-    if device.type == "cuda" and cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    loader, sampler = train_loader(bundle.train, cfg, dist)
-    steps_per_epoch = len(loader)
-    total_steps = cfg.epochs * steps_per_epoch
-    if cfg.max_steps:
-        total_steps = min(total_steps, cfg.max_steps)
-    optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
-    criterion = build_criterion(cfg)
-    fp16 = use_amp and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler("cuda", enabled=fp16)
-    n_params = sum(p.numel() for p in model.parameters())
-
-    start_epoch, global_step = 0, 0
-    best = {"epoch": -1, "value": None, "metrics": None}
-    train_seconds = 0.0
-    last_path, best_path = folder / "last.pt", folder / "best.pt"
-    if last_path.is_file():
-        ck = load_checkpoint(last_path)
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        scheduler.load_state_dict(ck["scheduler"])
-        scaler.load_state_dict(ck["scaler"])
-        start_epoch, global_step = ck["epoch"] + 1, ck["global_step"]
-        best, train_seconds = ck["best"], ck["train_seconds"]
-        set_rng_state(ck["rng"][dist.rank] if dist.rank < len(ck["rng"]) else ck["rng"][0])
-        say(f"resuming {folder} after epoch {ck['epoch'] + 1}/{cfg.epochs}")
         if dist.main:
-            _truncate_log(folder / "log.jsonl", ck["epoch"])
+            print(f"reusing finished run {folder}")
+        return FitResult(folder, run_id, "reused", previous)
+    if previous.get("status") == "diverged" and not force:
+        raise TrainingDiverged(f"{previous.get('message', 'diverged earlier')} [{folder}; --force retrains it]")
+    return None
 
-    meta_static = {
-        "run_id": run_id, "seed": cfg.seed, "git": R.git_commit(), "versions": R.package_versions(),
-        "hardware": R.hardware(device), "device": str(device), "threads": threads,
-        "world_size": dist.world, "amp": use_amp, "started": R.now_iso(),
-        "command": " ".join(sys.argv),
-    }
-    common = {"run_id": run_id, "identity": payload, "config": cfg.to_dict(),
-              "model_spec": R.spec_dict(spec), "dataset_name": bundle.dataset_name,
-              "class_names": list(bundle.class_names),
-              "display_names": list(getattr(bundle, "display_names", bundle.class_names)),
-              "mean": [float(v) for v in _as_list(bundle.mean)],
-              "std": [float(v) for v in _as_list(bundle.std)],
-              "num_classes": num_classes, "params": n_params,
-              "color_mode": (bundle.identity.get("decode") or {}).get("color_mode", "RGB")}
-    # inside a notebook: one updating bar for the whole run (epochs in its postfix) and, at the end,
-    # one summary line; in a terminal or a log: a bar per epoch and a line per epoch
-    run_bar = _run_progress(cfg.progress and dist.main, total_steps, global_step,
-                            f"{spec.name} seed {cfg.seed}")
-    say_detail = say if run_bar is None else (lambda *a, **k: None)   # the header and per-epoch lines
-    if dist.main:
-        R.write_json(folder / "config.json", {**common, "identity": payload})
-        R.write_json(folder / "meta.json", {**meta_static, "status": "running"})
-        say_detail(f"run {folder}: {spec.name}, {n_params / 1e6:.2f}M params, {len(bundle.train)} train "
-            f"images, {steps_per_epoch} steps/epoch, {total_steps} steps, device {device}, "
-            f"{threads} threads, world {dist.world}")
 
-    train_model: nn.Module = model
-    if dist.world > 1:
-        train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile:  # runtime only: same parameters and state-dict keys (the module is wrapped, not changed)
-        from .compile import compile_model
-        train_model = compile_model(train_model, device)
+@dataclass(frozen=True)
+class RunPlace:
+    """Where a run lives in the run store: its folder, id and the identity payload hashed into it."""
+    folder: Path
+    run_id: str
+    identity: dict[str, Any]
 
-    status = "done"
-    for epoch in range(start_epoch, cfg.epochs):
-        if global_step >= total_steps:
-            break
+
+class Trainer:
+    """One run's training, as state and steps: :meth:`resume`, :meth:`train_epoch`, :meth:`validate`,
+    :meth:`checkpoint` and :meth:`finish`, driven by :meth:`run`.
+
+    Everything :func:`fit` needs across epochs lives on the object (model, optimiser, scheduler,
+    scaler, step counter, best epoch, seconds trained), so ``last.pt`` is exactly :meth:`_state` plus
+    the optimiser's, scheduler's and RNG states, and a resumed trainer continues bit-identically.
+    The order of everything that draws random numbers (model init in :func:`_fit`, then the loader's
+    sampler) is the one the committed runs were trained with: run identities and results depend on it.
+    """
+
+    def __init__(self, cfg: TrainConfig, bundle: Any, model: nn.Module, spec: Any, place: RunPlace,
+                 dist: Dist, device: torch.device, threads: int, t_start: float, fresh: bool = False) -> None:
+        self.cfg, self.bundle, self.model, self.spec, self.place = cfg, bundle, model, spec, place
+        self.dist, self.device, self.threads, self.t_start = dist, device, threads, t_start
+        self.folder = place.folder
+        self.last_path, self.best_path = self.folder / "last.pt", self.folder / "best.pt"
+        self.say = print if dist.main else (lambda *a, **k: None)
+        if dist.main:
+            if fresh and self.folder.exists():
+                shutil.rmtree(self.folder)
+            self.folder.mkdir(parents=True, exist_ok=True)
+        dist.barrier()
+
+        model.to(device)
+        self.use_amp = cfg.amp and device.type == "cuda"
+        if device.type == "cuda" and cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.loader, self.sampler = train_loader(bundle.train, cfg, dist)
+        self.steps_per_epoch = len(self.loader)
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        if cfg.max_steps:
+            self.total_steps = min(self.total_steps, cfg.max_steps)
+        self.optimizer = build_optimizer(model, cfg)
+        self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
+        self.criterion = build_criterion(cfg)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and not torch.cuda.is_bf16_supported())
+        self.n_params = sum(p.numel() for p in model.parameters())
+        self.start_epoch, self.global_step, self.train_seconds = 0, 0, 0.0
+        self.best: dict[str, Any] = {"epoch": -1, "value": None, "metrics": None}
+        self.run_bar: Any = None
+        self.meta_static: dict[str, Any] = {}
+        self.common: dict[str, Any] = {}
+        self.train_model: nn.Module = model
+
+    # ------------------------------------------------------------------------------ steps
+    def run(self) -> FitResult:
+        """Resume if a ``last.pt`` exists, train the remaining epochs, then score the best weights."""
+        self.resume()
+        self._write_run_files()
+        self.train_model = self._wrapped_model()
+        for epoch in range(self.start_epoch, self.cfg.epochs):
+            if self.global_step >= self.total_steps:
+                break
+            record = self.train_epoch(epoch)
+            record.update(self.validate())
+            improved = self._record_epoch(epoch, record)
+            self.checkpoint(epoch, improved)
+        if self.run_bar is not None:
+            self.run_bar.close()
+        metrics = self.finish() if self.dist.main else {}
+        self.dist.barrier()
+        if not self.dist.main:
+            metrics = R.read_json(self.folder / "metrics.json") or {}
+        return FitResult(self.folder, self.place.run_id, "done", metrics)
+
+    def resume(self) -> None:
+        """Load ``last.pt`` (model, optimiser, scheduler, scaler, counters, this rank's RNG) if present."""
+        if not self.last_path.is_file():
+            return
+        ck = load_checkpoint(self.last_path)
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.scheduler.load_state_dict(ck["scheduler"])
+        self.scaler.load_state_dict(ck["scaler"])
+        self.start_epoch, self.global_step = ck["epoch"] + 1, ck["global_step"]
+        self.best, self.train_seconds = ck["best"], ck["train_seconds"]
+        rank = self.dist.rank
+        set_rng_state(ck["rng"][rank] if rank < len(ck["rng"]) else ck["rng"][0])
+        self.say(f"resuming {self.folder} after epoch {ck['epoch'] + 1}/{self.cfg.epochs}")
+        if self.dist.main:
+            _truncate_log(self.folder / "log.jsonl", ck["epoch"])
+
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        """One pass over the training loader (or up to the step budget); raises :class:`TrainingDiverged`."""
+        cfg, device = self.cfg, self.device
         t0 = time.time()
-        sampler.set_epoch(epoch)
-        train_model.train()
+        self.sampler.set_epoch(epoch)
+        self.train_model.train()
         loss_sum = correct = seen = 0.0
-        bar = loader if run_bar is not None else _progress(loader, cfg.progress and dist.main,
-                                                            f"{spec.name} ep {epoch + 1}/{cfg.epochs}")
-        diverged = False
+        bar = self.loader if self.run_bar is not None else _progress(
+            self.loader, cfg.progress and self.dist.main, f"{self.spec.name} ep {epoch + 1}/{cfg.epochs}")
         data_seconds = 0.0  # time spent waiting for the next batch: the input pipeline's share
         t_fetch = time.perf_counter()
         for x, y in bar:
@@ -421,143 +318,192 @@ def _train(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist, device: torch
             x, y = x.to(device, non_blocking=True), torch.as_tensor(y).to(device, non_blocking=True)
             if device.type == "cuda" and cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with E.autocast_context(device, use_amp):
-                logits = train_model(x)
-                loss = criterion(logits.float(), y)
-            bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=device)
-            if dist.world > 1:
-                torch.distributed.all_reduce(bad)
-            if bad.item() > 0:
-                diverged = True
-                break
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            global_step += 1
-            scheduler.step_update(num_updates=global_step)
+            loss, logits = self._step(x, y, epoch)
             loss_sum += float(loss.detach()) * len(y)
             correct += float((logits.argmax(1) == y).sum())
             seen += len(y)
-            if run_bar is not None:
-                run_bar.update(1)
-                run_bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{loss_sum / seen:.4f}",
-                                    refresh=False)
-            elif hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+            self._show_step(bar, epoch, loss_sum / seen)
             if STEP_HOOK is not None:
-                STEP_HOOK(global_step)
-            if global_step >= total_steps:
+                STEP_HOOK(self.global_step)
+            if self.global_step >= self.total_steps:
                 break
             t_fetch = time.perf_counter()
-        if diverged:
-            if run_bar is not None:
-                run_bar.close()
-            status = "diverged"
-            msg = (f"non-finite loss at epoch {epoch + 1}, step {global_step + 1}: stopped; "
-                   f"kept the last good checkpoint ({last_path if last_path.exists() else 'none yet'})")
-            if dist.main:
-                R.write_json(folder / "meta.json", {**meta_static, "status": status, "message": msg,
-                                                    "finished": R.now_iso()})
-                R.write_json(folder / "metrics.json", {"status": status, "message": msg,
-                                                       "epoch": epoch + 1, "step": global_step + 1})
-            raise TrainingDiverged(msg)
-        loss_sum, correct, seen = _reduce([loss_sum, correct, seen], dist, device)
+        loss_sum, correct, seen = reduce_values([loss_sum, correct, seen], self.dist, device)
         epoch_train_seconds = time.time() - t0
-        train_seconds += epoch_train_seconds
-        val = _validate(model, bundle, cfg, device, use_amp)
-        record = {"epoch": epoch + 1, "step": global_step, "lr": optimizer.param_groups[0]["lr"],
-                  "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
-                  "val_loss": val.get("loss"), "val_acc": val.get("acc"), "val_f1": val.get("f1"),
-                  "epoch_seconds": time.time() - t0, "train_seconds": train_seconds,
-                  "data_seconds": data_seconds, "data_wait_fraction": data_seconds / max(epoch_train_seconds, 1e-9)}
-        improved = _is_better(record, best, cfg.select_metric)
-        if improved:
-            best = {"epoch": epoch + 1, "value": record.get(cfg.select_metric),
-                    "metrics": {k: record[k] for k in ("val_loss", "val_acc", "val_f1")}}
-        if dist.main:
-            with open(folder / "log.jsonl", "a") as fh:
-                fh.write(json.dumps({**record, "best": improved}) + "\n")
-            state = {"model": model.state_dict(), "epoch": epoch, "global_step": global_step,
-                     "best": best, "train_seconds": train_seconds, **common}
+        self.train_seconds += epoch_train_seconds
+        return {"epoch": epoch + 1, "step": self.global_step, "lr": self.optimizer.param_groups[0]["lr"],
+                "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
+                "t0": t0, "train_seconds": self.train_seconds, "data_seconds": data_seconds,
+                "data_wait_fraction": data_seconds / max(epoch_train_seconds, 1e-9)}
+
+    def validate(self) -> dict[str, Any]:
+        """Loss, accuracy and macro-F1 on the validation split (empty without one)."""
+        if len(self.bundle.val) == 0:
+            return {"val_loss": None, "val_acc": None, "val_f1": None}
+        out = E.predict_dataset(self.model, self.bundle.val, self.device, self.cfg.eval_batch_size,
+                                amp=self.use_amp, channels_last=self.cfg.channels_last,
+                                num_workers=self.cfg.num_workers)
+        res = classification_metrics(out["labels"], out["preds"], len(self.bundle.class_names))
+        return {"val_loss": float(out["loss"]), "val_acc": res.get("acc"), "val_f1": res.get("f1")}
+
+    def checkpoint(self, epoch: int, improved: bool) -> None:
+        """``best.pt`` when the epoch improved on validation; ``last.pt`` (resume state) every epoch."""
+        if self.dist.main:
+            state = {"model": self.model.state_dict(), **self._state(epoch)}
             if improved:
-                save_checkpoint(best_path, state)
-            save_checkpoint(last_path, {**state, "optimizer": optimizer.state_dict(),
-                                        "scheduler": scheduler.state_dict(),
-                                        "scaler": scaler.state_dict(),
-                                        "rng": _gather_rng(dist)})
+                save_checkpoint(self.best_path, state)
+            save_checkpoint(self.last_path, {**state, "optimizer": self.optimizer.state_dict(),
+                                             "scheduler": self.scheduler.state_dict(),
+                                             "scaler": self.scaler.state_dict(), "rng": gather_rng(self.dist)})
         else:
-            _gather_rng(dist)
-        dist.barrier()
-        if run_bar is not None:
-            run_bar.set_postfix(epoch=f"{epoch + 1}/{cfg.epochs}", loss=f"{record['train_loss']:.4f}",
-                                val_acc=_fmt(record["val_acc"]), val_f1=_fmt(record["val_f1"]))
-        say_detail(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f} acc {record['train_acc']:.4f}"
-            f" | val loss {_fmt(record['val_loss'])} acc {_fmt(record['val_acc'])} "
-            f"f1 {_fmt(record['val_f1'])}{' *' if improved else ''}")
+            gather_rng(self.dist)
+        self.dist.barrier()
 
-    if run_bar is not None:
-        run_bar.close()
-    metrics: dict[str, Any] = {}
-    if dist.main:
-        metrics = _finish(folder, model, bundle, cfg, device, use_amp, best, best_path, global_step,
-                          steps_per_epoch, n_params, train_seconds, t_start, meta_static, common)
-    dist.barrier()
-    if not dist.main:
-        metrics = R.read_json(folder / "metrics.json") or {}
-    return FitResult(folder, run_id, status, metrics)
+    def finish(self) -> dict[str, Any]:
+        """Score the best weights on test once, measure FPS, write metrics.json and meta.json (rank 0)."""
+        cfg, bundle = self.cfg, self.bundle
+        if self.best_path.is_file():
+            self.model.load_state_dict(load_checkpoint(self.best_path)["model"])
+        out = E.predict_dataset(self.model, bundle.test, self.device, cfg.eval_batch_size,
+                                features=cfg.save_features, amp=self.use_amp,
+                                channels_last=cfg.channels_last, num_workers=cfg.num_workers)
+        summary = E.summarize(out, list(bundle.class_names))
+        E.write_outputs(self.folder, out, summary, list(bundle.class_names), getattr(bundle.test, "paths", None))
+        fps = E.measure_fps(self.model, cfg.img_size, self.device, cfg.fps_batch_size, cfg.fps_warmup,
+                            cfg.fps_iters, self.use_amp, cfg.channels_last)
+        R.write_json(self.folder / "fps.json", fps)
+        wall = time.time() - self.t_start
+        metrics = {
+            "status": "done", "run_id": self.place.run_id, "model": cfg.model,
+            "timm_name": self.common["model_spec"]["name"], "dataset": bundle.dataset_name,
+            "profile": cfg.profile, "seed": cfg.seed, "params": self.n_params, "steps": self.global_step,
+            "steps_per_epoch": self.steps_per_epoch, "world_size": self.dist.world,
+            "split_sizes": {s: len(getattr(bundle, s)) for s in ("train", "val", "test")},
+            "best_epoch": self.best["epoch"], "val_best": self.best["metrics"],
+            "test": {k: summary[k] for k in ("acc", "precision", "recall", "f1", "loss", "n")},
+            "fps": fps["fps"], "fps_protocol": {k: v for k, v in fps.items() if k != "fps"},
+            "gmacs": R.run_gmacs(self.folder),
+            "train_seconds": self.train_seconds, "wall_seconds": wall,
+        }
+        R.write_json(self.folder / "metrics.json", metrics)
+        R.write_json(self.folder / "meta.json", {**self.meta_static, "status": "done", "finished": R.now_iso(),
+                                                 "wall_seconds": wall, "train_seconds": self.train_seconds})
+        if not cfg.keep_last:   # only a resume needs it, and a finished run is reused, never resumed
+            self.last_path.unlink(missing_ok=True)
+        t = metrics["test"]
+        print(f"test: acc {t['acc']:.4f} precision {t['precision']:.4f} recall {t['recall']:.4f} "
+              f"f1 {t['f1']:.4f} | fps {fps['fps']:.1f} | {self.folder}")
+        return metrics
 
+    # ------------------------------------------------------------------------------ helpers
+    def _step(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward, a finite-loss check on every rank, backward, optimiser and scheduler step."""
+        with E.autocast_context(self.device, self.use_amp):
+            logits = self.train_model(x)
+            loss = self.criterion(logits.float(), y)
+        bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=self.device)
+        if self.dist.world > 1:
+            torch.distributed.all_reduce(bad)
+        if bad.item() > 0:
+            self._diverged(epoch)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.global_step += 1
+        self.scheduler.step_update(num_updates=self.global_step)
+        return loss, logits
 
-def _finish(folder, model, bundle, cfg, device, use_amp, best, best_path, global_step,
-            steps_per_epoch, n_params, train_seconds, t_start, meta_static, common) -> dict[str, Any]:
-    if best_path.is_file():
-        model.load_state_dict(load_checkpoint(best_path)["model"])
-    out = E.predict_dataset(model, bundle.test, device, cfg.eval_batch_size,
-                            features=cfg.save_features, amp=use_amp,
-                            channels_last=cfg.channels_last, num_workers=cfg.num_workers)
-    summary = E.summarize(out, list(bundle.class_names))
-    E.write_outputs(folder, out, summary, list(bundle.class_names),
-                    getattr(bundle.test, "paths", None))
-    fps = E.measure_fps(model, cfg.img_size, device, cfg.fps_batch_size, cfg.fps_warmup,
-                        cfg.fps_iters, use_amp, cfg.channels_last)
-    R.write_json(folder / "fps.json", fps)
-    wall = time.time() - t_start
-    metrics = {
-        "status": "done", "run_id": common["run_id"], "model": cfg.model,
-        "timm_name": common["model_spec"]["name"], "dataset": bundle.dataset_name,
-        "profile": cfg.profile, "seed": cfg.seed, "params": n_params, "steps": global_step,
-        "steps_per_epoch": steps_per_epoch, "world_size": meta_static["world_size"],
-        "split_sizes": {s: len(getattr(bundle, s)) for s in ("train", "val", "test")},
-        "best_epoch": best["epoch"], "val_best": best["metrics"],
-        "test": {k: summary[k] for k in ("acc", "precision", "recall", "f1", "loss", "n")},
-        "fps": fps["fps"], "fps_protocol": {k: v for k, v in fps.items() if k != "fps"},
-        "gmacs": R.run_gmacs(folder),
-        "train_seconds": train_seconds, "wall_seconds": wall,
-    }
-    R.write_json(folder / "metrics.json", metrics)
-    R.write_json(folder / "meta.json", {**meta_static, "status": "done", "finished": R.now_iso(),
-                                        "wall_seconds": wall, "train_seconds": train_seconds})
-    if not cfg.keep_last:   # only a resume needs it, and a finished run is reused, never resumed
-        (folder / "last.pt").unlink(missing_ok=True)
-    t = metrics["test"]
-    print(f"test: acc {t['acc']:.4f} precision {t['precision']:.4f} recall {t['recall']:.4f} "
-          f"f1 {t['f1']:.4f} | fps {fps['fps']:.1f} | {folder}")
-    return metrics
+    def _diverged(self, epoch: int) -> None:
+        if self.run_bar is not None:
+            self.run_bar.close()
+        kept = self.last_path if self.last_path.exists() else "none yet"
+        msg = (f"non-finite loss at epoch {epoch + 1}, step {self.global_step + 1}: stopped; "
+               f"kept the last good checkpoint ({kept})")
+        if self.dist.main:
+            R.write_json(self.folder / "meta.json", {**self.meta_static, "status": "diverged", "message": msg,
+                                                     "finished": R.now_iso()})
+            R.write_json(self.folder / "metrics.json", {"status": "diverged", "message": msg,
+                                                        "epoch": epoch + 1, "step": self.global_step + 1})
+        raise TrainingDiverged(msg)
 
+    def _record_epoch(self, epoch: int, record: dict[str, Any]) -> bool:
+        """Update the best epoch, append the epoch to log.jsonl and report it; True if it improved."""
+        t0 = record.pop("t0")
+        record = {**{k: record[k] for k in ("epoch", "step", "lr", "train_loss", "train_acc",
+                                            "val_loss", "val_acc", "val_f1")},
+                  "epoch_seconds": time.time() - t0, "train_seconds": record["train_seconds"],
+                  "data_seconds": record["data_seconds"], "data_wait_fraction": record["data_wait_fraction"]}
+        improved = _is_better(record, self.best, self.cfg.select_metric)
+        if improved:
+            self.best = {"epoch": epoch + 1, "value": record.get(self.cfg.select_metric),
+                         "metrics": {k: record[k] for k in ("val_loss", "val_acc", "val_f1")}}
+        if self.dist.main:
+            with open(self.folder / "log.jsonl", "a") as fh:
+                fh.write(json.dumps({**record, "best": improved}) + "\n")
+        if self.run_bar is not None:
+            self.run_bar.set_postfix(epoch=f"{epoch + 1}/{self.cfg.epochs}", loss=f"{record['train_loss']:.4f}",
+                                     val_acc=_fmt(record["val_acc"]), val_f1=_fmt(record["val_f1"]))
+        else:
+            self.say(f"epoch {epoch + 1}: train loss {record['train_loss']:.4f} acc {record['train_acc']:.4f}"
+                     f" | val loss {_fmt(record['val_loss'])} acc {_fmt(record['val_acc'])} "
+                     f"f1 {_fmt(record['val_f1'])}{' *' if improved else ''}")
+        return improved
 
-def _validate(model, bundle, cfg, device, use_amp) -> dict[str, Any]:
-    if len(bundle.val) == 0:
-        return {}
-    out = E.predict_dataset(model, bundle.val, device, cfg.eval_batch_size, amp=use_amp,
-                            channels_last=cfg.channels_last, num_workers=cfg.num_workers)
-    from esg_lib.metrics import classification_metrics
+    def _state(self, epoch: int) -> dict[str, Any]:
+        """What best.pt and last.pt share besides the weights: counters and the run's description."""
+        return {"epoch": epoch, "global_step": self.global_step, "best": self.best,
+                "train_seconds": self.train_seconds, **self.common}
 
-    res = classification_metrics(out["labels"], out["preds"], len(bundle.class_names))
-    res["loss"] = float(out["loss"])
-    return res
+    def _write_run_files(self) -> None:
+        """config.json and meta.json ("running"), the progress bar and the run's header line."""
+        cfg, bundle, device, dist = self.cfg, self.bundle, self.device, self.dist
+        self.meta_static = {
+            "run_id": self.place.run_id, "seed": cfg.seed, "git": P.git_commit(), "versions": P.package_versions(),
+            "hardware": P.hardware(device), "device": str(device), "threads": self.threads,
+            "world_size": dist.world, "amp": self.use_amp, "started": R.now_iso(),
+            "command": " ".join(sys.argv),
+        }
+        self.common = {"run_id": self.place.run_id, "identity": self.place.identity, "config": cfg.to_dict(),
+                       "model_spec": R.spec_dict(self.spec), "dataset_name": bundle.dataset_name,
+                       "class_names": list(bundle.class_names),
+                       "display_names": list(getattr(bundle, "display_names", bundle.class_names)),
+                       "mean": [float(v) for v in _as_list(bundle.mean)],
+                       "std": [float(v) for v in _as_list(bundle.std)],
+                       "num_classes": len(bundle.class_names), "params": self.n_params,
+                       "color_mode": (bundle.identity.get("decode") or {}).get("color_mode", "RGB")}
+        # inside a notebook: one updating bar for the whole run (epochs in its postfix) and, at the end,
+        # one summary line; in a terminal or a log: a bar per epoch and a line per epoch
+        self.run_bar = _run_progress(cfg.progress and dist.main, self.total_steps, self.global_step,
+                                     f"{self.spec.name} seed {cfg.seed}")
+        if dist.main:
+            R.write_json(self.folder / "config.json", self.common)
+            R.write_json(self.folder / "meta.json", {**self.meta_static, "status": "running"})
+            if self.run_bar is None:
+                print(f"run {self.folder}: {self.spec.name}, {self.n_params / 1e6:.2f}M params, "
+                      f"{len(bundle.train)} train images, {self.steps_per_epoch} steps/epoch, {self.total_steps} "
+                      f"steps, device {device}, {self.threads} threads, world {dist.world}")
+
+    def _wrapped_model(self) -> nn.Module:
+        """The module that trains: DDP around the model for several processes, ``torch.compile`` when asked
+        (runtime only: same parameters and state-dict keys, the module is wrapped, not changed)."""
+        net: nn.Module = self.model
+        if self.dist.world > 1:
+            net = nn.parallel.DistributedDataParallel(
+                net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if self.cfg.compile:
+            net = compile_model(net, self.device)
+        return net
+
+    def _show_step(self, bar: Any, epoch: int, mean_loss: float) -> None:
+        if self.run_bar is not None:
+            self.run_bar.update(1)
+            self.run_bar.set_postfix(epoch=f"{epoch + 1}/{self.cfg.epochs}", loss=f"{mean_loss:.4f}", refresh=False)
+        elif hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
 
 
 def _is_better(record: dict[str, Any], best: dict[str, Any], metric: str) -> bool:
@@ -567,16 +513,6 @@ def _is_better(record: dict[str, Any], best: dict[str, Any], metric: str) -> boo
     if best["value"] is None:
         return True
     return value < best["value"] if metric == "val_loss" else value > best["value"]
-
-
-def _gather_rng(dist: Dist) -> list[dict[str, Any]]:
-    """Every rank's RNG state (rank 0 stores them all, so each rank restores its own)."""
-    state = rng_state()
-    if dist.world == 1:
-        return [state]
-    states: list[Any] = [None] * dist.world
-    torch.distributed.all_gather_object(states, state)
-    return states
 
 
 def _truncate_log(path: Path, last_epoch_index: int) -> None:

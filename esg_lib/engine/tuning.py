@@ -24,6 +24,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from esg_lib.markdown import markdown_rows
+
 from .config import SHARED_RECIPE, ConfigError, TrainConfig, build_config, get_profile
 
 TUNED_FIELDS: tuple[str, ...] = ("lr", "online_augment", "label_smoothing")
@@ -165,8 +167,7 @@ def tuning_table_markdown(profile: str, records: Sequence[Mapping[str, Any]]) ->
         return f"No `{profile}` tuning runs are committed yet (`esg tune --profile {profile}`)."
     won = winners(profile, records)
     names = [c["name"] for c in candidates(profile)]
-    lines = ["| Model | Candidate recipe | Val acc | Val F1 | Best epoch | Last train acc | Train s |",
-             "|---|---|---|---|---|---|---|"]
+    cells = []
     rows = sorted(records, key=lambda r: (TUNED_MODELS.index(r["model"]) if r["model"] in TUNED_MODELS
                                           else len(TUNED_MODELS), r["model"],
                                           names.index(r["candidate"]) if r["candidate"] in names else 99))
@@ -174,10 +175,11 @@ def tuning_table_markdown(profile: str, records: Sequence[Mapping[str, Any]]) ->
         mark = "**" if won.get(r["model"], {}).get("name") == r["candidate"] else ""
         pct = lambda v: "—" if v is None else f"{100 * v:.1f}"  # noqa: E731
         secs = "—" if r.get("train_seconds") is None else f"{r['train_seconds']:.0f}"
-        lines.append(f"| {r['model']} | {mark}{r['candidate']}{mark} | {pct(r.get('val_acc'))} | "
-                     f"{pct(r.get('val_f1'))} | {r.get('best_epoch')}/{r.get('epochs')} | "
-                     f"{pct(r.get('last_train_acc'))} | {secs} |")
+        cells.append([r["model"], f"{mark}{r['candidate']}{mark}", pct(r.get("val_acc")), pct(r.get("val_f1")),
+                      f"{r.get('best_epoch')}/{r.get('epochs')}", pct(r.get("last_train_acc")), secs])
     n = {r.get("val_n") for r in records} - {None}
+    lines = [markdown_rows(["Model", "Candidate recipe", "Val acc", "Val F1", "Best epoch", "Last train acc",
+                            "Train s"], cells)]
     lines += ["", f"Seed {TUNING_SEED}'s split, validation part ({', '.join(map(str, sorted(n))) or '?'} "
               "images; one image is "
               + (f"≈ {100 / min(n):.1f} points" if n else "one image") +

@@ -33,6 +33,7 @@ from typing import Any, Mapping, Sequence
 
 from esg_lib.errors import UserError
 
+from . import provenance as P
 from . import runs as R
 from .config import TrainConfig, build_config
 from .plan import expected_variant, plan
@@ -85,7 +86,7 @@ def record_threads(hardware: str | None) -> int | None:
 def this_machine_name() -> str:
     """This machine in the form of a record's :func:`~.runs.machine_name` (CPU only: a spot check
     retrains on the CPU)."""
-    return R.machine_name(R.hardware_text({"hardware": R.hardware(), "threads": 1, "device": "cpu"}))
+    return P.machine_name(P.hardware_text({"hardware": P.hardware(), "threads": 1, "device": "cpu"}))
 
 
 def load_records(profile: str, results: str | Path = "results") -> list[tuple[Path, dict[str, Any]]]:
@@ -106,7 +107,7 @@ def choose(records: Sequence[tuple[Path, Mapping[str, Any]]], sample: int, seed:
     if order != "cheapest":
         raise UserError(f"--order must be cheapest or random, got {order!r}")
     # a GPU record's seconds say nothing about its cost on this CPU: those come last
-    return sorted(pool, key=lambda pr: (R.machine_kind(pr[1].get("hardware")) != "cpu",
+    return sorted(pool, key=lambda pr: (P.machine_kind(pr[1].get("hardware")) != "cpu",
                                         float(pr[1].get("train_seconds") or math.inf)))[:sample]
 
 
@@ -146,8 +147,8 @@ def verify_record(path: Path, rec: Mapping[str, Any], records: Sequence[tuple[Pa
     t0 = time.time()
     recorded_threads = record_threads(rec.get("hardware"))
     use = threads or recorded_threads or 1
-    same = (R.machine_kind(rec.get("hardware")) == "cpu"
-            and R.machine_name(rec.get("hardware")) == this_machine_name() and use == recorded_threads)
+    same = (P.machine_kind(rec.get("hardware")) == "cpu"
+            and P.machine_name(rec.get("hardware")) == this_machine_name() and use == recorded_threads)
     cfg = config_for_record(rec, out, device="cpu", threads=use, progress=False)
     res = fit(cfg, force=True)
     test = res.metrics.get("test", {})

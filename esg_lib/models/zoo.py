@@ -22,6 +22,8 @@ from typing import Iterable, Sequence
 import torch
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
+from esg_lib.markdown import markdown_rows
+
 __all__ = ["count_parameters", "count_gmacs", "count_training_gmacs", "flop_counter",
            "grouped_conv_backward_flop", "complexity", "zoo_rows", "format_markdown", "register",
            "DEFAULT_ZOO_MODELS"]
@@ -106,13 +108,10 @@ def zoo_rows(models: Iterable[str] = DEFAULT_ZOO_MODELS, img_sizes: Sequence[int
 
 
 def format_markdown(rows: list[dict[str, float | str]], img_sizes: Sequence[int]) -> str:
-    head = "| model | params (M) | " + " | ".join(f"GMACs @ {s} px" for s in img_sizes) + " |"
-    sep = "|---|---:|" + "---:|" * len(img_sizes)
-    lines = [head, sep]
-    for r in rows:
-        macs = " | ".join(f"{r[f'gmacs_{s}']:.3f}" for s in img_sizes)
-        lines.append(f"| `{r['model']}` | {r['params_m']:.2f} | {macs} |")
-    return "\n".join(lines)
+    header = ["model", "params (M)", *(f"GMACs @ {s} px" for s in img_sizes)]
+    cells = [[f"`{r['model']}`", f"{r['params_m']:.2f}", *(f"{r[f'gmacs_{s}']:.3f}" for s in img_sizes)]
+             for r in rows]
+    return markdown_rows(header, cells, align="l" + "r" * (1 + len(img_sizes)))
 
 
 def _run(args: argparse.Namespace) -> int:

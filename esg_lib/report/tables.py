@@ -18,7 +18,8 @@ import pandas as pd
 from esg_lib import metrics as M
 from esg_lib.engine.config import ABLATION, COMPARISON, get_profile
 from esg_lib.engine.models import resolve_model
-from esg_lib.engine.runs import export_run_metrics, find_runs, machine_name, read_json, slug, table_name
+from esg_lib.engine.provenance import machine_name
+from esg_lib.engine.runs import export_run_metrics, find_runs, read_json, slug, table_name
 from esg_lib.markdown import markdown_rows
 
 __all__ = ["load_records", "aggregate_records", "write_tables", "table_markdown", "format_cell", "build_report",

@@ -1,0 +1,143 @@
+"""Where and how a run executes: device, ``torchrun`` process group, threads, RNG state and checkpoints.
+
+The run store (:mod:`.runs`) says *which* run and where its files live; provenance (:mod:`.provenance`)
+records what it ran on; this module sets the machine up for it. ``reduce_values`` and ``gather_rng``
+are no-ops for one process, so the trainer calls them unconditionally.
+"""
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from esg_lib.errors import UserError
+
+
+@dataclass
+class Dist:
+    world: int = 1
+    rank: int = 0
+    local_rank: int = 0
+    initialized_here: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+def setup_distributed(device_pref: str) -> Dist:
+    """Join the process group that ``torchrun`` describes in the environment (if any)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    initialized = False
+    if not torch.distributed.is_initialized():
+        use_cuda = torch.cuda.is_available() and device_pref != "cpu"
+        if use_cuda:
+            torch.cuda.set_device(local_rank)
+        torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
+        initialized = True
+    return Dist(world, rank, local_rank, initialized)
+
+
+def resolve_device(pref: str, dist: Dist) -> torch.device:
+    if pref == "auto":
+        pref = "cuda" if torch.cuda.is_available() else "cpu"
+    if pref.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"device {pref!r} requested but CUDA is not available")
+        return torch.device(f"cuda:{dist.local_rank}" if pref == "cuda" else pref)
+    if pref != "cpu":
+        raise UserError(f"unknown device {pref!r} (auto, cpu, cuda, cuda:N)")
+    return torch.device("cpu")
+
+
+def setup_threads(threads: int | None, dist: Dist) -> int:
+    n = threads or max(1, (os.cpu_count() or 1) // dist.world)
+    torch.set_num_threads(n)
+    return n
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": _to_lists(random.getstate()),
+             "numpy": [np_state[0], np_state[1].tolist(), *[_plain(v) for v in np_state[2:]]]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(_to_tuples(state["python"]))
+    n = state["numpy"]
+    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), *n[2:]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+def _to_lists(x: Any) -> Any:
+    return [_to_lists(v) for v in x] if isinstance(x, (tuple, list)) else x
+
+
+def _to_tuples(x: Any) -> Any:
+    return tuple(_to_tuples(v) for v in x) if isinstance(x, list) else x
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
+        raise UserError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0][:200]}") from None
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def reduce_values(values: list[float], dist: Dist, device: torch.device) -> list[float]:
+    if dist.world == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t)
+    return t.tolist()
+
+
+def gather_rng(dist: Dist) -> list[dict[str, Any]]:
+    """Every rank's RNG state (rank 0 stores them all, so each rank restores its own)."""
+    state = rng_state()
+    if dist.world == 1:
+        return [state]
+    states: list[Any] = [None] * dist.world
+    torch.distributed.all_gather_object(states, state)
+    return states
