@@ -30,9 +30,9 @@ from esg_lib.engine.models import resolve_model
 from esg_lib.engine.provenance import hardware_text
 from esg_lib.engine.runs import is_finished, read_json
 from esg_lib.engine.train import fit, planned_run_dir, prepare_bundle
-from esg_lib.gradcam import gradcam_maps, load_run_model
+from esg_lib.gradcam import CamExplanation, explain, load_run_model
 from esg_lib.markdown import markdown_table
-from esg_lib.plots import label_paper_columns
+from esg_lib.plots import label_paper_columns, short_class_names
 # The tables over run records are the reporting layer's; the notebooks reach them through here too.
 from esg_lib.report.frames import (ABLATION_MODELS, COMPARISON_MODELS, METRICS, PAPER_LABELS,  # noqa: F401
                                    PAPER_MODELS, PROTOCOLS, paired_difference, paired_differences, paper_table,
@@ -42,7 +42,7 @@ from esg_lib.reproduce import project_root as _project_root
 __all__ = ["Experiment", "RunResult", "PAPER_MODELS", "COMPARISON_MODELS", "ABLATION_MODELS", "PROTOCOLS",
            "paper_table", "main_dataset", "paired_difference", "dataset_available", "PAPER_LABELS",
            "records_frame", "summarize", "side_by_side", "paired_differences", "protocol_table",
-           "markdown_table"]
+           "markdown_table", "CamSet"]
 
 def dataset_available(name: str) -> bool:
     """Whether a known dataset (or folder) can be loaded here without downloading."""
@@ -299,34 +299,49 @@ class Experiment:
         seed = runs[0].seed if seed is None else seed
         return {r.label: r.features() for r in runs if r.seed == seed}
 
-    def gradcam(self, runs: Sequence[RunResult], n_images: int = 6, seed: int = 42, stage: str = "auto"):
-        """Grad-CAM maps of each run's best checkpoint on the same seeded random test images.
-
-        Returns ``(images float (N, H, W, 3) in [0, 1], cams {label: (N, H, W)}, titles)``. The images
-        are drawn with ``numpy.random.default_rng(seed)`` from the test split of the runs' seed.
-        """
-
+    def gradcam(self, runs: Sequence[RunResult], n_images: int = 6, seed: int = 42, stage: str = "auto") -> CamSet:
+        """Grad-CAM of each run's best checkpoint on the same seeded test images (one per class first,
+        as in the paper's figure, then random ones), drawn with ``numpy.random.default_rng(seed)`` from
+        the test split of the first run's seed; only runs of that seed are explained."""
         first = runs[0]
         cfg = self.config(first.key, first.seed, first.protocol, first.dataset)
         bundle = self.bundle(cfg)
         test = bundle.test
         rng = np.random.default_rng(seed)
-        # one image per class first (as in the paper's figure), then random ones
         labels = test.labels.numpy()
         picks = [int(rng.choice(np.flatnonzero(labels == c))) for c in range(len(bundle.class_names))
                  if (labels == c).any()][:n_images]
         picks = picks or [int(i) for i in rng.choice(len(test), size=min(n_images, len(test)), replace=False)]
         raw = test.images[picks]
         x = test.normalize(raw)
-        images = raw.permute(0, 2, 3, 1).float().numpy() / 255.0
-        titles = [bundle.display_names[int(labels[i])] for i in picks]
-        cams = {}
+        explained = {}
         for r in runs:
-            if r.seed != first.seed:
-                continue
-            model, spec = load_run_model(r.run_dir)
-            cams[r.label] = gradcam_maps(model, x, stage=stage)
-        return images, cams, titles
+            if r.seed == first.seed:
+                explained[r.label] = explain(load_run_model(r.run_dir)[0], x, stage=stage)
+        return CamSet(images=raw.permute(0, 2, 3, 1).float().numpy() / 255.0, truths=labels[picks],
+                      class_names=list(bundle.display_names),
+                      short_names=short_class_names(bundle.dataset_name, bundle.class_names),
+                      explained=explained, seed=first.seed)
+
+
+@dataclass
+class CamSet:
+    """What Fig. 13 shows: images float (N, H, W, 3) in [0, 1], their true classes, the class names
+    (the paper's, and short codes for panel labels), and each model's :class:`~esg_lib.gradcam.CamExplanation` (maps, predicted classes, grid)."""
+    images: np.ndarray
+    truths: np.ndarray
+    class_names: list[str]
+    short_names: list[str]
+    explained: dict[str, CamExplanation]
+    seed: int
+
+    @property
+    def cams(self) -> dict[str, np.ndarray]:
+        return {label: e.maps for label, e in self.explained.items()}
+
+    def correct(self) -> dict[str, int]:
+        """Per model, how many of the shown images it classifies right."""
+        return {label: int((e.predictions == self.truths).sum()) for label, e in self.explained.items()}
 
 
 # ------------------------------------------------------------------ tables from run records

@@ -379,31 +379,58 @@ def plot_tsne(embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]], class_nam
 
 # --------------------------------------------------------------------------------- Fig. 13
 def plot_cam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray], column_titles: Sequence[str],
-                  title: str = "") -> plt.Figure:
+                  title: str = "", predictions: Mapping[str, np.ndarray] | None = None,
+                  truths: Sequence[int] | None = None, class_names: Sequence[str] | None = None,
+                  grids: Mapping[str, tuple[int, int]] | None = None, caption: str = "") -> plt.Figure:
     """Paper Fig. 13: the original images in the first row, then one row of Grad-CAM overlays per model
-    (viridis, colour-blind safe: bright = more important; the paper uses jet).
+    (viridis, colour-blind safe: bright = more important; the paper uses jet), with one colour bar.
 
-    ``images`` float in [0, 1], (N, H, W, 3); ``cams[model]`` (N, H, W) in [0, 1].
+    ``images`` float in [0, 1], (N, H, W, 3); ``cams[model]`` (N, H, W) in [0, 1]. With
+    ``predictions[model]`` (class indices), ``truths`` and ``class_names``, each panel names the class
+    the model predicted with a ✓ (right) or ✗ (wrong); ``grids[model]`` = ``(h, w)`` of the layer the
+    map comes from is written under the model's name (a 4×4 map is upsampled, not 64×64 detail).
+    At most :data:`MAX_WIDTH` wide; ``caption`` goes under the grid.
     """
     import cv2
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
-    n = len(images)
-    fig, axes = plt.subplots(len(cams) + 1, n, figsize=(1.7 * n + 1.8, 1.7 * (len(cams) + 1)), squeeze=False)
+    n, rows = len(images), len(cams) + 1
+    label_w, bar_w = 1.05, 0.55
+    side = min(1.2, (MAX_WIDTH - label_w - bar_w) / n)
+    cap_h = 0.16 * (caption.count("\n") + 1) + 0.1 if caption else 0.0
+    fig, axes = plt.subplots(rows, n, figsize=(MAX_WIDTH, side * rows * 1.12 + 0.45 + cap_h), squeeze=False)
     for col in range(n):
         axes[0, col].imshow(images[col])
-        axes[0, col].set_title(column_titles[col], fontsize=8)
-    axes[0, 0].set_ylabel("image", rotation=0, ha="right", va="center")
+        axes[0, col].set_title(column_titles[col], fontsize=6)
+    axes[0, 0].set_ylabel("image\n(true class\nabove)", rotation=0, ha="right", va="center", fontsize=7)
     for row, (label, cam) in enumerate(cams.items(), start=1):
         for col in range(n):
-            axes[row, col].imshow(show_cam_on_image(images[col].astype(np.float32), cam[col], use_rgb=True,
-                                                          colormap=cv2.COLORMAP_VIRIDIS))
-        axes[row, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+            ax = axes[row, col]
+            ax.imshow(show_cam_on_image(images[col].astype(np.float32), cam[col], use_rgb=True,
+                                        colormap=cv2.COLORMAP_VIRIDIS))
+            if predictions is not None and truths is not None and class_names is not None:
+                pred = int(predictions[label][col])
+                right = pred == int(truths[col])
+                ax.text(0.5, -0.04, f"{'✓' if right else '✗'} {class_names[pred]}", transform=ax.transAxes,
+                        ha="center", va="top", fontsize=5, color="#1a7f37" if right else "#c62828")
+        grid = (grids or {}).get(label)
+        name = label + (f"\n{grid[0]}×{grid[1]} CAM" if grid else "")
+        axes[row, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=7)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(title or "Grad-CAM")
-    fig.tight_layout()
+    fig.suptitle(title or "Grad-CAM", fontsize=8)
+    bottom = cap_h / fig.get_figheight()
+    if caption:
+        fig.text(0.01, 0.005, caption, ha="left", va="bottom", fontsize=6, color="0.25")
+    fig.tight_layout(rect=(0, bottom, 1 - bar_w / MAX_WIDTH, 1 - 0.3 / fig.get_figheight()), pad=0.3, h_pad=0.9,
+                     w_pad=0.2)
+    cax = fig.add_axes((1 - 0.75 * bar_w / MAX_WIDTH, 0.2 + 0.6 * bottom, 0.018, 0.5))
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), "viridis"), cax=cax)
+    bar.set_label("Grad-CAM (0 = no weight, 1 = most)", fontsize=6)
+    bar.ax.tick_params(labelsize=5)
     return fig
 
 

@@ -14,14 +14,17 @@ ConvNeXt ``stages[-2]``, ResNet ``layer3``, DenseNet ``features.denseblock3``, M
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn as nn
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-__all__ = ["cam_target", "gradcam_maps", "load_run_model"]
+__all__ = ["CamExplanation", "cam_target", "explain", "gradcam_maps", "load_run_model"]
 
 
 def _inner(model: nn.Module) -> nn.Module:
@@ -70,20 +73,37 @@ def cam_target(model: nn.Module, img_size: int, stage: str = "auto") -> tuple[nn
     raise ValueError(f"no Grad-CAM target layer known for {name}; add one to esg_lib.gradcam.cam_target")
 
 
-def gradcam_maps(model: nn.Module, x: torch.Tensor, targets: list[int] | None = None,
-                 stage: str = "auto") -> np.ndarray:
-    """Grad-CAM maps (N, H, W) in [0, 1] for normalised inputs ``x``; ``targets=None`` explains each
-    image's predicted class. Gradients are enabled here even if the caller disabled them."""
-    from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+@dataclass(frozen=True)
+class CamExplanation:
+    """One model's Grad-CAM of a batch: ``maps`` (N, H, W) in [0, 1] at the input size, the class each
+    image was predicted as (what the maps explain when no target is given), and the target layer's
+    spatial grid ``(h, w)``: the map's real resolution before pytorch-grad-cam upsamples it."""
+    maps: np.ndarray
+    predictions: np.ndarray
+    grid: tuple[int, int]
 
+
+def explain(model: nn.Module, x: torch.Tensor, targets: list[int] | None = None,
+            stage: str = "auto") -> CamExplanation:
+    """Grad-CAM of normalised inputs ``x``; ``targets=None`` explains each image's predicted class.
+    Gradients are enabled here even if the caller disabled them."""
     model.eval()
     for p in model.parameters():
         p.requires_grad_(True)
     layer, reshape = cam_target(model, x.shape[-1], stage)
     with torch.enable_grad(), GradCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
         cam_targets = None if targets is None else [ClassifierOutputTarget(int(t)) for t in targets]
-        return cam(input_tensor=x, targets=cam_targets)
+        maps = cam(input_tensor=x, targets=cam_targets)
+        # pytorch-grad-cam keeps the last forward's logits and the (reshaped) target-layer activations
+        predictions = cam.outputs.detach().argmax(1).cpu().numpy()
+        grid = tuple(int(v) for v in cam.activations_and_grads.activations[0].shape[-2:])
+    return CamExplanation(maps, predictions, grid)
+
+
+def gradcam_maps(model: nn.Module, x: torch.Tensor, targets: list[int] | None = None,
+                 stage: str = "auto") -> np.ndarray:
+    """Grad-CAM maps (N, H, W) in [0, 1] for normalised inputs ``x`` (:func:`explain`'s maps)."""
+    return explain(model, x, targets, stage).maps
 
 
 def load_run_model(run_dir: str | Path) -> tuple[nn.Module, "ModelSpec"]:  # noqa: F821

@@ -20,11 +20,13 @@ equals.
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Any, Iterable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 
+from esg_lib import figures
 from esg_lib.figures import MAX_WIDTH, line_styles, ordered_colors
 
 __all__ = ["FIG14_PANELS", "dataset_title", "sample_grid_rows", "short_class_names", "label_paper_columns",
@@ -436,3 +438,22 @@ def plot_stages(tables: Mapping[str, "pd.DataFrame"], title: str = "") -> plt.Fi
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------------- Fig. 13
+def plot_gradcam(cams, title: str) -> plt.Figure:
+    """Fig. 13 from an :class:`esg_lib.experiments.CamSet`: the maps with each panel's predicted class
+    (✓/✗), each row's CAM grid, a colour bar, and a caption counting the right predictions per model
+    and keying the short class codes."""
+    n = len(cams.images)
+    right = ", ".join(f"{label} {k}/{n}" for label, k in cams.correct().items())
+    key = "; ".join(f"{a} = {b}" for a, b in zip(cams.short_names, cams.class_names) if a != b)
+    caption = (f"Under each map: the class the model predicted (✓ right, ✗ wrong), which the map explains. "
+               f"Right on these {n} images: {right}.\nBright = more weight; a map is its row's CAM grid upsampled "
+               f"to the image." + (f"\n{key}" if key else ""))
+    caption = "\n".join(textwrap.fill(line, 150) for line in caption.split("\n"))
+    return figures.plot_cam_grid(
+        cams.images, cams.cams, [cams.short_names[int(t)] for t in cams.truths], title=title,
+        predictions={label: e.predictions for label, e in cams.explained.items()}, truths=cams.truths,
+        class_names=cams.short_names, grids={label: e.grid for label, e in cams.explained.items()},
+        caption=caption)

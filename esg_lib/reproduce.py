@@ -31,8 +31,8 @@ ROOT_ENV = "ESG_ROOT"
 # ``esg reproduce --check``: a profile's models at its own sizes (for `paper`: 224 px, ViT-B/16,
 # Swin-T window 7, Grad-CAM at 224 px, t-SNE on its pre-logit features) through every notebook, cut
 # to one seed, 42 X-SDD images (each split keeps every class), one optimiser step of batch 2 per run
-# and a 2-pass FPS loop: every code path at full scale on a CPU (`make test` runs notebooks 03, 05, 06
-# and 07 on `paper`). One augmented copy (not 0) keeps the augment-then-split protocols of notebook
+# and a 2-pass FPS loop: every code path at full scale on a CPU (`make test` runs every notebook on
+# `paper`). One augmented copy (not 0) keeps the augment-then-split protocols of notebook
 # 08 apart from leak-free. Outputs go under runs/check/ (git-ignored; its own runs/, figures/,
 # results/): runs cut short by max_steps are never exported as results, and the committed figures/
 # and results/ are left alone.

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -290,6 +291,13 @@ def test_verify_reproduces_a_committed_run_exactly_and_catches_a_changed_number(
     other = V.run_verify("smoke", 1, results=results, out=tmp_path / "verify",
                          match=[first[0].record])[0]
     assert not other.same_hardware and not other.failed and "-1.00 points" in other.line()
+    # a record from before CPU models were recorded ("CPU x86_64"): any x86 machine matches its text, so
+    # a difference is reported as such, never as a same-hardware failure
+    threads = rec["hardware"].rsplit(", ", 1)[1]
+    path.write_text(json.dumps({**rec, "acc": rec["acc"] + 0.01, "hardware": f"CPU x86_64, {os.cpu_count()} cores, {threads}"}))
+    old = V.run_verify("smoke", 1, results=results, out=tmp_path / "verify", match=[first[0].record])[0]
+    assert old.cpu_unknown and not old.same_hardware and not old.failed and "names no CPU model" in old.line()
+    assert rec["hardware"].startswith("CPU ") and not rec["hardware"].startswith("CPU x86_64")
 
 
 def test_verify_refuses_a_record_its_config_cannot_rebuild(pipeline, tmp_path):

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from esg_lib import experiments as X
+from esg_lib import figures, plots
 from esg_lib.experiments import Experiment, RunResult, paired_difference, paper_table
 
 
@@ -189,8 +190,18 @@ def test_tiny_real_experiment_end_to_end(tmp_path: Path) -> None:
     feats = exp.features(runs)
     assert feats["ESG-ConvNeXt"][0].shape == (n_test, 320)
 
-    images, cams, titles = exp.gradcam(runs, n_images=3, seed=42)
+    cams = exp.gradcam(runs, n_images=3, seed=42)
+    images = cams.images
     assert images.shape[0] == 3 and images.min() >= 0 and images.max() <= 1
-    assert set(cams) == {"ResNet18", "ESG-ConvNeXt"}
-    assert all(c.shape == images.shape[:3] for c in cams.values()) and len(titles) == 3
+    assert set(cams.cams) == {"ResNet18", "ESG-ConvNeXt"}
+    assert all(c.shape == images.shape[:3] for c in cams.cams.values()) and len(cams.truths) == 3
+    assert list(cams.truths) == [0, 1, 2]            # one image per class first, in class order
+    assert {e.grid for e in cams.explained.values()} == {(2, 2)}   # 32 px, stride 16 (auto stage)
+    right = cams.correct()
+    assert all(0 <= k <= 3 for k in right.values())
+    fig = plots.plot_gradcam(cams, title="t")
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert sum(t.startswith(("✓", "✗")) for t in texts) == 2 * 3          # a mark under every map
+    assert sum(t.startswith("✓") for t in texts) == sum(right.values())
+    assert fig.get_figwidth() <= figures.MAX_WIDTH and "2×2 CAM" in fig.axes[3].get_ylabel()
     assert torch.is_grad_enabled()

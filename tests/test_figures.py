@@ -126,8 +126,14 @@ def test_confusion_tsne_cam_and_bars(tmp_path: Path) -> None:
     images = rng.random((3, 16, 16, 3))
     cams = {"m1": rng.random((3, 16, 16)), "m2": rng.random((3, 16, 16))}
     fig = figures.plot_cam_grid(images, cams, ["a", "b", "c"])
-    assert len(fig.axes) == 9
+    assert len(fig.axes) == 9 + 1   # 3 images + 2 rows of maps, and the colour bar
+    assert fig.get_figwidth() <= figures.MAX_WIDTH
     _saved(fig, tmp_path, "cam")
+    fig = figures.plot_cam_grid(images, cams, ["a", "b", "c"], predictions={"m1": [0, 1, 1], "m2": [2, 1, 0]},
+                                truths=[0, 1, 2], class_names=["A", "B", "C"], grids={"m1": (4, 4), "m2": (8, 8)})
+    marks = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert marks == ["✓ A", "✓ B", "✗ B", "✗ C", "✓ B", "✗ A"]
+    assert fig.axes[6].get_ylabel() == "m2\n8×8 CAM"
 
     frame = pd.DataFrame(dict(protocol=["leak-free", "leak-free", "augment-then-split", "augment-then-split"],
                               model=["ESG", "ResNet18", "ESG", "ResNet18"], acc=[90.0, 91.0, 97.0, 98.0],

@@ -7,7 +7,7 @@ import torch
 
 from esg_lib.engine.models import build_model, resolve_model
 from esg_lib.experiments import COMPARISON_MODELS
-from esg_lib.gradcam import cam_target, gradcam_maps
+from esg_lib.gradcam import cam_target, explain, gradcam_maps
 
 
 @pytest.mark.parametrize("key", COMPARISON_MODELS)
@@ -30,6 +30,22 @@ def test_auto_stage_takes_the_earlier_layer_for_small_inputs() -> None:
     assert cam_target(model, 64, "last")[0] is model.stages[-1]
     with pytest.raises(ValueError, match="stage must be"):
         cam_target(model, 64, "first")
+
+
+@pytest.mark.parametrize("key, img_size, grid", [("esg-convnext", 64, (4, 4)), ("resnet18", 64, (4, 4)),
+                                                  ("esg-convnext", 128, (4, 4)), ("vit", 32, (4, 4))])
+def test_explain_names_the_predicted_class_and_the_grid_the_map_comes_from(key, img_size, grid) -> None:
+    """The maps explain the model's own prediction, which :func:`explain` returns beside them (the
+    argmax of the model's logits), and the grid is the target layer's: stride 16 below 128 px
+    (``stage="auto"``), the last stage (stride 32) from 128 px, ViT's token grid (32 px / patch 8)."""
+    torch.manual_seed(0)
+    model = build_model(resolve_model(key, "smoke"), num_classes=7, img_size=img_size).eval()
+    x = torch.randn(3, 3, img_size, img_size)
+    result = explain(model, x)
+    with torch.no_grad():
+        assert result.predictions.tolist() == model(x).argmax(1).tolist()
+    assert result.grid == grid and result.maps.shape == (3, img_size, img_size)
+    np.testing.assert_allclose(result.maps, gradcam_maps(model, x, targets=result.predictions.tolist()), atol=1e-6)
 
 
 def test_vit_reshape_drops_the_class_token() -> None:

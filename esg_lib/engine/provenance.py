@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 import sys
 from importlib import metadata
@@ -55,9 +56,25 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def cpu_model() -> str | None:
+    """The processor's model name (``"AMD EPYC"``, ``"Intel(R) Xeon(R) ..."``): Linux's /proc/cpuinfo,
+    else what :func:`platform.processor` says (empty on most Linux systems, hence the file)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def hardware(device: Any = None) -> dict[str, Any]:
+    """The machine of a run (its meta.json). ``cpu_model`` was added on 2026-11-29: CPU training is
+    bit-identical only on the same processor model, and records made before name the architecture
+    (``x86_64``) only."""
     info = {"platform": platform.platform(), "machine": platform.machine(),
-            "processor": platform.processor() or None, "cpu_count": os.cpu_count(),
+            "processor": platform.processor() or None, "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
     if device is not None and str(device).startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -66,12 +83,20 @@ def hardware(device: Any = None) -> dict[str, Any]:
 
 
 def hardware_text(meta: Mapping[str, Any]) -> str:
-    """``"CPU x86_64, 2 cores, 2 threads"`` or ``"NVIDIA H100 x1"`` from a run's meta.json."""
+    """``"CPU AMD EPYC, 2 cores, 2 threads"`` or ``"NVIDIA H100 x1"`` from a run's meta.json (runs
+    recorded before the CPU model was: ``"CPU x86_64, 2 cores, 2 threads"``)."""
     hw = meta.get("hardware") or {}
     if str(meta.get("device", "cpu")).startswith("cuda"):
         return f"{hw.get('gpu', 'GPU')} x{meta.get('world_size', 1)}"
-    return (f"CPU {hw.get('processor') or hw.get('machine') or '?'}, {hw.get('cpu_count', '?')} cores, "
-            f"{meta.get('threads', '?')} threads")
+    name = hw.get("cpu_model") or hw.get("processor") or hw.get("machine") or "?"
+    return f"CPU {name}, {hw.get('cpu_count', '?')} cores, {meta.get('threads', '?')} threads"
+
+
+def names_cpu_model(hardware: str | None) -> bool:
+    """Whether a CPU record's hardware text names a processor model, not only an architecture
+    (records made before 2026-11-29 say ``CPU x86_64``, which any x86 machine matches)."""
+    return bool(hardware) and hardware.startswith("CPU") and \
+        not re.match(r"CPU (x86_64|amd64|aarch64|arm64|i[3-6]86|\?),", hardware)
 
 
 def machine_kind(hardware: str | None) -> str:

@@ -4,11 +4,13 @@
 cheapest first unless ``--order random`` (seeded by ``--seed``), retrains each one into a scratch
 folder from the configuration its record implies, and prints one verdict line per run:
 
-* **reproduced exactly** — same machine (processor kind and core count, as the record's hardware text
-  names it), same thread count, eager PyTorch: CPU training here is deterministic
+* **reproduced exactly** — same machine (processor model and core count, as the record's hardware
+  text names it), same thread count, eager PyTorch: CPU training here is deterministic
   (``torch.use_deterministic_algorithms``, seeded data order and initialisation), so the run id and
   every test metric must come back bit for bit. Anything else on the same hardware is a failure
-  (exit code 1).
+  (exit code 1). Records made before 2026-11-29 name only the architecture (``CPU x86_64``), which
+  every x86 machine matches, not the processor model: for them a difference is reported, never
+  called a failure (an AMD EPYC and an Intel Xeon run the same float code in different orders).
 * **differs by x points (y seed-stds)** — the record came from other hardware (another CPU, another
   thread count, a GPU): floating-point sums are ordered differently there, so only closeness can be
   judged; the difference in test accuracy is given in points and in units of the standard deviation
@@ -52,6 +54,7 @@ class Verdict:
     seed_std: float | None = None     # std of the record's row accuracy across its seeds
     seconds: float = 0.0
     note: str = ""
+    cpu_unknown: bool = False         # the record names no CPU model: same machine or not is unknown
 
     @property
     def exact(self) -> bool:
@@ -73,7 +76,9 @@ class Verdict:
         stds = (f"{abs(points) / (100.0 * self.seed_std):.2f} seed-stds" if self.seed_std
                 else "seed-std unknown")
         ident = "" if self.run_id_matches else "; run id differs"
-        where = "on the same hardware: NOT REPRODUCED" if self.same_hardware else "other hardware"
+        where = ("on the same hardware: NOT REPRODUCED" if self.same_hardware else
+                 "the record names no CPU model (made before they were recorded), so it may come from another "
+                 "processor: not a failure" if self.cpu_unknown else "other hardware")
         return f"{self.record}: differs by {points:+.2f} points ({stds}){ident} — {where}{took}"
 
 
@@ -147,14 +152,15 @@ def verify_record(path: Path, rec: Mapping[str, Any], records: Sequence[tuple[Pa
     t0 = time.time()
     recorded_threads = record_threads(rec.get("hardware"))
     use = threads or recorded_threads or 1
-    same = (P.machine_kind(rec.get("hardware")) == "cpu"
-            and P.machine_name(rec.get("hardware")) == this_machine_name() and use == recorded_threads)
+    hw = rec.get("hardware")
+    same = (P.machine_kind(hw) == "cpu" and P.names_cpu_model(hw)
+            and P.machine_name(hw) == this_machine_name() and use == recorded_threads)
     cfg = config_for_record(rec, out, device="cpu", threads=use, progress=False)
     res = fit(cfg, force=True)
     test = res.metrics.get("test", {})
     diffs = {k: float(test[k]) - float(rec[k]) for k in COMPARED if test.get(k) is not None and rec.get(k) is not None}
     return Verdict(path.name, res.run_id == rec.get("run_id"), same, diffs, seed_std(rec, records),
-                   time.time() - t0)
+                   time.time() - t0, cpu_unknown=P.machine_kind(hw) == "cpu" and not P.names_cpu_model(hw))
 
 
 def run_verify(profile: str, sample: int = 1, seed: int = 0, order: str = "cheapest",

@@ -146,8 +146,10 @@ def _markdown(frame: pd.DataFrame) -> str:
 def _said(d: Mapping[str, Any] | None) -> str:
     if not d:
         return "not measured yet"
-    seeds = len(d["seeds"].split())
-    return f"{d['difference (points)']} {d['95% interval']} ({d['reading']}, {seeds} seed{'s' if seeds > 1 else ''})"
+    seeds = d["seeds"].split()
+    if len(seeds) < 2:   # one pair: a difference, but no interval and no verdict on noise yet
+        return f"{d['difference (points)']} (seed {seeds[0]} only: no interval yet)"
+    return f"{d['difference (points)']} {d['95% interval']} ({d['reading']}, {len(seeds)} seeds)"
 
 
 def _find(table: pd.DataFrame, **where: str) -> dict[str, Any] | None:
@@ -249,6 +251,7 @@ def plot_gap(frame: pd.DataFrame, metric: str = "acc"):
               ("input size, px (915 steps)", frame[frame["steps"] == base_steps] if base_steps else base,
                "img_size")]
     styles = dict(zip(MODELS, line_styles(len(MODELS))))
+    styles[MODELS[-1]] = {**styles[MODELS[-1]], "color": "#cc78bc"}   # ConvNeXtV2: not a second orange
     fig, axes = plt.subplots(1, 2, figsize=(MAX_WIDTH, 3.4), sharey=True)
     for ax, (title, part, x) in zip(axes, panels):
         ticks = sorted(int(v) for v in part[x].unique())

@@ -125,8 +125,8 @@ def table_markdown(table: str, rows: list[dict[str, Any]], profile: str) -> str:
                       r["steps"], secs, r["seeds"], r.get("hardware") or "—"])
     return (f"# {table} — profile `{profile}` (test set; mean ± std over seeds, %)\n\n"
             + markdown_rows(header, cells) + "\n\n"
-            "Macro-averaged precision/recall/F1 (scikit-learn). FPS: see the README "
-            "(protocol); FPS and training seconds are the runs' own, on the hardware named, and "
+            "Macro-averaged precision/recall/F1 (scikit-learn). FPS: batch 1, protocol in "
+            "docs/training.md (\"FPS protocol\"); FPS and training seconds are the runs' own, on the hardware named, and "
             "left out (—) for a row whose seeds ran on different machines. Rebuild: `esg report "
             f"--profile {profile}`.\n")
 
