@@ -70,6 +70,52 @@ def test_resume_after_a_kill_mid_epoch_is_bit_identical(tmp_path, bundle, monkey
     assert resumed.metrics["steps"] == ref.metrics["steps"] == 9
 
 
+RECIPE = dict(drop_path_rate=0.1, mixup_alpha=0.8, cutmix_alpha=1.0, random_erasing=0.25, ema_decay=0.9,
+              label_smoothing=0.1)
+
+
+def test_timm_regularisers_resume_bit_identically_and_test_the_ema_weights(tmp_path, bundle, monkeypatch):
+    """Issue 18's recipe pieces (timm's Mixup/CutMix, RandomErasing, ModelEmaV3, stochastic depth):
+    they draw from the saved RNGs and the EMA is part of last.pt, so a killed run resumes exactly;
+    best.pt holds the EMA weights, which validation chose and test scores."""
+    ref = fit(_cfg(tmp_path / "a", model="resnet18", **RECIPE), bundle=bundle)
+
+    def kill(step):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "STEP_HOOK", kill)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_cfg(tmp_path / "b", model="resnet18", **RECIPE), bundle=bundle)
+    monkeypatch.setattr(train, "STEP_HOOK", None)
+    resumed = fit(_cfg(tmp_path / "b", model="resnet18", **RECIPE), bundle=bundle)
+    assert resumed.run_id == ref.run_id and _log(ref.run_dir) == _log(resumed.run_dir)
+    assert _same_weights(_weights(ref.run_dir, "best.pt"), _weights(resumed.run_dir, "best.pt"))
+    assert ref.metrics["test"] == resumed.metrics["test"]
+    last = torch.load(ref.run_dir / "last.pt", weights_only=True)
+    assert not _same_weights(last["model"], last["ema"])           # the EMA lags the trained weights
+    assert (ref.run_dir / "config.json").read_text().count('"drop_path_rate": 0.1') >= 1
+    plain = fit(_cfg(tmp_path / "c", model="resnet18", label_smoothing=0.1), bundle=bundle)
+    assert plain.run_id != ref.run_id and _log(plain.run_dir) != _log(ref.run_dir)
+
+
+def test_a_regulariser_at_its_off_value_leaves_the_run_identity_alone(tmp_path):
+    """Fields added after the committed runs (config.LATER_FIELDS) enter identities and config variants
+    only when they are switched on, so every earlier run keeps its id and table row."""
+    from esg_lib.engine import config as C
+
+    cfg = _cfg(tmp_path)
+    assert set(C.LATER_FIELDS) <= set(cfg.to_dict()) and not set(C.LATER_FIELDS) & set(C.identity_fields(cfg))
+    assert R.config_variant(cfg.to_dict()) == R.config_variant(C.identity_fields(cfg))
+    on = _cfg(tmp_path, ema_decay=0.99)
+    assert C.identity_fields(on)["ema_decay"] == 0.99 and R.config_variant(on.to_dict()) != R.config_variant(cfg.to_dict())
+    with pytest.raises(C.ConfigError, match="random_erasing"):
+        _cfg(tmp_path, random_erasing=1.5)
+    with pytest.raises(C.ConfigError, match="stochastic depth"):
+        fit(_cfg(tmp_path, model="densenet121", drop_path_rate=0.1, epochs=1),
+            bundle=synthetic_bundle(n_train=16, n_val=4, n_test=4, img_size=32, num_classes=3))
+
+
 def test_same_seed_same_metrics_and_other_seed_differs(tmp_path, bundle):
     a = fit(_cfg(tmp_path / "a", epochs=2, model="resnet18"), bundle=bundle)
     b = fit(_cfg(tmp_path / "b", epochs=2, model="resnet18"), bundle=bundle)

@@ -127,6 +127,12 @@ class TrainConfig:
     grad_clip: float | None = None
     max_steps: int | None = None       # stop after this many optimiser steps (dry runs)
     select_metric: str = "val_f1"      # best checkpoint: val_f1 | val_acc | val_loss (never test)
+    # regularisation from timm's own pieces (issue 18's recipe candidates); the defaults switch it off
+    drop_path_rate: float = 0.0        # stochastic depth (the model's drop_path_rate)
+    mixup_alpha: float = 0.0           # timm.data.Mixup: mixup's Beta(alpha, alpha)
+    cutmix_alpha: float = 0.0          # timm.data.Mixup: cutmix's Beta(alpha, alpha)
+    random_erasing: float = 0.0        # timm.data.RandomErasing: probability per training image
+    ema_decay: float | None = None     # timm.utils.ModelEmaV3: validate, select and test the EMA weights
     pretrained_file: str | None = None
     # runtime (not part of the run identity)
     device: str = "auto"               # auto | cpu | cuda | cuda:N
@@ -184,6 +190,11 @@ class OptimConfig:
     grad_clip: float | None
     max_steps: int | None
     select_metric: str
+    drop_path_rate: float
+    mixup_alpha: float
+    cutmix_alpha: float
+    random_erasing: float
+    ema_decay: float | None
 
 
 @dataclass(frozen=True)
@@ -343,6 +354,13 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("select_metric must be val_f1, val_acc or val_loss")
     if cfg.max_steps is not None and cfg.max_steps < 1:
         raise ConfigError("max_steps must be >= 1")
+    for name in ("drop_path_rate", "random_erasing"):
+        if not 0.0 <= getattr(cfg, name) < 1.0:
+            raise ConfigError(f"{name} must be in [0, 1)")
+    if cfg.mixup_alpha < 0 or cfg.cutmix_alpha < 0:
+        raise ConfigError("mixup_alpha and cutmix_alpha must be >= 0")
+    if cfg.ema_decay is not None and not 0.0 < cfg.ema_decay < 1.0:
+        raise ConfigError("ema_decay must be in (0, 1) or None")
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -370,6 +388,20 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return {key: merged[key] for key in given}
 
 
+# Fields added after runs were committed, with the value that reproduces those runs. A field at that
+# value is left out of identities and config variants, so every earlier run keeps its id and its
+# table row; set to anything else, it names a new run (issue 18's recipe candidates).
+LATER_FIELDS: dict[str, Any] = {"drop_path_rate": 0.0, "mixup_alpha": 0.0, "cutmix_alpha": 0.0,
+                                "random_erasing": 0.0, "ema_decay": None}
+
+
+def result_fields(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Of a config dict, the fields that determine a result: no runtime knob, and no later field at
+    the value that earlier runs were trained with (:data:`LATER_FIELDS`)."""
+    return {k: v for k, v in config.items() if k not in TrainConfig.RUNTIME_FIELDS
+            and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
+
+
 def identity_fields(cfg: TrainConfig) -> dict[str, Any]:
-    """The config fields that determine a run's result (everything except runtime knobs)."""
-    return {k: v for k, v in cfg.to_dict().items() if k not in TrainConfig.RUNTIME_FIELDS}
+    """The config fields that determine a run's result (:func:`result_fields` of the config)."""
+    return result_fields(cfg.to_dict())

@@ -172,7 +172,15 @@ def _file_num_classes(path: Path, name: str) -> int | None:
 
 
 def model_for_config(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, ModelSpec]:
+    """The run's model; ``drop_path_rate`` > 0 is passed to timm (stochastic depth), and a model
+    without residual blocks to drop (timm's DenseNet, InceptionV3) is refused with a clear error."""
     spec = resolve_model(cfg.model, cfg.profile)
+    if cfg.drop_path_rate:
+        spec = dataclasses.replace(spec, kwargs={**spec.kwargs, "drop_path_rate": cfg.drop_path_rate})
+        try:
+            return build_model(spec, num_classes, cfg.img_size, cfg.pretrained_file), spec
+        except TypeError as exc:
+            raise ConfigError(f"{spec.name} has no stochastic depth (drop_path_rate): {exc}") from None
     return build_model(spec, num_classes, cfg.img_size, cfg.pretrained_file), spec
 
 

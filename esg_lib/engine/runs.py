@@ -38,7 +38,7 @@ from esg_lib.errors import UserError
 from esg_lib.models.zoo import count_gmacs
 
 from .artifacts import export_artifacts
-from .config import ModelSpec, TrainConfig, identity_fields
+from .config import ModelSpec, TrainConfig, identity_fields, result_fields
 from .models import build_model
 from .provenance import hardware_text
 
@@ -180,8 +180,7 @@ def find_runs(out: str | Path = "runs", profile: str | None = None) -> list[Path
 def config_variant(config: Mapping[str, Any]) -> str:
     """Short hash of the config fields that determine a result, apart from model, seed and protocol:
     runs of one table row must share it (an ``--set epochs=3`` run is another row, not another seed)."""
-    keep = {k: v for k, v in config.items()
-            if k not in TrainConfig.RUNTIME_FIELDS | {"model", "seed", "protocol", "dataset"}}
+    keep = {k: v for k, v in result_fields(config).items() if k not in {"model", "seed", "protocol", "dataset"}}
     return run_hash(keep)[:8]
 
 

@@ -38,8 +38,12 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from timm.data import Mixup
+from timm.data.random_erasing import RandomErasing
+from timm.loss import SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2, param_groups_weight_decay
 from timm.scheduler import create_scheduler_v2
+from timm.utils import ModelEmaV3
 from torch import nn
 
 from esg_lib.data import prepare_data
@@ -126,7 +130,24 @@ def train_loader(dataset, cfg: TrainConfig, dist: Dist):
 
 # ----------------------------------------------------------------------------------- pieces
 def build_criterion(cfg: TrainConfig) -> nn.Module:
+    """Cross-entropy; with mixup/cutmix the targets are soft (timm's ``SoftTargetCrossEntropy``, the
+    label smoothing then being folded into the mixed targets by ``Mixup``)."""
+    if cfg.mixup_alpha or cfg.cutmix_alpha:
+        return SoftTargetCrossEntropy()
     return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+
+def build_batch_augmentation(cfg: TrainConfig, num_classes: int, device: torch.device):
+    """``(mixup, erasing)``: timm's ``Mixup`` (mixup and/or cutmix, switching per batch when both are on)
+    and ``RandomErasing`` (per image, random-normal pixels, on the normalised batch); None where off.
+    Both draw from the numpy and Python RNGs, which ``last.pt`` saves, so a resumed run stays exact."""
+    mixup = None
+    if cfg.mixup_alpha or cfg.cutmix_alpha:
+        mixup = Mixup(mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.cutmix_alpha,
+                      label_smoothing=cfg.label_smoothing, num_classes=num_classes)
+    erasing = (RandomErasing(probability=cfg.random_erasing, mode="pixel", device=device.type)
+               if cfg.random_erasing else None)
+    return mixup, erasing
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -255,6 +276,9 @@ class Trainer:
         self.optimizer = build_optimizer(model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
         self.criterion = build_criterion(cfg)
+        self.mixup, self.erasing = build_batch_augmentation(cfg, len(bundle.class_names), device)
+        # the EMA copy is made before any resume, from the freshly initialised weights (resume loads it)
+        self.ema = ModelEmaV3(model, decay=cfg.ema_decay, device=device) if cfg.ema_decay else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp and not torch.cuda.is_bf16_supported())
         self.n_params = sum(p.numel() for p in model.parameters())
         self.start_epoch, self.global_step, self.train_seconds = 0, 0, 0.0
@@ -294,6 +318,8 @@ class Trainer:
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
         self.scaler.load_state_dict(ck["scaler"])
+        if self.ema is not None:
+            self.ema.module.load_state_dict(ck["ema"])
         self.start_epoch, self.global_step = ck["epoch"] + 1, ck["global_step"]
         self.best, self.train_seconds = ck["best"], ck["train_seconds"]
         rank = self.dist.rank
@@ -340,7 +366,7 @@ class Trainer:
         """Loss, accuracy and macro-F1 on the validation split (empty without one)."""
         if len(self.bundle.val) == 0:
             return {"val_loss": None, "val_acc": None, "val_f1": None}
-        out = E.predict_dataset(self.model, self.bundle.val, self.device, self.cfg.eval_batch_size,
+        out = E.predict_dataset(self._scored_model(), self.bundle.val, self.device, self.cfg.eval_batch_size,
                                 amp=self.use_amp, channels_last=self.cfg.channels_last,
                                 num_workers=self.cfg.num_workers)
         res = classification_metrics(out["labels"], out["preds"], len(self.bundle.class_names))
@@ -349,12 +375,16 @@ class Trainer:
     def checkpoint(self, epoch: int, improved: bool) -> None:
         """``best.pt`` when the epoch improved on validation; ``last.pt`` (resume state) every epoch."""
         if self.dist.main:
-            state = {"model": self.model.state_dict(), **self._state(epoch)}
+            # best.pt holds the weights that were scored (the EMA's when there is one): test and Grad-CAM use them
+            state = {"model": self._scored_model().state_dict(), **self._state(epoch)}
             if improved:
                 save_checkpoint(self.best_path, state)
-            save_checkpoint(self.last_path, {**state, "optimizer": self.optimizer.state_dict(),
-                                             "scheduler": self.scheduler.state_dict(),
-                                             "scaler": self.scaler.state_dict(), "rng": gather_rng(self.dist)})
+            resume = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                      "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                      "rng": gather_rng(self.dist)}
+            if self.ema is not None:
+                resume["ema"] = self.ema.module.state_dict()
+            save_checkpoint(self.last_path, {**state, **resume})
         else:
             gather_rng(self.dist)
         self.dist.barrier()
@@ -397,10 +427,17 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ helpers
     def _step(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward, a finite-loss check on every rank, backward, optimiser and scheduler step."""
+        """Batch augmentation (random erasing, mixup/cutmix), forward, a finite-loss check on every rank,
+        backward, optimiser, scheduler and EMA step. Returns the loss and the logits (whose accuracy
+        against ``y`` is the logged training accuracy: under mixup, against the unmixed labels)."""
+        target: torch.Tensor = y
+        if self.erasing is not None:
+            x = self.erasing(x)
+        if self.mixup is not None:
+            x, target = self.mixup(x, y)
         with E.autocast_context(self.device, self.use_amp):
             logits = self.train_model(x)
-            loss = self.criterion(logits.float(), y)
+            loss = self.criterion(logits.float(), target)
         bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=self.device)
         if self.dist.world > 1:
             torch.distributed.all_reduce(bad)
@@ -415,6 +452,8 @@ class Trainer:
         self.scaler.update()
         self.global_step += 1
         self.scheduler.step_update(num_updates=self.global_step)
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.global_step)
         return loss, logits
 
     def _diverged(self, epoch: int) -> None:
@@ -486,6 +525,10 @@ class Trainer:
                 print(f"run {self.folder}: {self.spec.name}, {self.n_params / 1e6:.2f}M params, "
                       f"{len(bundle.train)} train images, {self.steps_per_epoch} steps/epoch, {self.total_steps} "
                       f"steps, device {device}, {self.threads} threads, world {dist.world}")
+
+    def _scored_model(self) -> nn.Module:
+        """What validation, the best checkpoint and the test score: the EMA weights when there are some."""
+        return self.ema.module if self.ema is not None else self.model
 
     def _wrapped_model(self) -> nn.Module:
         """The module that trains: DDP around the model for several processes, ``torch.compile`` when asked

@@ -173,8 +173,9 @@ def reading(frame: pd.DataFrame, metric: str = "acc") -> list[str]:
                      f"DenseNet121 {gain['DenseNet121']}. ESG-ConvNeXt minus ResNet18 there: "
                      f"{_said(_find(gp, arm=arm, **{'ESG-ConvNeXt minus': 'ResNet18'}))} "
                      f"(at the base: {_said(_find(gp, arm=BASE_ARM, **{'ESG-ConvNeXt minus': 'ResNet18'}))}).")
-    lines += ["- **Recipe** (stochastic depth, RandAugment, random erasing, mixup/cutmix, EMA): not measured yet "
-              "(the candidates are not built; see issue 18, arm 2).",
+    lines += ["- **Recipe** (stochastic depth, random erasing, mixup/cutmix, EMA; RandAugment): not measured yet. "
+              "The pieces are config fields built from timm's own (docs/training.md, \"Stronger regularisation\"); "
+              "the candidate recipes that combine them are not trained yet (issue 18, arm 2).",
               "- **ImageNet pre-training**: cannot be tested here — no weights can be fetched on this machine.",
               "- **Random initialisation and architecture family** (BatchNorm CNNs learn faster from scratch on a "
               "few thousand images than LayerNorm ConvNeXts): not tested as an arm; consistent with the ablation, "
