@@ -210,13 +210,11 @@ def test_executed_smoke_notebooks_show_every_saved_figure_and_one_bar_per_run(sm
         assert png == (figures_dir / name).read_bytes(), f"{name}: the cell shows another image than the file"
 
 
-# The notebooks where the paper profile's own choices show (all 9 models trained at 224 px with
-# ViT-B/16 and Swin-T window 7; t-SNE of their features; Grad-CAM at 224 px; Table 3 from the same
-# runs). 01/02 train nothing and 04/08 add 9 more runs of models already covered (ESG-ConvNeXt rows,
-# other split protocols) on the same code paths: on 2 cores they would more than double the time.
-# `esg reproduce --profile paper --check` runs all of them.
-PAPER_CHECK_NOTEBOOKS = ["03_model_comparison.ipynb", "05_tsne.ipynb", "06_gradcam.ipynb",
-                         "07_xsdd_generalization.ipynb"]
+# Every notebook 00_reproduce_all runs, on the paper profile's own choices (all 9 models trained at
+# 224 px with ViT-B/16 and Swin-T window 7; t-SNE of their features; Grad-CAM at 224 px; the ablation
+# rows and split protocols at 224 px; the records overview of what they wrote), cut down by
+# CHECK_RUN. The same list as `esg reproduce --profile paper --check`.
+PAPER_CHECK_NOTEBOOKS = list(NOTEBOOKS)
 
 
 @pytest.mark.notebooks
@@ -225,13 +223,19 @@ def test_the_paper_profile_goes_through_the_notebooks_at_224_px(tmp_path: Path) 
     """The reduced `paper` run (:data:`CHECK_RUN`: 1 seed, 42 X-SDD images, 1 step per run): the
     paper's architectures at 224 px through training, tables, t-SNE and Grad-CAM, written under
     ``tmp_path`` (never over the committed ``figures/paper`` and ``results/paper``)."""
-    from esg_lib.engine.config import COMPARISON
+    from esg_lib.engine.config import ABLATION, COMPARISON
 
     report = run_notebooks("paper", PAPER_CHECK_NOTEBOOKS, {**CHECK_RUN, "device": "cpu"}, root=tmp_path)
     assert not report.failures, report.summary()
-    runs = {json.loads(p.read_text())["config"]["model"]: p.parent
-            for p in (tmp_path / "runs" / "paper" / "x-sdd").rglob("config.json")}
+    folders = {p.parent: json.loads(p.read_text()) for p in (tmp_path / "runs" / "paper" / "x-sdd").rglob("config.json")}
+    configs_all = list(folders.values())
+    runs = {c["config"]["model"]: folder for folder, c in folders.items()
+            if c["config"]["protocol"] == "leak-free" and c["config"]["model"] in COMPARISON}
     assert set(runs) == set(COMPARISON)
+    # notebook 04: the ablation rows; notebook 08: the other two split protocols, all at 224 px
+    assert {c["config"]["model"] for c in configs_all} >= set(ABLATION)
+    assert {c["config"]["protocol"] for c in configs_all} == {"leak-free", "augment-then-split",
+                                                              "augment-then-group-split"}
     configs = {key: json.loads((folder / "config.json").read_text()) for key, folder in runs.items()}
     assert {c["config"]["img_size"] for c in configs.values()} == {224}
     assert configs["vit"]["model_spec"]["name"] == "vit_base_patch16_224"
@@ -241,6 +245,7 @@ def test_the_paper_profile_goes_through_the_notebooks_at_224_px(tmp_path: Path) 
     assert np.load(runs["vit"] / "test_features.npz")["features"].shape[1] == 768   # ViT-B's width
     for folder in runs.values():   # keep_last=False: the resume state is gone, the weights stay
         assert (folder / "best.pt").is_file() and not (folder / "last.pt").exists()
-    for name in ("fig10_confusion_x-sdd", "fig12_tsne_x-sdd", "fig13_gradcam_x-sdd", "fig15_val_accuracy_x-sdd"):
+    for name in ("fig10_confusion_x-sdd", "fig12_tsne_x-sdd", "fig13_gradcam_x-sdd", "fig15_val_accuracy_x-sdd",
+                 "fig07_activations", "fig11_ablation_curves_x-sdd", "protocols_x-sdd", "paired_differences"):
         assert (tmp_path / "figures" / "paper" / f"{name}.png").stat().st_size > 5000, name
     assert (tmp_path / "results" / "paper" / "table3_x-sdd.md").is_file()
