@@ -168,8 +168,7 @@ class Experiment:
 
     def bundle(self, cfg) -> Any:
         """The data bundle of a config (shared by every model of the same seed, protocol and data)."""
-        key = (cfg.dataset, cfg.img_size, cfg.seed, cfg.protocol, cfg.val_fraction, cfg.test_fraction,
-               cfg.max_images, cfg.augment_copies, cfg.online_augment)
+        key = cfg.data   # the frozen DataConfig: exactly what prepare_bundle reads
         if key not in self._bundles:
             self._bundles = {key: prepare_bundle(cfg)}  # one at a time: bundles hold decoded images
         return self._bundles[key]
