@@ -24,7 +24,7 @@ import pandas as pd
 from esg_lib.data import DataError, leak_audit, resolve_dataset
 from esg_lib.engine import runs as R
 from esg_lib.engine.artifacts import artifact_folder
-from esg_lib.engine.config import build_config, get_profile
+from esg_lib.engine.config import Profile, ProfileRef, build_config, get_profile, profile_name
 from esg_lib.engine.fps import load_fps
 from esg_lib.engine.models import resolve_model
 from esg_lib.engine.provenance import hardware_text
@@ -53,7 +53,7 @@ def dataset_available(name: str) -> bool:
         return False
 
 
-def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, profile: str | None = None,
+def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, profile: ProfileRef | None = None,
                  train_missing: bool = True, root: str | Path | None = None,
                  models: Sequence[str] | None = None, files: Sequence[str] = ()) -> tuple[str, str]:
     """``(dataset, note)``: the requested dataset, or the fallback with a one-line note saying why
@@ -73,8 +73,9 @@ def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, prof
                           f"instead; every figure and table below is labelled {fallback}.")
     if train_missing or profile is None:
         return requested, ""
+    name = profile_name(profile)
     runs = (Path(root) if root else _project_root()) / "runs"
-    finished = [folder for folder in R.find_runs(runs / profile / requested)
+    finished = [folder for folder in R.find_runs(runs / name / requested)
                 if R.is_finished(folder) and all((folder / f).is_file() for f in files)]
     have = {c.get("model") for c in map(R.run_config, finished) if c.get("protocol", "leak-free") == "leak-free"}
     missing = [m for m in models or () if m not in have]
@@ -83,9 +84,9 @@ def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, prof
     what = f"runs of {', '.join(missing)}" if finished else "runs"
     if files:
         what += f" holding {', '.join(files)}"
-    return fallback, (f"{requested} has no finished `{profile}` {what} yet and this notebook trains nothing "
+    return fallback, (f"{requested} has no finished `{name}` {what} yet and this notebook trains nothing "
                       f"(train_missing=False): showing {fallback} instead; every figure and table below is "
-                      f"labelled {fallback}. `esg queue --profile {profile}` trains them.")
+                      f"labelled {fallback}. `esg queue --profile {name}` trains them.")
 
 
 @dataclass
@@ -120,8 +121,12 @@ class Experiment:
     parameters cell. ``seeds=None`` means the profile's seeds. ``train_missing=False`` trains
     nothing: only finished runs are used and missing ones are listed in :attr:`skipped` (figures
     from a partly finished plan, e.g. the `cpu` profile between sessions).
+
+    ``profile`` is a name or a :class:`~esg_lib.engine.config.Profile`; it is resolved once, here:
+    :attr:`prof` holds the :class:`Profile` that every run's config is built from, and
+    :attr:`profile` its name (folders, titles, captions).
     """
-    profile: str = "smoke"
+    profile: ProfileRef = "smoke"
     dataset: str = "x-sdd"
     seeds: Sequence[int] | None = None
     device: str = "auto"
@@ -130,10 +135,13 @@ class Experiment:
     progress: bool = True
     train_missing: bool = True
 
+    prof: Profile = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         self.root = Path(self.root) if self.root else _project_root()
-        profile = get_profile(self.profile)
-        self.seeds = tuple(self.seeds) if self.seeds is not None else tuple(profile.seeds)
+        self.prof = get_profile(self.profile)
+        self.profile = self.prof.name     # notebooks, titles and folders read the name
+        self.seeds = tuple(self.seeds) if self.seeds is not None else tuple(self.prof.seeds)
         self._bundles: dict[tuple, Any] = {}
         self.skipped: list[str] = []
 
@@ -161,7 +169,7 @@ class Experiment:
 
     # ----------------------------------------------------------------------------- training
     def config(self, key: str, seed: int, protocol: str = "leak-free", dataset: str | None = None):
-        return build_config(self.profile, **{**dict(model=key, seed=seed, protocol=protocol,
+        return build_config(self.prof, **{**dict(model=key, seed=seed, protocol=protocol,
                                                      dataset=dataset or self.dataset, device=self.device,
                                                      out=str(self.runs_dir), progress=self.progress),
                                              **dict(self.overrides)})
@@ -190,7 +198,7 @@ class Experiment:
         results = []
         for protocol, seed, key in itertools.product(protocols, seed_list, keys):
             cfg = self.config(key, seed, protocol, dataset)
-            label = resolve_model(key, self.profile).label
+            label = resolve_model(key, self.prof).label
             planned = planned_run_dir(cfg, self.bundle(cfg))
             committed = artifact_folder(planned, self.results_dir)
             if not is_finished(planned) and is_finished(committed):
@@ -242,7 +250,7 @@ class Experiment:
         """Our mean ± std beside the paper's Table ``table`` (the paper's columns are labelled so);
         FPS from ``esg fps`` (``results/<profile>/fps.json``) when it has been measured."""
 
-        speed = load_fps(self.profile, self.results_dir.parent) or {}
+        speed = load_fps(self.prof, self.results_dir.parent) or {}
         frame = side_by_side(self.summary(runs), table, {k: v["fps"] for k, v in speed.get("models", {}).items()})
         return label_paper_columns(frame, table, runs[0].dataset if runs else self.dataset)
 

@@ -23,7 +23,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -32,12 +32,15 @@ from torch import nn
 from esg_lib.errors import UserError
 from esg_lib.markdown import markdown_row, markdown_rows
 
+if TYPE_CHECKING:   # the engine is imported where it is used, so that `esg --help` stays light
+    from esg_lib.engine.config import ProfileRef
+
 __all__ = ["export_onnx", "check_onnx", "onnx_session", "batch1_fps", "build_export_model", "register"]
 
 DEFAULT_OPSET = 18
 
 
-def build_export_model(model: str | None = None, checkpoint: str | None = None, profile: str = "smoke",
+def build_export_model(model: str | None = None, checkpoint: str | None = None, profile: ProfileRef = "smoke",
                        num_classes: int = 9, img_size: int | None = None) -> tuple[nn.Module, int, str]:
     """``(model in eval mode on CPU, image size, label)`` from a checkpoint or a model-table key/timm name."""
     if checkpoint:
@@ -48,9 +51,10 @@ def build_export_model(model: str | None = None, checkpoint: str | None = None, 
     from esg_lib.engine.config import get_profile
     from esg_lib.engine.models import build_model, resolve_model
 
+    prof = get_profile(profile)
     key = model or "esg-convnext"
-    spec = resolve_model(key, profile)
-    size = img_size or int(get_profile(profile).defaults["img_size"])
+    spec = resolve_model(key, prof)
+    size = img_size or int(prof.defaults["img_size"])
     torch.manual_seed(0)
     return build_model(spec, num_classes, size).eval(), size, spec.name
 
@@ -160,7 +164,11 @@ def _run(args: argparse.Namespace) -> int:
         import onnxscript  # noqa: F401
     except ImportError as exc:
         raise UserError(f"{exc.name} is not installed (pip install -r requirements-lock.txt)") from exc
-    model, size, label = build_export_model(args.model, args.checkpoint, args.profile, args.num_classes,
+    from esg_lib.engine.config import get_profile
+
+    # a checkpoint carries its own config: --profile is resolved only for a model-table row
+    profile = args.profile if args.checkpoint else get_profile(args.profile)
+    model, size, label = build_export_model(args.model, args.checkpoint, profile, args.num_classes,
                                             args.img_size[0] if args.img_size else None)
     if args.onnx:
         path = export_onnx(model, args.onnx, size, args.opset)

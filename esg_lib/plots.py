@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import math
 import textwrap
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from esg_lib import figures
 from esg_lib.figures import MAX_WIDTH, line_styles, ordered_colors
+
+if TYPE_CHECKING:   # the engine imports torch; drawing from records does not need it
+    from esg_lib.engine.config import ProfileRef
 
 __all__ = ["FIG14_PANELS", "dataset_title", "sample_grid_rows", "short_class_names", "label_paper_columns",
            "profile_note", "profile_records", "cost_frame", "seed_differences", "ablation_frame", "recall_frame", "stage_table",
@@ -95,12 +98,15 @@ PROFILE_NOTES = {
 }
 
 
-def profile_note(profile: str) -> str:
+def profile_note(profile: ProfileRef) -> str:
     """The Markdown line each notebook shows at its top: what this profile's numbers can tell."""
-    return PROFILE_NOTES.get(profile, f"Profile `{profile}`.")
+    from esg_lib.engine.config import profile_name   # here, not on top: the engine imports torch
+
+    name = profile_name(profile)
+    return PROFILE_NOTES.get(name, f"Profile `{name}`.")
 
 
-def profile_records(profile: str, root=None, runs=None) -> list[dict[str, Any]]:
+def profile_records(profile: ProfileRef, root=None, runs=None) -> list[dict[str, Any]]:
     """The run records a profile's record figures are built from: the committed
     ``results/<profile>/runs/*.json`` (current recipe only), with the records of finished run
     folders under ``runs/<profile>`` (or ``runs``) added or replacing them by run id -- read in

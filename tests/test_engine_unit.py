@@ -112,6 +112,60 @@ def test_profiles_and_overrides():
         C.build_config("smoke", epochs=0)
 
 
+class _CountingProfiles(dict):
+    """``PROFILES`` that records every name looked up in it (``get_profile``'s one dictionary access)."""
+
+    def __init__(self, profiles):
+        super().__init__(profiles)
+        self.looked_up: list[str] = []
+
+    def __getitem__(self, name):
+        self.looked_up.append(name)
+        return super().__getitem__(name)
+
+
+def test_a_resolved_profile_is_passed_down_and_never_looked_up_again(monkeypatch, tmp_path):
+    """Issue 19: the entry points resolve the profile once; every function below takes the
+    :class:`Profile` and reads its name, so a whole plan status, queue listing, README block and
+    config build do no name lookup at all, and give what the same calls with the name give."""
+    from esg_lib.engine import plan as PL
+    from esg_lib.engine import tuning as T
+    from esg_lib.experiments import Experiment
+
+    results = Path(__file__).resolve().parents[1] / "results"
+
+    def run(profile):
+        cfgs = [C.build_config(profile, model=m, seed=s) for m in ("esg-convnext", "resnet18") for s in (0, 1)]
+        return {"configs": cfgs,
+                "ids": [R.run_hash(C.identity_fields(c)) for c in cfgs],
+                "variant": PL.expected_variant(profile, "esg-convnext", "x-sdd", "leak-free"),
+                "status": PL.status_markdown(profile, results, out=None),
+                "pending": [(st.name, m, s) for st, m, s in PL.pending(profile, None, results, tmp_path)],
+                "ready": T.recipe_ready(profile, "resnet18", results),
+                "readme": REP.results_block(profile, results),
+                "experiment": Experiment(profile, root=tmp_path).config("resnet18", 0)}
+
+    counting = _CountingProfiles(C.PROFILES)
+    monkeypatch.setattr(C, "PROFILES", counting)
+    cpu = C.get_profile("cpu")
+    assert counting.looked_up == ["cpu"]
+    counting.looked_up.clear()
+    with_object = run(cpu)
+    assert counting.looked_up == []                  # resolved once, above
+    with_name = run("cpu")
+    assert counting.looked_up                        # the counter does see lookups by name
+    assert with_object == with_name                  # same configs, run ids, tables and README block
+    assert {c.profile for c in with_object["configs"]} == {"cpu"}   # records hold the name
+    assert C.get_profile(cpu) is cpu
+    # an experiment profile reads its base profile's runs for time estimates: one lookup, of the base
+    gap = C.get_profile("cpu-gap")
+    counting.looked_up.clear()
+    PL.status(gap, results, out=None)
+    assert counting.looked_up == ["cpu"]
+    with pytest.raises(UserError, match="unknown profile 'laptop'"):
+        C.get_profile("laptop")
+
+
 def test_run_identity_ignores_runtime_fields_and_the_git_commit():
     spec = C.ModelSpec("ResNet18", "resnet18")
     data = {"content_sha256": "abc", "seed": 0}

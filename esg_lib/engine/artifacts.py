@@ -21,14 +21,16 @@ from typing import Iterable
 
 import numpy as np
 
+from .config import ProfileRef, profile_name
+
 SMALL_FILES = ("config.json", "meta.json", "metrics.json", "log.jsonl", "fps.json", "test_confusion.csv",
                "test_report.json")
 # The t-SNE figure (Fig. 12) plots one seed per model: its features are committed, the others are not.
 FEATURE_SEEDS = (0,)
 
 
-def artifacts_dir(results: str | Path, profile: str) -> Path:
-    return Path(results) / profile / "artifacts"
+def artifacts_dir(results: str | Path, profile: ProfileRef) -> Path:
+    return Path(results) / profile_name(profile) / "artifacts"
 
 
 def artifact_folder(folder: Path, profile_results: str | Path) -> Path:
@@ -68,6 +70,6 @@ def export_artifacts(folder: Path, profile_results: str | Path, seed: int | None
     return dest
 
 
-def artifacts_size(results: str | Path, profiles: Iterable[str]) -> int:
+def artifacts_size(results: str | Path, profiles: Iterable[ProfileRef]) -> int:
     """Bytes of committed artifacts of these profiles."""
     return sum(p.stat().st_size for prof in profiles for p in artifacts_dir(results, prof).rglob("*") if p.is_file())

@@ -240,10 +240,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                      pretrained_file=args.pretrained_file)
     if args.no_progress:
         overrides["progress"] = False
-    keys = model_keys(args.model, args.profile)
+    keys = model_keys(args.model, profile)
     for key in keys:                     # fail fast on a bad model name, before any data work
-        resolve_model(key, args.profile)
-    base = build_config(args.profile, model=keys[0], seed=seeds[0], **overrides)
+        resolve_model(key, profile)
+    base = build_config(profile, model=keys[0], seed=seeds[0], **overrides)
     if args.pretrained_file and not Path(args.pretrained_file).is_file():
         raise UserError(f"pretrained file not found: {args.pretrained_file}")
 
@@ -253,7 +253,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     bundles: dict[int, Any] = {}
     for seed in seeds:
         for key in keys:
-            cfg = build_config(args.profile, model=key, seed=seed, **overrides)
+            cfg = build_config(profile, model=key, seed=seed, **overrides)
             if seed not in bundles:      # the split depends on the seed, not on the model
                 bundles = {seed: prepare_bundle(cfg)}
             try:
@@ -270,7 +270,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     del base
     _print_summary(results)
     if not args.dry_run and not args.no_report and _is_rank0():
-        written = build_report(args.profile, args.out, args.results)
+        written = build_report(profile, args.out, args.results)
         if written:
             print(f"tables: {', '.join(str(p) for p in written)}")
     problems = []
@@ -332,9 +332,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from . import runs as R
 
-    if args.profile:
-        get_profile(args.profile)
-    folders = R.find_runs(args.out, args.profile)
+    profile = get_profile(args.profile) if args.profile else None
+    folders = R.find_runs(args.out, profile)
     rows = [R.run_record(f) for f in folders]
     if args.json:
         print(json.dumps(rows, indent=1, default=str))
@@ -356,31 +355,30 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from esg_lib.report import build_report, update_readme
 
-    profiles = [args.profile] if args.profile else list(PROFILES)
-    for p in profiles:
-        get_profile(p)
+    profile = get_profile(args.profile) if args.profile else None
+    profiles = [profile] if profile is not None else list(PROFILES.values())
     written: list[Path] = []
     for p in profiles:
         written += build_report(p, args.out, args.results)
-        if p in BASE_PROFILE:          # an experiment profile: its arms beside the base profile's runs
+        if p.name in BASE_PROFILE:     # an experiment profile: its arms beside the base profile's runs
             from esg_lib.report.gap import write_gap_report
 
             written += write_gap_report(p, args.results)
     if args.readme:
-        if not args.profile:
+        if profile is None:
             raise UserError("--readme needs --profile")
-        if args.profile in BASE_PROFILE:
+        if profile.name in BASE_PROFILE:
             from esg_lib.report.gap import update_gap_block
 
-            changed = update_gap_block(args.profile, args.readme, args.results)
+            changed = update_gap_block(profile, args.readme, args.results)
         else:
-            changed = update_readme(args.profile, args.readme, args.results)
-        print(f"{args.readme}: generated block for {args.profile!r} {'updated' if changed else 'unchanged'}")
+            changed = update_readme(profile, args.readme, args.results)
+        print(f"{args.readme}: generated block for {profile.name!r} {'updated' if changed else 'unchanged'}")
         return 0
     if not written:
-        if args.profile:
-            raise UserError(f"no finished runs for profile {args.profile!r} under {args.out}/ or "
-                            f"{args.results}/{args.profile}/runs/")
+        if profile is not None:
+            raise UserError(f"no finished runs for profile {profile.name!r} under {args.out}/ or "
+                            f"{args.results}/{profile.name}/runs/")
         print("no finished runs found")
         return 0
     for path in written:
@@ -408,11 +406,12 @@ def _runtime(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_tune(args: argparse.Namespace) -> int:
     from . import tuning as T
 
-    T.candidates(args.profile)
+    profile = get_profile(args.profile)
+    T.candidates(profile)
     if not args.report:
-        T.run_tuning(args.profile, tuple(args.model or T.TUNED_MODELS), args.out, args.results,
+        T.run_tuning(profile, tuple(args.model or T.TUNED_MODELS), args.out, args.results,
                      force=args.force, **_runtime(args))
-    path = T.write_tuning_table(args.profile, args.results)
+    path = T.write_tuning_table(profile, args.results)
     print(path.read_text())
     return 0
 
@@ -420,7 +419,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_fps(args: argparse.Namespace) -> int:
     from . import fps as F
 
-    path = F.write_fps(args.profile, args.results, threads=args.threads, iters=args.iters,
+    path = F.write_fps(get_profile(args.profile), args.results, threads=args.threads, iters=args.iters,
                        repeats=args.repeats)
     print(path)
     return 0
@@ -432,18 +431,19 @@ def cmd_queue(args: argparse.Namespace) -> int:
     from . import plan as P
 
     runtime = _runtime(args)   # a bad --set fails before anything is listed or trained
+    profile = get_profile(args.profile)
     if args.status:
-        print(P.status_markdown(args.profile, args.results, args.out))
+        print(P.status_markdown(profile, args.results, args.out))
         return 0
     if args.list:
-        for stage, model, seed in P.pending(args.profile, args.stage, args.results, args.out, args.model):
+        for stage, model, seed in P.pending(profile, args.stage, args.results, args.out, args.model):
             print(f"{stage.name}\t{model}\tseed {seed}")
         return 0
-    done = P.run_queue(args.profile, args.stage, args.out, args.results, args.limit, args.model, **runtime)
+    done = P.run_queue(profile, args.stage, args.out, args.results, args.limit, args.model, **runtime)
     if done:   # the queue exported each finished run's record; the tables are the report layer's
-        build_report(args.profile, args.out, args.results)
+        build_report(profile, args.out, args.results)
     print(f"{len(done)} run(s) finished")
-    print(P.status_markdown(args.profile, args.results, args.out))
+    print(P.status_markdown(profile, args.results, args.out))
     return 0
 
 
@@ -452,7 +452,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     if args.sample < 1:
         raise UserError("--sample must be >= 1")
-    verdicts = V.run_verify(args.profile, args.sample, args.seed, args.order, args.results, args.out,
+    verdicts = V.run_verify(get_profile(args.profile), args.sample, args.seed, args.order, args.results, args.out,
                             args.threads, args.match)
     bad = [v for v in verdicts if v.failed]
     print(f"{len(verdicts) - len(bad)}/{len(verdicts)} verified"

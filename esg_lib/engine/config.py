@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Union
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -298,28 +298,53 @@ DRY_RUN = dict(max_steps=2, batch_size=2, epochs=1, max_images=42, augment_copie
                eval_batch_size=8, fps_iters=2, fps_warmup=1, fps_batch_size=1)
 
 
-def get_profile(name: str) -> Profile:
+# A profile as the public functions take it: its name (what notebooks, tests and the command line
+# hold) or the resolved :class:`Profile` (what the entry points pass down).
+ProfileRef = Union[str, Profile]
+
+
+def get_profile(profile: ProfileRef) -> Profile:
+    """The :class:`Profile` of a name, or ``profile`` itself when it already is one (no lookup).
+
+    Entry points resolve once and pass the object: the ``esg`` commands and
+    :class:`~esg_lib.experiments.Experiment` call this on the name they are given and pass the
+    :class:`Profile` down. A function that takes a :data:`ProfileRef` calls this once at its top
+    (so a name from a notebook or test still works, and an object passed on is never looked up
+    again) and hands the object on; one that only needs the name for a folder or label uses
+    :func:`profile_name`. Paths, records, plan keys and ``TrainConfig.profile`` hold ``.name``.
+    An unknown name raises :class:`ConfigError`.
+    """
+    if isinstance(profile, Profile):
+        return profile
     try:
-        return PROFILES[name]
+        return PROFILES[profile]
     except KeyError:
-        raise ConfigError(f"unknown profile {name!r} (choose from {', '.join(PROFILES)})") from None
+        raise ConfigError(f"unknown profile {profile!r} (choose from {', '.join(PROFILES)})") from None
+
+
+def profile_name(profile: ProfileRef) -> str:
+    """The name of a profile or of a name, without a lookup: for functions that only need the
+    folder or label (``results/<name>/...``). No check either, as before: such a folder may hold
+    records that no profile defines (``esg_lib.plots`` reads a scratch ``fresh/`` export)."""
+    return profile.name if isinstance(profile, Profile) else profile
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
-def build_config(profile: str = "smoke", **overrides: Any) -> TrainConfig:
+def build_config(profile: ProfileRef = "smoke", **overrides: Any) -> TrainConfig:
     """The profile's defaults, then its ``dataset_defaults`` for the run's dataset, then the model
     row's tuned ``recipe``, then ``overrides``; unknown fields raise :class:`ConfigError`."""
     prof = get_profile(profile)
     unknown = sorted(set(overrides) - set(_FIELDS))
     if unknown:
         raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
-    model = canonical_model_key(overrides.get("model", TrainConfig.model), profile)
+    model = canonical_model_key(overrides.get("model", TrainConfig.model), prof)
     recipe = prof.models[model].recipe if model in prof.models else {}
     dataset = overrides.get("dataset") or prof.defaults.get("dataset", TrainConfig.dataset)
     per_dataset = prof.dataset_defaults.get(dataset, {})
-    values = {**prof.defaults, **per_dataset, **recipe, **overrides, "profile": profile}
+    # the config holds the name: it is what config.json records and the run identity hashes
+    values = {**prof.defaults, **per_dataset, **recipe, **overrides, "profile": prof.name}
     if "model" in values:
         values["model"] = model
     cfg = TrainConfig(**values)
@@ -327,7 +352,7 @@ def build_config(profile: str = "smoke", **overrides: Any) -> TrainConfig:
     return cfg
 
 
-def canonical_model_key(model: str, profile: str) -> str:
+def canonical_model_key(model: str, profile: ProfileRef) -> str:
     """A timm name that is exactly one row of the profile's table → that row's key.
 
     ``esg_convnext_atto`` and ``esg-convnext`` are then the same run (same identity, same folder,

@@ -19,10 +19,10 @@ from typing import Any, Sequence
 import torch
 
 from . import provenance as P
-from .config import ABLATION, COMPARISON, get_profile
+from .config import ABLATION, COMPARISON, ProfileRef, get_profile, profile_name
 
 
-def measure_rows(profile: str, keys: Sequence[str] = (*COMPARISON, *ABLATION[:4]), threads: int | None = None,
+def measure_rows(profile: ProfileRef, keys: Sequence[str] = (*COMPARISON, *ABLATION[:4]), threads: int | None = None,
                  warmup: int = 5, iters: int = 20, repeats: int = 5, num_classes: int = 7,
                  progress: bool = True) -> dict[str, Any]:
     """``{"models": {key: {fps, timm_name, ...}}, "protocol": ..., "hardware": ...}`` on the CPU."""
@@ -36,7 +36,7 @@ def measure_rows(profile: str, keys: Sequence[str] = (*COMPARISON, *ABLATION[:4]
     device = torch.device("cpu")
     models: dict[str, Any] = {}
     for key in keys:
-        spec = resolve_model(key, profile)
+        spec = resolve_model(key, prof)
         torch.manual_seed(0)
         model = build_model(spec, num_classes, img_size)
         with torch.inference_mode():
@@ -47,7 +47,7 @@ def measure_rows(profile: str, keys: Sequence[str] = (*COMPARISON, *ABLATION[:4]
                        "fps_all": [t["fps"] for t in times]}
         if progress:
             print(f"{key:18s} {spec.name:30s} {fps:8.1f} images/s", flush=True)
-    return {"profile": profile, "models": models,
+    return {"profile": prof.name, "models": models,
             "protocol": {"img_size": img_size, "batch_size": 1, "warmup": warmup, "iters": iters,
                          "repeats": repeats, "statistic": "median", "threads": torch.get_num_threads(),
                          "device": "cpu", "weights": "random init (speed does not depend on them)"},
@@ -57,21 +57,22 @@ def measure_rows(profile: str, keys: Sequence[str] = (*COMPARISON, *ABLATION[:4]
             "command": " ".join(sys.argv)}
 
 
-def fps_path(profile: str, results: str | Path = "results") -> Path:
-    return Path(results) / profile / "fps.json"
+def fps_path(profile: ProfileRef, results: str | Path = "results") -> Path:
+    return Path(results) / profile_name(profile) / "fps.json"
 
 
-def write_fps(profile: str, results: str | Path = "results", **kwargs: Any) -> Path:
+def write_fps(profile: ProfileRef, results: str | Path = "results", **kwargs: Any) -> Path:
     from .runs import write_json
 
-    data = measure_rows(profile, **kwargs)
-    path = fps_path(profile, results)
+    prof = get_profile(profile)
+    data = measure_rows(prof, **kwargs)
+    path = fps_path(prof, results)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, data)
     return path
 
 
-def load_fps(profile: str, results: str | Path = "results") -> dict[str, Any] | None:
+def load_fps(profile: ProfileRef, results: str | Path = "results") -> dict[str, Any] | None:
     from .runs import read_json
 
     return read_json(fps_path(profile, results))

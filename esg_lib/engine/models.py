@@ -29,7 +29,7 @@ from timm.models import get_pretrained_cfg
 from timm.models._helpers import load_state_dict
 from torch import nn
 
-from .config import (ABLATION, COMPARISON, ConfigError, ModelSpec, TrainConfig, canonical_model_key,
+from .config import (ABLATION, COMPARISON, ConfigError, ModelSpec, ProfileRef, TrainConfig, canonical_model_key,
                      get_profile)
 
 CONVNEXTV2_SIZES = ("atto", "femto", "pico", "nano", "tiny", "base", "large")
@@ -91,7 +91,7 @@ def closest_convnextv2(reference: str, num_classes: int = 7) -> str:
                key=lambda n: abs(count_params(n, num_classes=num_classes) - target))
 
 
-def resolve_model(key: str, profile: str) -> ModelSpec:
+def resolve_model(key: str, profile: ProfileRef) -> ModelSpec:
     """A model-table key of the profile (``swin-t``) or any timm name → a concrete :class:`ModelSpec`."""
     _ensure_registered()
     table = get_profile(profile).models
@@ -111,12 +111,13 @@ def resolve_model(key: str, profile: str) -> ModelSpec:
     return spec
 
 
-def model_keys(selection: list[str], profile: str) -> list[str]:
+def model_keys(selection: list[str], profile: ProfileRef) -> list[str]:
     """Expand ``all`` (the comparison rows) and ``ablation`` (Table 2 rows) in a model selection."""
+    prof = get_profile(profile)
     out: list[str] = []
     for item in selection:
         out.extend(COMPARISON if item == "all" else ABLATION if item == "ablation"
-                   else [canonical_model_key(item, profile)])
+                   else [canonical_model_key(item, prof)])
     return list(dict.fromkeys(out))
 
 

@@ -28,8 +28,8 @@ from esg_lib.markdown import markdown_rows
 
 from . import provenance as P
 from . import runs as R
-from .config import (ABLATION, COMPARISON, BASE_PROFILE, ConfigError, TrainConfig, build_config, get_profile,
-                     identity_fields)
+from .config import (ABLATION, COMPARISON, BASE_PROFILE, ConfigError, ProfileRef, TrainConfig, build_config,
+                     get_profile, identity_fields, profile_name)
 
 
 @dataclass(frozen=True)
@@ -94,15 +94,15 @@ PLANS: dict[str, tuple[Stage, ...]] = {
 }
 
 
-def plan(profile: str) -> tuple[Stage, ...]:
-    get_profile(profile)
+def plan(profile: ProfileRef) -> tuple[Stage, ...]:
+    name = get_profile(profile).name
     try:
-        return PLANS[profile]
+        return PLANS[name]
     except KeyError:
-        raise ConfigError(f"no experiment plan for profile {profile!r}") from None
+        raise ConfigError(f"no experiment plan for profile {name!r}") from None
 
 
-def expected_variant(profile: str, model: str, dataset: str, protocol: str,
+def expected_variant(profile: ProfileRef, model: str, dataset: str, protocol: str,
                      overrides: Mapping[str, Any] | None = None) -> str:
     """The config variant a run of this row would have if trained now (recipe and the stage's
     ``overrides`` included)."""
@@ -112,13 +112,14 @@ def expected_variant(profile: str, model: str, dataset: str, protocol: str,
     return config_variant(identity_fields(cfg))
 
 
-def stage_scale(profile: str, stage: Stage) -> float:
+def stage_scale(profile: ProfileRef, stage: Stage) -> float:
     """How much longer one run of ``stage`` takes than the profile's own run on its dataset: the
     stage's epochs and pixels over the profile's (a time-left estimate, nothing more)."""
     if not stage.overrides:
         return 1.0
-    base = build_config(profile, dataset=stage.dataset)
-    now = build_config(profile, dataset=stage.dataset, **dict(stage.overrides))
+    prof = get_profile(profile)
+    base = build_config(prof, dataset=stage.dataset)
+    now = build_config(prof, dataset=stage.dataset, **dict(stage.overrides))
     return (now.epochs / base.epochs) * (now.img_size / base.img_size) ** 2
 
 
@@ -126,7 +127,7 @@ def _key(dataset: str, protocol: str, model: str, seed: int, variant: str) -> tu
     return (dataset, protocol or "leak-free", model, int(seed), variant)
 
 
-def _run_progress(out: str | Path, profile: str) -> dict[tuple, dict[str, Any]]:
+def _run_progress(out: str | Path, profile: ProfileRef) -> dict[tuple, dict[str, Any]]:
     """Unfinished run folders: key → epochs logged and training seconds so far."""
     found: dict[tuple, dict[str, Any]] = {}
     for folder in R.find_runs(out, profile):
@@ -147,7 +148,7 @@ def _record_seconds(rec: dict[str, Any]) -> float:
     return float(rec.get("wall_seconds") or rec.get("train_seconds") or 0.0)
 
 
-def typical_run_seconds(profile: str, records: Sequence[dict[str, Any]],
+def typical_run_seconds(profile: ProfileRef, records: Sequence[dict[str, Any]],
                         tuning_records: Sequence[dict[str, Any]],
                         kind: str = "cpu") -> dict[tuple[str, str], float]:
     """``(dataset, model) → seconds`` one more run of that row is expected to take on a ``kind``
@@ -164,7 +165,8 @@ def typical_run_seconds(profile: str, records: Sequence[dict[str, Any]],
     typical = {k: statistics.median(v) for k, v in runs.items()}
     for model, v in tuning.items():
         typical.setdefault((TrainConfig.dataset, model), statistics.median(v))
-    stages = plan(profile)
+    prof = get_profile(profile)
+    stages = plan(prof)
     for stage in stages:
         for model in (m for m in stage.models if m in ABLATION):
             if (stage.dataset, model) not in typical and (stage.dataset, "esg-convnext") in typical:
@@ -174,12 +176,12 @@ def typical_run_seconds(profile: str, records: Sequence[dict[str, Any]],
             seen = [(d, t) for (d, m), t in typical.items() if m == model and d != stage.dataset]
             if (stage.dataset, model) not in typical and seen:
                 dataset, seconds = seen[0]
-                typical[stage.dataset, model] = (seconds * _work(profile, stage.dataset)
-                                                 / _work(profile, dataset))
+                typical[stage.dataset, model] = (seconds * _work(prof, stage.dataset)
+                                                 / _work(prof, dataset))
     return typical
 
 
-def _work(profile: str, dataset: str) -> float:
+def _work(profile: ProfileRef, dataset: str) -> float:
     """What a run's time grows with: the dataset's images times the profile's epochs on it."""
     return _images(dataset) * build_config(profile, dataset=dataset).epochs
 
@@ -192,28 +194,30 @@ def _images(dataset: str) -> int:
     return len(parse_manifest(KNOWN[dataset].manifest_text()))
 
 
-def status(profile: str, results: str | Path = "results",
+def status(profile: ProfileRef, results: str | Path = "results",
            out: str | Path | None = "runs") -> list[dict[str, Any]]:
     """One row per stage: runs planned / done / started, hours spent, what is missing, the estimated
     hours left and how many missing runs have no estimate. ``out=None`` reads only the committed
     records (no run folders: what the README shows)."""
     from .tuning import load_records as load_tuning_records
 
-    records = _records(profile, results)
+    prof = get_profile(profile)
+    records = _records(prof, results)
     done = {_key(r["dataset"], r.get("protocol"), r["model"], r["seed"], r.get("variant", "")): r
             for r in records}
-    running = _run_progress(out, profile) if out is not None else {}
-    base = BASE_PROFILE.get(profile, profile)
-    evidence = records if base == profile else _records(base, results)
+    running = _run_progress(out, prof) if out is not None else {}
+    # an experiment profile's time estimates come from its base profile's finished runs
+    base = get_profile(BASE_PROFILE[prof.name]) if prof.name in BASE_PROFILE else prof
+    evidence = records if base.name == prof.name else _records(base, results)
     typical = typical_run_seconds(base, evidence, load_tuning_records(base, results), P.this_machine_kind())
-    seeds = get_profile(profile).seeds
+    seeds = prof.seeds
     rows = []
-    for stage in plan(profile):
+    for stage in plan(prof):
         n_done, started, seconds, missing, left, unknown = 0, 0, 0.0, [], 0.0, 0
         machines: dict[str, list[float]] = {}
-        scale = stage_scale(profile, stage)
+        scale = stage_scale(prof, stage)
         for model in stage.models:
-            variant = expected_variant(profile, model, stage.dataset, stage.protocol, stage.overrides)
+            variant = expected_variant(prof, model, stage.dataset, stage.protocol, stage.overrides)
             for seed in seeds:
                 key = _key(stage.dataset, stage.protocol, model, seed, variant)
                 if key in done:
@@ -238,9 +242,9 @@ def status(profile: str, results: str | Path = "results",
     return rows
 
 
-def _records(profile: str, results: str | Path) -> list[dict[str, Any]]:
+def _records(profile: ProfileRef, results: str | Path) -> list[dict[str, Any]]:
     """The committed per-run records of a profile (``results/<profile>/runs/*.json``)."""
-    res = Path(results) / profile / "runs"
+    res = Path(results) / profile_name(profile) / "runs"
     return [r for r in (R.read_json(p) for p in sorted(res.glob("*.json"))) if r] if res.is_dir() else []
 
 
@@ -257,7 +261,7 @@ def _compact(missing: Sequence[str]) -> str:
     return ", ".join(f"{m} ({' '.join(s)})" for m, s in by.items()) or "—"
 
 
-def status_markdown(profile: str, results: str | Path = "results", out: str | Path | None = "runs") -> str:
+def status_markdown(profile: ProfileRef, results: str | Path = "results", out: str | Path | None = "runs") -> str:
     rows = status(profile, results, out)
     cells = []
     every: dict[str, tuple[int, float]] = {}
@@ -287,25 +291,26 @@ def _hours_left(hours: float, unestimated: int) -> str:
     return f"≥ {hours:.2f} (+{unestimated} {runs} without an estimate)"
 
 
-def pending(profile: str, stages: Sequence[str] | None = None, results: str | Path = "results",
+def pending(profile: ProfileRef, stages: Sequence[str] | None = None, results: str | Path = "results",
             out: str | Path = "runs", models: Sequence[str] | None = None) -> list[tuple[Stage, str, int]]:
     """(stage, model, seed) still to train, in queue order (stage, then seed, then model);
     ``stages`` / ``models`` keep only stages whose name contains one of the texts / those models."""
-    rows = {r["stage"]: set(r["missing"]) for r in status(profile, results, out)}
-    chosen = [s for s in plan(profile) if not stages or any(t.lower() in s.name.lower() for t in stages)]
+    prof = get_profile(profile)
+    rows = {r["stage"]: set(r["missing"]) for r in status(prof, results, out)}
+    chosen = [s for s in plan(prof) if not stages or any(t.lower() in s.name.lower() for t in stages)]
     if stages and not chosen:
         raise ConfigError(f"no stage matches {', '.join(stages)} (stages: "
-                          f"{'; '.join(s.name for s in plan(profile))})")
+                          f"{'; '.join(s.name for s in plan(prof))})")
     todo = []
     for stage in chosen:
-        for seed in get_profile(profile).seeds:
+        for seed in prof.seeds:
             for model in stage.models:
                 if f"{model}/s{seed}" in rows[stage.name] and (not models or model in models):
                     todo.append((stage, model, seed))
     return todo
 
 
-def run_queue(profile: str, stages: Sequence[str] | None = None, out: str | Path = "runs",
+def run_queue(profile: ProfileRef, stages: Sequence[str] | None = None, out: str | Path = "runs",
               results: str | Path = "results", limit: int | None = None,
               models: Sequence[str] | None = None, **overrides: Any) -> list[dict[str, Any]]:
     """Train the pending runs of the plan in order; after each run, export its record to
@@ -321,8 +326,9 @@ def run_queue(profile: str, stages: Sequence[str] | None = None, out: str | Path
     from .train import TrainingDiverged, fit, matching_bundle, planned_run_dir, prepare_bundle
     from .tuning import adopt_tuning_run, recipe_ready
 
-    todo = pending(profile, stages, results, out, models)
-    print(f"{len(todo)} run(s) pending for profile {profile!r}")
+    prof = get_profile(profile)
+    todo = pending(prof, stages, results, out, models)
+    print(f"{len(todo)} run(s) pending for profile {prof.name!r}")
     done: list[dict[str, Any]] = []
     bundle, bundle_key, unavailable, not_ready = None, None, set(), set()
     for i, (stage, model, seed) in enumerate(todo):
@@ -330,12 +336,12 @@ def run_queue(profile: str, stages: Sequence[str] | None = None, out: str | Path
             break
         if stage.dataset in unavailable or model in not_ready:
             continue
-        ready, why = recipe_ready(profile, model, results)
+        ready, why = recipe_ready(prof, model, results)
         if not ready:
             print(f"skipping {model}: {why}", file=sys.stderr)
             not_ready.add(model)
             continue
-        cfg = build_config(profile, model=model, seed=seed, dataset=stage.dataset,
+        cfg = build_config(prof, model=model, seed=seed, dataset=stage.dataset,
                            protocol=stage.protocol, out=str(out), **{**stage.overrides, **overrides})
         key = (stage.dataset, stage.protocol, seed, cfg.img_size)
         print(f"[{i + 1}/{len(todo)}] {stage.name}: {model} seed {seed}", flush=True)
@@ -357,5 +363,5 @@ def run_queue(profile: str, stages: Sequence[str] | None = None, out: str | Path
             print(f"skipping {model} seed {seed}: {exc}", file=sys.stderr)
             continue
         done.append({"stage": stage.name, "model": model, "seed": seed, "folder": str(res.run_dir)})
-        R.export_run_metrics(R.find_runs(out, profile), Path(results) / profile)
+        R.export_run_metrics(R.find_runs(out, prof), Path(results) / prof.name)
     return done

@@ -38,7 +38,7 @@ from esg_lib.errors import UserError
 from esg_lib.models.zoo import count_gmacs
 
 from .artifacts import export_artifacts
-from .config import ModelSpec, TrainConfig, identity_fields, result_fields
+from .config import ModelSpec, ProfileRef, TrainConfig, identity_fields, profile_name, result_fields
 from .models import build_model
 from .provenance import hardware_text
 
@@ -169,9 +169,9 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 # ----------------------------------------------------------------------------------- listing
-def find_runs(out: str | Path = "runs", profile: str | None = None) -> list[Path]:
+def find_runs(out: str | Path = "runs", profile: ProfileRef | None = None) -> list[Path]:
     """Run folders (those with a config.json) under ``out`` (optionally one profile)."""
-    base = Path(out) / profile if profile else Path(out)
+    base = Path(out) / profile_name(profile) if profile else Path(out)
     if not base.is_dir():
         return []
     return sorted(p.parent for p in base.rglob("config.json"))

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from esg_lib.markdown import markdown_rows
 
-from .config import SHARED_RECIPE, ConfigError, TrainConfig, build_config, get_profile
+from .config import SHARED_RECIPE, ConfigError, ProfileRef, TrainConfig, build_config, get_profile, profile_name
 
 TUNED_FIELDS: tuple[str, ...] = ("lr", "online_augment", "label_smoothing")
 # ESG-ConvNeXt and its two closest references first, then the paper's other baselines: every
@@ -60,12 +60,12 @@ CANDIDATES: dict[str, tuple[dict[str, Any], ...]] = {
 }
 
 
-def candidates(profile: str) -> tuple[dict[str, Any], ...]:
-    get_profile(profile)
+def candidates(profile: ProfileRef) -> tuple[dict[str, Any], ...]:
+    name = get_profile(profile).name
     try:
-        return CANDIDATES[profile]
+        return CANDIDATES[name]
     except KeyError:
-        raise ConfigError(f"no tuning candidates for profile {profile!r} "
+        raise ConfigError(f"no tuning candidates for profile {name!r} "
                           f"(tuned profiles: {', '.join(CANDIDATES)})") from None
 
 
@@ -73,7 +73,7 @@ def tuning_out(out: str | Path) -> str:
     return str(Path(out) / "tuning")
 
 
-def candidate_config(profile: str, model: str, candidate: Mapping[str, Any], out: str | Path = "runs",
+def candidate_config(profile: ProfileRef, model: str, candidate: Mapping[str, Any], out: str | Path = "runs",
                      seed: int = TUNING_SEED, **overrides: Any) -> TrainConfig:
     """The config of one tuning run: the profile, the candidate's fields, leak-free X-SDD split."""
     return build_config(profile, model=model, seed=seed, out=tuning_out(out),
@@ -100,19 +100,20 @@ def tuning_record(folder: Path, model: str, candidate: Mapping[str, Any]) -> dic
             "git": (R.read_json(folder / "meta.json") or {}).get("git")}
 
 
-def run_tuning(profile: str, models: Sequence[str] = TUNED_MODELS, out: str | Path = "runs",
+def run_tuning(profile: ProfileRef, models: Sequence[str] = TUNED_MODELS, out: str | Path = "runs",
                results: str | Path = "results", force: bool = False,
                **overrides: Any) -> list[dict[str, Any]]:
     """Train every (model, candidate) pair that is not finished yet; write the records and table."""
     from . import runs as R
     from .train import TrainingDiverged, fit, prepare_bundle
 
-    cands = candidates(profile)
+    prof = get_profile(profile)
+    cands = candidates(prof)
     bundle = None
     records = []
     for model in models:
         for cand in cands:
-            cfg = candidate_config(profile, model, cand, out, **overrides)
+            cfg = candidate_config(prof, model, cand, out, **overrides)
             bundle = bundle or prepare_bundle(cfg)   # fit() switches online augmentation per config
             print(f"tuning {model} | {cand['name']}")
             try:
@@ -125,21 +126,21 @@ def run_tuning(profile: str, models: Sequence[str] = TUNED_MODELS, out: str | Pa
                 continue
             rec = tuning_record(Path(res.run_dir), model, cand)
             records.append(rec)
-            R.write_json(_records_dir(results, profile) / f"{R.slug(model)}__{R.slug(cand['name'])}.json", rec)
-    write_tuning_table(profile, results)
+            R.write_json(_records_dir(results, prof) / f"{R.slug(model)}__{R.slug(cand['name'])}.json", rec)
+    write_tuning_table(prof, results)
     return records
 
 
-def _records_dir(results: str | Path, profile: str) -> Path:
-    d = Path(results) / profile / "tuning" / "runs"
+def _records_dir(results: str | Path, profile: ProfileRef) -> Path:
+    d = Path(results) / profile_name(profile) / "tuning" / "runs"
     d.mkdir(parents=True, exist_ok=True)
     return d
 
 
-def load_records(profile: str, results: str | Path = "results") -> list[dict[str, Any]]:
+def load_records(profile: ProfileRef, results: str | Path = "results") -> list[dict[str, Any]]:
     from . import runs as R
 
-    d = Path(results) / profile / "tuning" / "runs"
+    d = Path(results) / profile_name(profile) / "tuning" / "runs"
     return [r for r in (R.read_json(p) for p in sorted(d.glob("*.json"))) if r] if d.is_dir() else []
 
 
@@ -147,9 +148,10 @@ def _rank(rec: Mapping[str, Any], order: int) -> tuple[float, float, int]:
     return (rec.get("val_f1") or 0.0, rec.get("val_acc") or 0.0, -order)
 
 
-def winners(profile: str, records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+def winners(profile: ProfileRef, records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """``{model: winning candidate}`` for models whose every candidate has a record."""
-    names = [c["name"] for c in candidates(profile)]
+    cands = candidates(profile)
+    names = [c["name"] for c in cands]
     by_model: dict[str, dict[str, Mapping[str, Any]]] = {}
     for r in records:
         by_model.setdefault(r["model"], {})[r["candidate"]] = r
@@ -157,16 +159,18 @@ def winners(profile: str, records: Iterable[Mapping[str, Any]]) -> dict[str, dic
     for model, recs in by_model.items():
         if all(n in recs for n in names):
             best = max(names, key=lambda n: _rank(recs[n], names.index(n)))
-            out[model] = next(c for c in candidates(profile) if c["name"] == best)
+            out[model] = next(c for c in cands if c["name"] == best)
     return out
 
 
-def tuning_table_markdown(profile: str, records: Sequence[Mapping[str, Any]]) -> str:
+def tuning_table_markdown(profile: ProfileRef, records: Sequence[Mapping[str, Any]]) -> str:
     """Validation results of the tuning runs: one row per (model, candidate), winner in bold."""
     if not records:
-        return f"No `{profile}` tuning runs are committed yet (`esg tune --profile {profile}`)."
-    won = winners(profile, records)
-    names = [c["name"] for c in candidates(profile)]
+        name = profile_name(profile)
+        return f"No `{name}` tuning runs are committed yet (`esg tune --profile {name}`)."
+    prof = get_profile(profile)
+    won = winners(prof, records)
+    names = [c["name"] for c in candidates(prof)]
     cells = []
     rows = sorted(records, key=lambda r: (TUNED_MODELS.index(r["model"]) if r["model"] in TUNED_MODELS
                                           else len(TUNED_MODELS), r["model"],
@@ -184,31 +188,33 @@ def tuning_table_markdown(profile: str, records: Sequence[Mapping[str, Any]]) ->
               "images; one image is "
               + (f"≈ {100 / min(n):.1f} points" if n else "one image") +
               "). Bold: the winner (best validation F1, then accuracy), which the profile's model table uses (a test checks). "
-              f"Rebuild: `esg tune --profile {profile} --report`."]
+              f"Rebuild: `esg tune --profile {prof.name} --report`."]
     return "\n".join(lines)
 
 
-def write_tuning_table(profile: str, results: str | Path = "results") -> Path:
-    path = Path(results) / profile / "tuning.md"
+def write_tuning_table(profile: ProfileRef, results: str | Path = "results") -> Path:
+    prof = get_profile(profile)
+    path = Path(results) / prof.name / "tuning.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"# Recipe tuning — profile `{profile}` (validation only)\n\n"
-                    + tuning_table_markdown(profile, load_records(profile, results)) + "\n")
+    path.write_text(f"# Recipe tuning — profile `{prof.name}` (validation only)\n\n"
+                    + tuning_table_markdown(prof, load_records(prof, results)) + "\n")
     return path
 
 
-def recipe_ready(profile: str, model: str, results: str | Path = "results") -> tuple[bool, str]:
+def recipe_ready(profile: ProfileRef, model: str, results: str | Path = "results") -> tuple[bool, str]:
     """Whether production runs of ``model`` may start: its row (or the row whose recipe it shares)
     needs no tuning in this profile, or its tuning is finished and the table holds the winner."""
     key = SHARED_RECIPE.get(model, model)
-    if key not in TUNING_REQUIRED.get(profile, ()):
+    if key not in TUNING_REQUIRED.get(profile_name(profile), ()):
         return True, ""
-    won = winners(profile, load_records(profile, results)).get(key)
+    prof = get_profile(profile)
+    won = winners(prof, load_records(prof, results)).get(key)
     if won is None:
-        return False, f"the tuning of {key} is not finished (esg tune --profile {profile} --model {key})"
-    cfg = build_config(profile, model=key)
+        return False, f"the tuning of {key} is not finished (esg tune --profile {prof.name} --model {key})"
+    cfg = build_config(prof, model=key)
     have = {f: getattr(cfg, f) for f in TUNED_FIELDS}
     if have != won["fields"]:
-        return False, (f"the {profile} model table's recipe for {key} ({have}) is not the tuning winner "
+        return False, (f"the {prof.name} model table's recipe for {key} ({have}) is not the tuning winner "
                        f"{won['name']!r} ({won['fields']}): update the profile's recipes")
     return True, ""
 

@@ -37,7 +37,7 @@ from esg_lib.errors import UserError
 
 from . import provenance as P
 from . import runs as R
-from .config import TrainConfig, build_config
+from .config import ProfileRef, TrainConfig, build_config, get_profile, profile_name
 from .plan import expected_variant, plan
 
 COMPARED = ("acc", "precision", "recall", "f1", "loss")
@@ -94,8 +94,8 @@ def this_machine_name() -> str:
     return P.machine_name(P.hardware_text({"hardware": P.hardware(), "threads": 1, "device": "cpu"}))
 
 
-def load_records(profile: str, results: str | Path = "results") -> list[tuple[Path, dict[str, Any]]]:
-    folder = Path(results) / profile / "runs"
+def load_records(profile: ProfileRef, results: str | Path = "results") -> list[tuple[Path, dict[str, Any]]]:
+    folder = Path(results) / profile_name(profile) / "runs"
     found = [(p, R.read_json(p)) for p in sorted(folder.glob("*.json"))]
     return [(p, r) for p, r in found if r]
 
@@ -119,20 +119,21 @@ def choose(records: Sequence[tuple[Path, Mapping[str, Any]]], sample: int, seed:
 def config_for_record(rec: Mapping[str, Any], out: str | Path, **runtime: Any) -> TrainConfig:
     """The configuration that produced ``rec``: the profile's, plus the overrides of the plan stage
     whose config variant matches the record's (none for a profile's own rows)."""
-    profile, model = rec["profile"], rec["model"]
+    # a record holds the profile's name: resolved here, once for every candidate below
+    prof, model = get_profile(rec["profile"]), rec["model"]
     dataset, protocol = rec["dataset"], rec.get("protocol", "leak-free")
     candidates: list[Mapping[str, Any]] = [{}]
     try:
-        candidates += [s.overrides for s in plan(profile)
+        candidates += [s.overrides for s in plan(prof)
                        if s.overrides and model in s.models and s.dataset == dataset and s.protocol == protocol]
     except UserError:
         pass
     for overrides in candidates:
-        if expected_variant(profile, model, dataset, protocol, overrides) == rec.get("variant"):
-            return build_config(profile, model=model, seed=int(rec["seed"]), dataset=dataset,
+        if expected_variant(prof, model, dataset, protocol, overrides) == rec.get("variant"):
+            return build_config(prof, model=model, seed=int(rec["seed"]), dataset=dataset,
                                 protocol=protocol, out=str(out), **dict(overrides), **runtime)
-    now = expected_variant(profile, model, dataset, protocol)
-    raise UserError(f"the {profile} profile no longer trains {model} with the recipe of this record "
+    now = expected_variant(prof, model, dataset, protocol)
+    raise UserError(f"the {prof.name} profile no longer trains {model} with the recipe of this record "
                     f"(variant {rec.get('variant')}, now {now}): it cannot be rebuilt from its config")
 
 
@@ -163,16 +164,17 @@ def verify_record(path: Path, rec: Mapping[str, Any], records: Sequence[tuple[Pa
                    time.time() - t0, cpu_unknown=P.machine_kind(hw) == "cpu" and not P.names_cpu_model(hw))
 
 
-def run_verify(profile: str, sample: int = 1, seed: int = 0, order: str = "cheapest",
+def run_verify(profile: ProfileRef, sample: int = 1, seed: int = 0, order: str = "cheapest",
                results: str | Path = "results", out: str | Path = "runs/verify",
                threads: int | None = None, match: Sequence[str] = ()) -> list[Verdict]:
     """Spot-check ``sample`` committed runs of ``profile``; ``match`` keeps records whose file
     name contains every given text (e.g. ``x-sdd``, ``resnet18``)."""
+    name = profile_name(profile)      # each record names its own profile: config_for_record resolves it
     records = load_records(profile, results)
     pool = [(p, r) for p, r in records if all(t in p.name for t in match)]
     if not pool:
-        raise UserError(f"no committed {profile} records match {' '.join(match) or '(any)'} "
-                        f"in {Path(results) / profile / 'runs'}")
+        raise UserError(f"no committed {name} records match {' '.join(match) or '(any)'} "
+                        f"in {Path(results) / name / 'runs'}")
     verdicts = []
     for path, rec in choose(pool, sample, seed, order):
         print(f"retraining {path.name} (recorded: {rec.get('hardware')}, "

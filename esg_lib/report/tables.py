@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from esg_lib import metrics as M
-from esg_lib.engine.config import ABLATION, COMPARISON, get_profile
+from esg_lib.engine.config import ABLATION, COMPARISON, ProfileRef, get_profile, profile_name
 from esg_lib.engine.models import resolve_model
 from esg_lib.engine.provenance import machine_name
 from esg_lib.engine.runs import export_run_metrics, find_runs, read_json, slug, table_name
@@ -30,9 +30,9 @@ SEED_VALUES = (*M.METRIC_KEYS, "fps", "train_seconds")
 MACHINE_BOUND = ("fps", "train_seconds")
 
 
-def load_records(profile: str, results: str | Path = "results") -> list[dict[str, Any]]:
+def load_records(profile: ProfileRef, results: str | Path = "results") -> list[dict[str, Any]]:
     """The committed per-run records ``results/<profile>/runs/*.json``, in file-name order."""
-    folder = Path(results) / profile / "runs"
+    folder = Path(results) / profile_name(profile) / "runs"
     return [r for r in (read_json(p) for p in sorted(folder.glob("*.json"))) if r] if folder.is_dir() else []
 
 
@@ -89,7 +89,7 @@ def aggregate_records(records: Iterable[Mapping[str, Any]]) -> dict[str, list[di
     return tables
 
 
-def write_tables(tables: Mapping[str, list[dict[str, Any]]], results: Path, profile: str) -> list[Path]:
+def write_tables(tables: Mapping[str, list[dict[str, Any]]], results: Path, profile: ProfileRef) -> list[Path]:
     """``results/<profile>/<dataset>.csv`` (raw numbers) and ``.md`` (percent, mean ± std)."""
     results.mkdir(parents=True, exist_ok=True)
     written = []
@@ -111,8 +111,9 @@ def format_cell(row: Mapping[str, Any], key: str) -> str:
     return M.format_mean_std(row[f"{key}_mean"], row[f"{key}_std"], row["n"])
 
 
-def table_markdown(table: str, rows: list[dict[str, Any]], profile: str) -> str:
+def table_markdown(table: str, rows: list[dict[str, Any]], profile: ProfileRef) -> str:
     """One aggregated table as Markdown (percent, mean ± std over seeds)."""
+    name = profile_name(profile)
     header = ["Model", "timm", "Params (M)", "Acc", "Pre", "Rec", "F1", "FPS", "Steps", "Train s", "Seeds",
               "Hardware"]
     cells = []
@@ -123,40 +124,40 @@ def table_markdown(table: str, rows: list[dict[str, Any]], profile: str) -> str:
         params = f"{r['params'] / 1e6:.2f}" if r.get("params") else "—"
         cells.append([r["label"], r["timm_name"], params, *(format_cell(r, k) for k in M.METRIC_KEYS), fps,
                       r["steps"], secs, r["seeds"], r.get("hardware") or "—"])
-    return (f"# {table} — profile `{profile}` (test set; mean ± std over seeds, %)\n\n"
+    return (f"# {table} — profile `{name}` (test set; mean ± std over seeds, %)\n\n"
             + markdown_rows(header, cells) + "\n\n"
             "Macro-averaged precision/recall/F1 (scikit-learn). FPS: batch 1, protocol in "
             "docs/training.md (\"FPS protocol\"); FPS and training seconds are the runs' own, on the hardware named, and "
             "left out (—) for a row whose seeds ran on different machines. Rebuild: `esg report "
-            f"--profile {profile}`.\n")
+            f"--profile {name}`.\n")
 
 
-def build_report(profile: str, runs: str | Path = "runs", results: str | Path = "results") -> list[Path]:
+def build_report(profile: ProfileRef, runs: str | Path = "runs", results: str | Path = "results") -> list[Path]:
     """Rebuild every table in ``results/<profile>/`` without training.
 
     Finished run folders under ``runs/<profile>`` are exported to ``results/<profile>/runs/*.json``
     first; the tables are then built from those per-run files, so they can be rebuilt from the
     committed per-run metrics alone (a fresh clone without ``runs/``).
     """
-    get_profile(profile)
-    res = Path(results) / profile
-    export_run_metrics(find_runs(runs, profile), res)
-    records = load_records(profile, results)
-    return write_tables(aggregate_records(records), res, profile) if records else []
+    prof = get_profile(profile)
+    res = Path(results) / prof.name
+    export_run_metrics(find_runs(runs, prof), res)
+    records = load_records(prof, results)
+    return write_tables(aggregate_records(records), res, prof) if records else []
 
 
-def model_table_markdown(profile: str) -> str:
+def model_table_markdown(profile: ProfileRef) -> str:
     """The profile's model table as Markdown (kept in README.md; a test checks they agree)."""
     prof = get_profile(profile)
     d = prof.defaults
     rows = []
     for key in (*COMPARISON, *ABLATION):
-        spec = resolve_model(key, profile) if prof.models[key].param_match_of else prof.models[key]
+        spec = resolve_model(key, prof) if prof.models[key].param_match_of else prof.models[key]
         kw = ", ".join(f"{k}={v}" for k, v in spec.kwargs.items()) or "—"
         recipe = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in spec.recipe.items()) or "profile's"
         rows.append([f"`{key}`", spec.label, f"`{spec.name}`", kw, recipe, spec.note or "—"])
-    head = (f"**{profile}** — {prof.description}. img_size {d['img_size']}, batch {d['batch_size']}, "
+    head = (f"**{prof.name}** — {prof.description}. img_size {d['img_size']}, batch {d['batch_size']}, "
             f"epochs {d['epochs']}, lr {d['lr']:g}, warm-up {d['warmup_epochs']} epoch(s), "
             f"max_images {d['max_images']}, augment_copies {d['augment_copies']}, seeds "
             f"{' '.join(map(str, prof.seeds))}")
