@@ -32,7 +32,7 @@ from esg_lib.engine.runs import is_finished, read_json
 from esg_lib.engine.train import fit, planned_run_dir, prepare_bundle
 from esg_lib.gradcam import CamExplanation, explain, load_run_model
 from esg_lib.markdown import markdown_table
-from esg_lib.plots import label_paper_columns, short_class_names
+from esg_lib.plots import dataset_title, label_paper_columns, short_class_names
 # The tables over run records are the reporting layer's; the notebooks reach them through here too.
 from esg_lib.report.frames import (ABLATION_MODELS, COMPARISON_MODELS, METRICS, PAPER_LABELS,  # noqa: F401
                                    PAPER_MODELS, PROTOCOLS, paired_difference, paired_differences, paper_table,
@@ -99,6 +99,17 @@ class RunResult:
     dataset: str
     run_dir: Path
     metrics: dict[str, Any]
+    hardware: str | None = None     # set for a run known only from its committed record (no folder)
+
+    @classmethod
+    def from_record(cls, key: str, label: str, protocol: str, record: Mapping[str, Any],
+                    record_path: Path) -> "RunResult":
+        """A run known only from its committed record (``results/<profile>/runs/*.json``): its test
+        metrics and hardware, nothing that needs the run folder (curves, confusion, features)."""
+        metrics = {"test": {**{m: record.get(m) for m in METRICS}, "n": record.get("test_n")},
+                   **{k: record.get(k) for k in ("fps", "params", "steps", "train_seconds", "gmacs")}}
+        return cls(key, label, int(record["seed"]), protocol, record["dataset"], record_path, metrics,
+                   hardware=record.get("hardware"))
 
     def log(self) -> list[dict[str, Any]]:
         path = self.run_dir / "log.jsonl"
@@ -165,7 +176,8 @@ class Experiment:
         run plan may lack some of the experiment's seeds), else the experiment's."""
         shown = sorted(set(seeds)) if seeds is not None else sorted({r.seed for r in runs}) if runs else self.seeds
         word = "seed" if len(shown) == 1 else "seeds"
-        return f"{what} — {dataset or self.dataset}, profile {self.profile}, {word} {','.join(map(str, shown))}"
+        return (f"{what} — {dataset_title(dataset or self.dataset)}, profile {self.profile}, "
+                f"{word} {','.join(map(str, shown))}")
 
     # ----------------------------------------------------------------------------- training
     def config(self, key: str, seed: int, protocol: str = "leak-free", dataset: str | None = None):
@@ -188,10 +200,13 @@ class Experiment:
         return self.train_protocols(keys, (protocol,), dataset, seeds)
 
     def train_protocols(self, keys: Iterable[str], protocols: Sequence[str] = PROTOCOLS,
-                        dataset: str | None = None, seeds: Iterable[int] | None = None) -> list[RunResult]:
+                        dataset: str | None = None, seeds: Iterable[int] | None = None,
+                        records: bool = False) -> list[RunResult]:
         """:meth:`train` under each split protocol in turn. With ``train_missing=False`` a protocol
         without finished runs is left out (the leak table shows "—" there); only nothing at all
-        is an error."""
+        is an error. ``records=True`` (for tables and figures of test metrics only) also takes a run
+        that has neither a run folder nor committed light files from its committed record, as on a
+        fresh clone of the 78 ``cpu`` runs, whose folders were not kept."""
 
         keys = list(keys)
         seed_list = self.seeds if seeds is None else tuple(seeds)
@@ -205,6 +220,11 @@ class Experiment:
                 # a fresh clone: the run's light files are committed beside its record
                 results.append(RunResult(key, label, seed, protocol, cfg.dataset, committed,
                                          json.loads((committed / "metrics.json").read_text())))
+                continue
+            record_path = self.results_dir / "runs" / f"{cfg.dataset}__{key}__{planned.name}.json"
+            if records and not is_finished(planned) and not self.train_missing and record_path.is_file():
+                results.append(RunResult.from_record(key, label, protocol, json.loads(record_path.read_text()),
+                                                     record_path))
                 continue
             if not self.train_missing and not is_finished(planned):
                 self.skipped.append(f"{key} seed {seed} ({protocol})")
@@ -365,7 +385,13 @@ def _run_record(r: RunResult) -> dict[str, Any]:
 
 def _hardware_of(runs: Sequence[RunResult]) -> list[str]:
     """Distinct hardware descriptions from the runs' meta.json files."""
-    seen = {hardware_text(meta): None for meta in (read_json(r.run_dir / "meta.json") for r in runs) if meta}
+    def text(r: RunResult) -> str | None:
+        if r.hardware:
+            return r.hardware
+        meta = read_json(r.run_dir / "meta.json")
+        return hardware_text(meta) if meta else None
+
+    seen = {t: None for t in map(text, runs) if t}
     return list(seen) or ["unknown"]
 
 

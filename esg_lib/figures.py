@@ -12,6 +12,8 @@ and marker (:func:`line_styles`); ordered things (the ablation rows 1 → 5) get
 """
 from __future__ import annotations
 
+import re
+
 import struct
 import sys
 from pathlib import Path
@@ -460,8 +462,24 @@ def plot_metric_bars(frame, x: str, y: str, hue: str | None = None, err: str | N
                 if labels[i] and n < most:
                     labels[i] += f" (n={int(n)})"
         ax.bar_label(bars, labels=labels, fontsize=7, padding=2)
-    ax.set_xticks(np.arange(len(xs)), xs)
-    ax.set(title=title, ylabel=ylabel or y, xlabel="")
-    if hue:   # inside the axes, so the saved figure stays within the print width
-        ax.legend(fontsize=7, loc="lower right", frameon=True)
+    # long category names (split protocols) break at their hyphens instead of running into each other
+    ax.set_xticks(np.arange(len(xs)), [_wrap_label(str(v)) for v in xs])
+    ax.grid(False, axis="x")   # vertical grid lines would cut through the bars
+    ax.set(ylabel=ylabel or y, xlabel="")
+    ax.set_title(title, pad=22 if hue else 6)
+    if hue:   # one row between title and bars: inside the print width, over no bar
+        ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(hues), frameon=False)
+    fig.tight_layout()
     return fig
+
+
+def _wrap_label(text: str, width: int = 16) -> str:
+    """``augment-then-group-split`` → ``augment-then-\ngroup-split``: lines of at most ``width``
+    characters, broken after a hyphen or at a space."""
+    lines, line = [], ""
+    for piece in re.split(r"(?<=-)|(?<= )", text):
+        if line and len(line) + len(piece) > width:
+            lines.append(line.rstrip())
+            line = ""
+        line += piece
+    return "\n".join([*lines, line.rstrip()])

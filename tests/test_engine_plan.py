@@ -319,3 +319,15 @@ def test_verify_picks_the_cheapest_cpu_records_first():
     assert [p.stem for p, _ in V.choose(recs, 3)] == ["fast", "slow", "gpu"]
     assert sorted(p.stem for p, _ in V.choose(recs, 3, seed=1, order="random")) == ["fast", "gpu", "slow"]
     assert V.record_threads("CPU x86_64, 2 cores, 2 threads") == 2 and V.record_threads("NVIDIA H100 x1") is None
+
+
+def test_hours_spent_count_every_process_of_a_resumed_run():
+    # The committed 60-epoch ResNet18 record was stopped and resumed: its wall time covers only the
+    # last process, its training seconds all of them. The status table must not report the former.
+    rec = json.loads((ROOT / "results/cpu-gap/runs/x-sdd__resnet18__s0-f613523cec.json").read_text())
+    assert rec["train_seconds"] > rec["wall_seconds"]
+    assert P.record_seconds(rec) == rec["train_seconds"]
+    whole = {"wall_seconds": 120.0, "train_seconds": 100.0}   # uninterrupted: wall includes evaluation
+    assert P.record_seconds(whole) == 120.0
+    row = next(r for r in P.status("cpu-gap", ROOT / "results", out=None) if r["stage"].startswith("Steps: 60 epochs, pivotal"))
+    assert row["machines"] and row["hours"] >= rec["train_seconds"] / 3600.0

@@ -114,7 +114,7 @@ def test_protocol_table_separates_leak_from_augmented_test() -> None:
 
 def test_figure_title_names_the_seeds_of_the_plotted_runs() -> None:
     exp = Experiment("smoke", "x-sdd", seeds=[0, 1, 2])
-    assert exp.title("Fig. 9").endswith("profile smoke, seeds 0,1,2")
+    assert exp.title("Fig. 9") == "Fig. 9 — X-SDD, profile smoke, seeds 0,1,2"   # the dataset as the paper writes it
     runs = [_fake("esg-convnext", "ESG-ConvNeXt", s, "leak-free", 90) for s in (2, 0, 2)]
     assert exp.title("Fig. 9", runs=runs).endswith("seeds 0,2")            # seed 1 not run yet
     assert exp.title("Fig. 10", runs=runs, seeds=[0]).endswith("profile smoke, seed 0")   # one seed shown
@@ -205,3 +205,26 @@ def test_tiny_real_experiment_end_to_end(tmp_path: Path) -> None:
     assert sum(t.startswith("✓") for t in texts) == sum(right.values())
     assert fig.get_figwidth() <= figures.MAX_WIDTH and "2×2 CAM" in fig.axes[3].get_ylabel()
     assert torch.is_grad_enabled()
+
+
+def test_a_run_known_only_from_its_committed_record_feeds_the_protocol_table(tmp_path: Path) -> None:
+    # A fresh clone has the 78 `cpu` records but none of their run folders: notebook 08 still
+    # rebuilds its table from the records (records=True), and nothing else takes a record for a run.
+    root = Path(__file__).resolve().parents[1]
+    exp = Experiment("cpu", "x-sdd", seeds=[0, 1, 2], device="cpu", root=tmp_path, progress=False,
+                     train_missing=False)
+    exp_results = root / "results" / "cpu"
+    assert not (tmp_path / "results").exists()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "cpu").symlink_to(exp_results, target_is_directory=True)
+    with pytest.raises(RuntimeError, match="no finished cpu runs"):
+        exp.train_protocols(["convnextv2"], ("leak-free",))
+    runs = exp.train_protocols(["convnextv2"], ("leak-free",), records=True)
+    assert [r.seed for r in runs] == [0, 1, 2] and all(r.hardware for r in runs)
+    for r in runs:
+        record = json.loads(r.run_dir.read_text())
+        assert r.run_dir.parent.name == "runs" and r.run_dir.name.startswith(f"x-sdd__convnextv2__s{r.seed}-")
+        assert r.metrics["test"]["acc"] == record["acc"] and record["protocol"] == "leak-free"
+    committed = (exp_results / "protocols_x-sdd.csv").read_text().splitlines()
+    row = next(line for line in committed if line.startswith("ConvNeXtV2,"))
+    assert row.split(",")[1] == exp.protocol_table(runs).iloc[0]["leak-free"]

@@ -146,6 +146,12 @@ def test_confusion_tsne_cam_and_bars(tmp_path: Path) -> None:
     fig = figures.plot_metric_bars(frame.assign(n=[3, 3, 1, 3]), "protocol", "acc", hue="model", count="n")
     texts = sorted(t.get_text() for t in fig.axes[0].texts)
     assert texts == ["90.0", "91.0", "97.0 (n=1)", "98.0"]
+    # long protocol names break at a hyphen; the legend sits above the bars, not over one
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["leak-free", "augment-then-\nsplit"]
+    legend = fig.axes[0].get_legend()
+    fig.canvas.draw()
+    box = legend.get_window_extent().transformed(fig.axes[0].transAxes.inverted())
+    assert box.y0 >= 0.99
     _saved(fig, tmp_path, "bars_counts")
 
 

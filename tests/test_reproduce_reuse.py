@@ -42,3 +42,13 @@ def test_make_reproduce_trains_only_when_asked():
     text = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
     assert "$(if $(filter missing,$(TRAIN)),--train-missing)" in text
     assert RP.SLOW_PROFILES == {"cpu", "paper"}
+
+
+def test_notebook_08_runs_from_the_records_and_resumed_runs_count_all_their_hours(tmp_path):
+    root = _root(tmp_path, with_folder=False)
+    # the protocol notebook needs only test metrics, which the records hold: attempted, not skipped
+    [res] = RP.run_notebooks("cpu", ["08_split_protocols.ipynb"], {"train_missing": False}, root=root).results
+    assert not res.skipped and "no such notebook" in res.error
+    (root / "results" / "cpu" / "runs" / "x-sdd__vit__s1-0123456789.json").write_text(
+        json.dumps({"wall_seconds": 1800.0, "train_seconds": 3600.0}))   # stopped once, then resumed
+    assert RP.run_folders("cpu", root) == RP.RunFolders(2, 0, 3.0)

@@ -9,7 +9,8 @@ first what the comparison needs most: ESG-ConvNeXt and its references on X-SDD f
 Progress is read from the runs' own records: a (stage, model, seed) is *done* when a committed
 per-run record (``results/<profile>/runs/*.json``) has the same dataset, protocol, model, seed and
 config variant as the profile would train now; *started* when a run folder with those fields holds
-logged epochs. Time spent is the runs' own wall-clock seconds (``metrics.json``; for unfinished
+logged epochs. Time spent is the runs' own seconds (:func:`record_seconds`: wall clock, or the summed training
+seconds of a run that was resumed; for unfinished
 runs, the training seconds of their last logged epoch).
 
 Time left is a planning estimate (:func:`typical_run_seconds`) from finished runs of the same kind
@@ -144,8 +145,12 @@ def _run_progress(out: str | Path, profile: ProfileRef) -> dict[tuple, dict[str,
     return found
 
 
-def _record_seconds(rec: dict[str, Any]) -> float:
-    return float(rec.get("wall_seconds") or rec.get("train_seconds") or 0.0)
+def record_seconds(rec: Mapping[str, Any]) -> float:
+    """Seconds a finished run cost. A record's ``wall_seconds`` covers only the process that finished
+    the run, while ``train_seconds`` adds up the training epochs of every process that worked on it: a
+    run resumed after a stop has ``train_seconds > wall_seconds``. The larger of the two is the
+    better estimate either way (an uninterrupted run's wall time adds evaluation to its training)."""
+    return max(float(rec.get("wall_seconds") or 0.0), float(rec.get("train_seconds") or 0.0))
 
 
 def typical_run_seconds(profile: ProfileRef, records: Sequence[dict[str, Any]],
@@ -156,7 +161,7 @@ def typical_run_seconds(profile: ProfileRef, records: Sequence[dict[str, Any]],
     runs: dict[tuple[str, str], list[float]] = {}
     for r in records:
         if P.machine_kind(r.get("hardware")) == kind:
-            runs.setdefault((r["dataset"], r["model"]), []).append(_record_seconds(r))
+            runs.setdefault((r["dataset"], r["model"]), []).append(record_seconds(r))
     tuning: dict[str, list[float]] = {}
     for r in tuning_records:
         if P.machine_kind(r.get("hardware")) != kind:
@@ -222,7 +227,7 @@ def status(profile: ProfileRef, results: str | Path = "results",
                 key = _key(stage.dataset, stage.protocol, model, seed, variant)
                 if key in done:
                     n_done += 1
-                    spent = _record_seconds(done[key])
+                    spent = record_seconds(done[key])
                     seconds += spent
                     machines.setdefault(P.machine_name(done[key].get("hardware")), []).append(spent)
                     continue

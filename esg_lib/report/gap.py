@@ -257,7 +257,7 @@ def plot_gap(frame: pd.DataFrame, metric: str = "acc"):
                "img_size")]
     styles = dict(zip(MODELS, line_styles(len(MODELS))))
     styles[MODELS[-1]] = {**styles[MODELS[-1]], "color": "#cc78bc"}   # ConvNeXtV2: not a second orange
-    fig, axes = plt.subplots(1, 2, figsize=(MAX_WIDTH, 3.4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(MAX_WIDTH, 3.7), sharey=True)
     for ax, (title, part, x) in zip(axes, panels):
         ticks = sorted(int(v) for v in part[x].unique())
         where = {v: i for i, v in enumerate(ticks)}
@@ -284,6 +284,13 @@ def plot_gap(frame: pd.DataFrame, metric: str = "acc"):
     seeds = " ".join(str(s) for s in sorted(frame["seed"].unique()))
     fig.suptitle("X-SDD leak-free, 2-core CPU: markers = mean over seeds, small dots = seeds "
                  f"({seeds}); n = seeds so far", fontsize=8.5)
-    axes[1].legend(loc="lower right", fontsize=7, frameon=True)
-    fig.tight_layout()
+    # one legend row under both panels: inside a panel it covered a model's marker
+    handles, labels = [], []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig

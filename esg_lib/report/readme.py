@@ -202,8 +202,9 @@ def results_block(profile: ProfileRef, results: str | Path = "results") -> str:
     parts = []
     if prof.name in P.PLANS:
         parts.append("##### Progress of the experiment plan\n\nFrom the committed run records "
-                     f"(`esg queue --profile {prof.name} --status`); hours spent are the runs' own wall-clock "
-                     "seconds, on the hardware named in the last column; hours left is a planning estimate for "
+                     f"(`esg queue --profile {prof.name} --status`); hours spent are the runs' own seconds "
+                     "(wall clock, or for a run stopped and resumed the training seconds of all its processes), "
+                     "on the hardware named in the last column; hours left is a planning estimate for "
                      "a machine like the one that wrote this table (each missing run as the median of its "
                      "row's finished or tuning runs on the same kind of machine, CPU or GPU, the ablation rows "
                      "as the full network, other datasets scaled by image count; ≥ where some rows have no "
