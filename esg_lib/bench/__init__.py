@@ -9,6 +9,9 @@ Two modes:
   the issue's targets (:mod:`esg_lib.bench.throughput`).
 * ``esg benchmark --profile-step --models esg_convnext_atto`` breaks one training step down by operator
   family with ``torch.profiler`` (:mod:`esg_lib.bench.profile_step`).
+* ``esg benchmark --op-times --models esg_convnext_atto`` times every ATen operator of a training step
+  by wall clock and counts its work, so each family's achieved GFLOP/s and the most that fusing the
+  non-dense operators could gain are printed (:mod:`esg_lib.bench.op_times`).
 * ``esg benchmark --modules`` profiles ELA, SimAM, GAM, PReLU, GRN, both parallel branches, the ESG
   core and the plain ConvNeXtV2 block at each stage's real shape, forward and forward+backward,
   beside the literal reference implementations and the first-written code
@@ -26,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register", "main_models", "main_modules", "main_profile_step", "DEFAULT_MODELS"]
+__all__ = ["register", "main_models", "main_modules", "main_profile_step", "main_op_times", "DEFAULT_MODELS"]
 
 DEFAULT_MODELS = ("esg_convnext_atto", "convnextv2_atto", "resnet18")
 
@@ -81,18 +84,18 @@ def main_models(args: argparse.Namespace) -> dict[str, Any]:
     env = environment(args.device, args.threads)
     _log(f"esg benchmark: {len(args.models)} model(s) x {len(args.img_size)} size(s) x {len(args.batch_size)} "
          f"batch size(s), {args.repeats} interleaved round(s), {env['threads']} thread(s), {args.device}"
-         f"{', channels_last' if args.channels_last else ''}{'' if args.compile == 'off' else ', torch.compile: ' + args.compile}")
+         f"{', channels_last' if args.channels_last else ''}{'' if args.compile == 'off' else ', torch.compile: ' + args.compile}, malloc: {args.malloc}")
     _warn_if_busy(env)
     t0 = time.perf_counter()
     records = T.run_benchmark(args.models, args.img_size, args.batch_size, repeats=args.repeats,
                               warmup=args.warmup, threads=env["threads"], device=args.device,
                               channels_last=args.channels_last,
                               compile={"off": False, "on": True}.get(args.compile, args.compile),
-                              num_classes=args.num_classes, modes=args.modes, min_time=args.min_time, log=_log)
+                              malloc=args.malloc, num_classes=args.num_classes, modes=args.modes, min_time=args.min_time, log=_log)
     env["elapsed_s"] = time.perf_counter() - t0
     env["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     rat = T.ratios(records)
-    speedups = T.compile_speedups(records)
+    speedups = T.speedups(records)
     tgt = T.targets(records)
     print()
     print(T.format_table(records))
@@ -110,7 +113,7 @@ def main_models(args: argparse.Namespace) -> dict[str, Any]:
         print(T.format_targets(tgt))
     print(f"\nthreads {env['threads']}, {env['cpu']}, torch {env['torch']}, load average "
           f"{env.get('loadavg_start')} -> {env.get('loadavg_end')}, {env['elapsed_s']:.0f} s")
-    return {"records": records, "ratios": rat, "compile_speedups": speedups, "targets": tgt, "environment": env}
+    return {"records": records, "ratios": rat, "speedups": speedups, "targets": tgt, "environment": env}
 
 
 def main_modules(args: argparse.Namespace) -> dict[str, Any]:
@@ -161,10 +164,13 @@ def main_profile_step(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.malloc == "tuned":   # as training runs ('both' has no meaning for one in-process profile)
+        from esg_lib.engine.runtime import tune_malloc
+        tune_malloc()
     env = environment(args.device, args.threads)
     model, img, batch = args.models[0], args.img_size[0], args.batch_size[0]
     _log(f"esg benchmark --profile-step: {model} at {img} px, batch {batch}, {args.repeats} profiled step(s) "
-         f"after {max(args.warmup, 1)} warm-up, {env['threads']} thread(s){', compiled' if args.compile != 'off' else ''}")
+         f"after {max(args.warmup, 1)} warm-up, {env['threads']} thread(s){', compiled' if args.compile != 'off' else ''}, malloc: {args.malloc}")
     _warn_if_busy(env)
     result = profile_training_step(model, img, batch, steps=args.repeats, warmup=args.warmup,
                                    compile=args.compile != "off", num_classes=args.num_classes)
@@ -176,9 +182,35 @@ def main_profile_step(args: argparse.Namespace) -> dict[str, Any]:
     return {"profile": result, "environment": env}
 
 
+def main_op_times(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from .op_times import format_op_times, time_training_ops
+    from .timing import environment
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.malloc == "tuned":
+        from esg_lib.engine.runtime import tune_malloc
+        tune_malloc()
+    env = environment(args.device, args.threads)
+    model, img, batch = args.models[0], args.img_size[0], args.batch_size[0]
+    _log(f"esg benchmark --op-times: {model} at {img} px, batch {batch}, {args.repeats} timed step(s) after "
+         f"{max(args.warmup, 1)} warm-up, {env['threads']} thread(s), malloc: {args.malloc}")
+    _warn_if_busy(env)
+    result = time_training_ops(model, img, batch, steps=args.repeats, warmup=args.warmup,
+                               num_classes=args.num_classes)
+    env["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    print()
+    print(format_op_times(result))
+    return {"op_times": result, "environment": env}
+
+
 def _run(args: argparse.Namespace) -> int:
     _check(args)
-    if args.profile_step:
+    if args.op_times:
+        result = main_op_times(args)
+    elif args.profile_step:
         result = main_profile_step(args)
     else:
         result = main_modules(args) if args.modules else main_models(args)
@@ -211,12 +243,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", nargs="?", const="on", default="off", choices=("off", "on", "both"),
                    help="torch.compile the models (compile time reported apart); 'both': eager and compiled "
                         "workers in the same interleaved rounds, with the paired speed-up (default: off)")
+    p.add_argument("--malloc", default="tuned", choices=("default", "tuned", "both"),
+                   help="CPU allocator setting of each worker: 'tuned' as training runs (freed tensor memory kept "
+                        "mapped, esg_lib.engine.runtime.tune_malloc), 'default' glibc as it comes, 'both': a worker "
+                        "each, with the paired speed-up (default: %(default)s)")
     p.add_argument("--num-classes", type=int, default=9)
     p.add_argument("--json", metavar="PATH", help="write records, ratios, targets and environment as JSON")
     p.add_argument("--modules", action="store_true",
                    help="per-module profile of one ESG block per stage instead of whole models")
     p.add_argument("--profile-step", action="store_true",
                    help="torch.profiler operator breakdown of --repeats training steps of the first --models entry")
+    p.add_argument("--op-times", action="store_true",
+                   help="wall time and work per operator family of --repeats eager training steps of the first "
+                        "--models entry, beside the machine's dense rate (CPU)")
     p.add_argument("--size", default="atto", help="ESG size for --modules (default: %(default)s)")
     p.add_argument("--ref-batch", type=int, default=8,
                    help="--modules: samples the literal SimAM reference is timed on, then scaled (default: %(default)s)")

@@ -24,7 +24,8 @@ _FAMILIES: tuple[tuple[str, str], ...] = (
     ("depthwise conv forward", r"^__depthwise__forward$"),
     ("conv backward (dense)", r"convolution_backward|mkldnn_convolution_backward|slow_conv2d_backward"
                               r"|thnn_conv2d_backward|conv_depthwise2d_backward"),
-    ("conv forward (dense)", r"mkldnn_convolution|_slow_conv2d_forward|thnn_conv2d|_convolution|conv2d|conv1d"),
+    ("conv forward (dense)", r"mkldnn_convolution|_slow_conv2d_forward|thnn_conv2d|_convolution|conv2d|conv1d"
+                             r"|^aten::convolution$"),
     ("matmul / linear", r"^aten::(addmm|mm|bmm|matmul|linear)$"),
     ("BatchNorm", r"batch_norm"),
     ("GroupNorm / LayerNorm", r"group_norm|layer_norm"),

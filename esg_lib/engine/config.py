@@ -142,6 +142,8 @@ class TrainConfig:
     #   Runtime: a compiled run keeps its eager twin's run identity, but is not bit-identical to it
     #   (fused kernels round differently); docs/performance.md has the cost and the break-even.
     threads: int | None = None         # CPU threads per process; None = cores / processes
+    tune_malloc: bool = True           # CPU: keep freed tensor memory mapped (glibc mallopt), no page
+    #   faults on every new activation; same arithmetic, so same results (docs/performance.md)
     num_workers: int = 0
     eval_batch_size: int = 128
     fps_batch_size: int = 1
@@ -156,7 +158,7 @@ class TrainConfig:
     RUNTIME_FIELDS: typing.ClassVar[frozenset[str]] = frozenset({
         "device", "threads", "num_workers", "eval_batch_size", "fps_batch_size", "fps_warmup",
         "fps_iters", "save_features", "progress", "out", "amp", "channels_last", "keep_last",
-        "compile"})
+        "compile", "tune_malloc"})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -206,6 +208,7 @@ class RuntimeConfig:
     channels_last: bool
     compile: bool
     threads: int | None
+    tune_malloc: bool
     num_workers: int
     eval_batch_size: int
     fps_batch_size: int

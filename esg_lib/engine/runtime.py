@@ -6,8 +6,11 @@ are no-ops for one process, so the trainer calls them unconditionally.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +70,36 @@ def setup_threads(threads: int | None, dist: Dist) -> int:
     n = threads or max(1, (os.cpu_count() or 1) // dist.world)
     torch.set_num_threads(n)
     return n
+
+
+# glibc's mallopt parameters (malloc.h) and the values set: larger than any activation at the
+# paper's 224 px and batch 64 (one ESG stage-0 tensor there is ~200 MB), so none is mmap'd afresh.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MALLOC_KEEP_BYTES = 1 << 30
+
+
+def tune_malloc() -> bool:
+    """Keep freed tensor memory in the process instead of handing it back to the kernel (glibc only).
+
+    glibc serves every allocation above its mmap threshold (128 KiB to 32 MiB, adapting) with a fresh
+    ``mmap`` and returns it with ``munmap`` when freed. A training step allocates and frees hundreds
+    of activation-sized tensors (10 MB each at 64 px, batch 64), so every one of them page-faults
+    in anew: measured here, a 10 MB elementwise product took 3.5 ms into a new tensor and 0.6 ms into
+    an existing one. Raising the mmap and trim thresholds to 1 GiB lets freed blocks be reused.
+
+    The arithmetic is unchanged, so results stay bit-identical (a runtime setting, outside the run
+    identity); the cost is resident memory that stays at its peak. Process-wide and irreversible;
+    returns whether it took effect (False off Linux/glibc, e.g. macOS or musl).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, MALLOC_KEEP_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, MALLOC_KEEP_BYTES))
 
 
 def seed_everything(seed: int) -> None:

@@ -58,7 +58,8 @@ from .compile import compile_model
 from .config import TrainConfig, validate
 from .models import check_input_size, model_for_config, no_weight_decay_names, resolve_model
 from .runtime import (Dist, gather_rng, load_checkpoint, reduce_values, resolve_device, save_checkpoint,
-                      seed_everything, set_rng_state, setup_distributed, setup_threads)
+                      seed_everything, set_rng_state, setup_distributed, setup_threads,
+                      tune_malloc)
 
 # Called after every optimiser step with the global step (tests use it to simulate a kill).
 STEP_HOOK: Callable[[int], None] | None = None
@@ -186,6 +187,8 @@ def _fit(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist) -> FitResult:
     t_start = time.time()
     device = resolve_device(cfg.device, dist)
     threads = setup_threads(cfg.threads, dist)
+    if device.type == "cpu" and cfg.tune_malloc:
+        tune_malloc()
     torch.use_deterministic_algorithms(True, warn_only=True)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False
