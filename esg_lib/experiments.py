@@ -32,7 +32,7 @@ from esg_lib.engine.runs import is_finished, read_json
 from esg_lib.engine.train import fit, planned_run_dir, prepare_bundle
 from esg_lib.gradcam import CamExplanation, explain, load_run_model
 from esg_lib.markdown import markdown_table
-from esg_lib.plots import label_paper_columns, short_class_names
+from esg_lib.plots import dataset_title, label_paper_columns, short_class_names
 # The tables over run records are the reporting layer's; the notebooks reach them through here too.
 from esg_lib.report.frames import (ABLATION_MODELS, COMPARISON_MODELS, METRICS, PAPER_LABELS,  # noqa: F401
                                    PAPER_MODELS, PROTOCOLS, paired_difference, paired_differences, paper_table,
@@ -171,12 +171,14 @@ class Experiment:
 
     def title(self, what: str, dataset: str | None = None,
               runs: Sequence[RunResult] | None = None, seeds: Sequence[int] | None = None) -> str:
-        """A figure title naming the experiment, dataset, profile and the seeds actually shown:
+        """A figure title naming the experiment, dataset (spelled as the paper does: X-SDD), profile and
+        the seeds actually shown:
         ``seeds`` when given (a figure of one seed's split or runs), else those of ``runs`` (a partly
         run plan may lack some of the experiment's seeds), else the experiment's."""
         shown = sorted(set(seeds)) if seeds is not None else sorted({r.seed for r in runs}) if runs else self.seeds
         word = "seed" if len(shown) == 1 else "seeds"
-        return f"{what} — {dataset or self.dataset}, profile {self.profile}, {word} {','.join(map(str, shown))}"
+        return (f"{what} — {dataset_title(dataset or self.dataset)}, profile {self.profile}, "
+                f"{word} {','.join(map(str, shown))}")
 
     # ----------------------------------------------------------------------------- training
     def config(self, key: str, seed: int, protocol: str = "leak-free", dataset: str | None = None):

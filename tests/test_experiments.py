@@ -115,6 +115,8 @@ def test_protocol_table_separates_leak_from_augmented_test() -> None:
 def test_figure_title_names_the_seeds_of_the_plotted_runs() -> None:
     exp = Experiment("smoke", "x-sdd", seeds=[0, 1, 2])
     assert exp.title("Fig. 9").endswith("profile smoke, seeds 0,1,2")
+    assert exp.title("Fig. 9", "x-sdd").startswith("Fig. 9 — X-SDD, ")                  # the paper's spelling
+    assert exp.title("Fig. 9", "my_folder").startswith("Fig. 9 — my_folder, ")           # a folder keeps its name
     runs = [_fake("esg-convnext", "ESG-ConvNeXt", s, "leak-free", 90) for s in (2, 0, 2)]
     assert exp.title("Fig. 9", runs=runs).endswith("seeds 0,2")            # seed 1 not run yet
     assert exp.title("Fig. 10", runs=runs, seeds=[0]).endswith("profile smoke, seed 0")   # one seed shown
