@@ -272,7 +272,8 @@ def _copy_results(pipeline, tmp_path):
     return dest
 
 
-def test_verify_reproduces_a_committed_run_exactly_and_catches_a_changed_number(pipeline, tmp_path, capsys):
+def test_verify_reproduces_a_committed_run_exactly_and_catches_a_changed_number(pipeline, tmp_path, capsys,
+                                                                                monkeypatch):
     from esg_lib.engine import verify as V
 
     results = _copy_results(pipeline, tmp_path)
@@ -297,6 +298,19 @@ def test_verify_reproduces_a_committed_run_exactly_and_catches_a_changed_number(
     path.write_text(json.dumps({**rec, "acc": rec["acc"] + 0.01, "hardware": f"CPU x86_64, {os.cpu_count()} cores, {threads}"}))
     old = V.run_verify("smoke", 1, results=results, out=tmp_path / "verify", match=[first[0].record])[0]
     assert old.cpu_unknown and not old.same_hardware and not old.failed and "names no CPU model" in old.line()
+    # --reuse: the finished rerun under --out is compared as it is, not trained again
+    import esg_lib.engine.train as T
+
+    real_fit = T.fit
+
+    def fit_without_force(cfg, force=False, **kwargs):
+        assert not force, "--reuse must not retrain a finished run"
+        return real_fit(cfg, force=force, **kwargs)
+
+    monkeypatch.setattr(T, "fit", fit_without_force)
+    again = V.run_verify("smoke", 1, results=results, out=tmp_path / "verify", match=[first[0].record],
+                         reuse=True)[0]
+    assert again.run_id_matches and again.differences == old.differences
     assert rec["hardware"].startswith("CPU ") and not rec["hardware"].startswith("CPU x86_64")
 
 

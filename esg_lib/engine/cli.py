@@ -200,7 +200,9 @@ def _add_verify(subparsers: argparse._SubParsersAction) -> None:
                               epilog="examples:\n  esg verify --profile cpu --sample 1            "
                               "# the cheapest committed run\n"
                               "  esg verify --profile cpu --sample 3 --order random --seed 7\n"
-                              "  esg verify --profile cpu --match x-sdd resnet18 --sample 1",
+                              "  esg verify --profile cpu --match x-sdd resnet18 --sample 1\n"
+                              "  esg verify --profile cpu --match s0-f04c28eb8b --out runs --reuse   "
+                              "# a rerun trained earlier",
                               formatter_class=_FMT)
     p.add_argument("--profile", default="cpu")
     p.add_argument("--sample", type=int, default=1, metavar="K", help="how many runs to retrain (default 1)")
@@ -210,6 +212,9 @@ def _add_verify(subparsers: argparse._SubParsersAction) -> None:
                    help="only records whose file name contains every TEXT (e.g. x-sdd resnet18)")
     p.add_argument("--threads", type=int, help="default: the record's own thread count")
     p.add_argument("--out", default="runs/verify", help="scratch folder for the reruns")
+    p.add_argument("--reuse", action="store_true",
+                   help="compare a finished rerun already under --out (e.g. made by `esg train --out`) "
+                        "instead of training it again")
     p.add_argument("--results", default="results")
     p.set_defaults(func=cmd_verify)
 
@@ -453,7 +458,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.sample < 1:
         raise UserError("--sample must be >= 1")
     verdicts = V.run_verify(get_profile(args.profile), args.sample, args.seed, args.order, args.results, args.out,
-                            args.threads, args.match)
+                            args.threads, args.match, args.reuse)
     bad = [v for v in verdicts if v.failed]
     print(f"{len(verdicts) - len(bad)}/{len(verdicts)} verified"
           + (f"; {len(bad)} failed: {', '.join(v.record for v in bad)}" if bad else ""))

@@ -146,8 +146,10 @@ def seed_std(rec: Mapping[str, Any], records: Sequence[tuple[Path, Mapping[str, 
 
 
 def verify_record(path: Path, rec: Mapping[str, Any], records: Sequence[tuple[Path, Mapping[str, Any]]],
-                  out: str | Path, threads: int | None = None) -> Verdict:
-    """Retrain one record eagerly on the CPU and compare it (see the module docstring)."""
+                  out: str | Path, threads: int | None = None, reuse: bool = False) -> Verdict:
+    """Retrain one record eagerly on the CPU and compare it (see the module docstring). ``reuse``: a
+    finished rerun of the same run id already under ``out`` (say, from ``esg train --out``) is compared
+    as it is instead of being trained again; an unfinished or missing one is trained."""
     from .train import fit
 
     t0 = time.time()
@@ -157,7 +159,7 @@ def verify_record(path: Path, rec: Mapping[str, Any], records: Sequence[tuple[Pa
     same = (P.machine_kind(hw) == "cpu" and P.names_cpu_model(hw)
             and P.machine_name(hw) == this_machine_name() and use == recorded_threads)
     cfg = config_for_record(rec, out, device="cpu", threads=use, progress=False)
-    res = fit(cfg, force=True)
+    res = fit(cfg, force=not reuse)
     test = res.metrics.get("test", {})
     diffs = {k: float(test[k]) - float(rec[k]) for k in COMPARED if test.get(k) is not None and rec.get(k) is not None}
     return Verdict(path.name, res.run_id == rec.get("run_id"), same, diffs, seed_std(rec, records),
@@ -166,7 +168,7 @@ def verify_record(path: Path, rec: Mapping[str, Any], records: Sequence[tuple[Pa
 
 def run_verify(profile: ProfileRef, sample: int = 1, seed: int = 0, order: str = "cheapest",
                results: str | Path = "results", out: str | Path = "runs/verify",
-               threads: int | None = None, match: Sequence[str] = ()) -> list[Verdict]:
+               threads: int | None = None, match: Sequence[str] = (), reuse: bool = False) -> list[Verdict]:
     """Spot-check ``sample`` committed runs of ``profile``; ``match`` keeps records whose file
     name contains every given text (e.g. ``x-sdd``, ``resnet18``)."""
     name = profile_name(profile)      # each record names its own profile: config_for_record resolves it
@@ -180,7 +182,7 @@ def run_verify(profile: ProfileRef, sample: int = 1, seed: int = 0, order: str =
         print(f"retraining {path.name} (recorded: {rec.get('hardware')}, "
               f"{float(rec.get('train_seconds') or 0) / 60:.0f} min of training)", flush=True)
         try:
-            verdict = verify_record(path, rec, records, out, threads)
+            verdict = verify_record(path, rec, records, out, threads, reuse)
         except UserError as exc:
             verdict = Verdict(path.name, False, False, note=f"cannot rebuild: {exc}")
         print(verdict.line(), flush=True)
