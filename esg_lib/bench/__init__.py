@@ -156,19 +156,26 @@ def main_modules(args: argparse.Namespace) -> dict[str, Any]:
     return {"modules": records, "explanation": explanation, "targets": tgt, "environment": env}
 
 
-def main_profile_step(args: argparse.Namespace) -> dict[str, Any]:
+def _in_process_setup(args: argparse.Namespace) -> tuple[dict[str, Any], str, int, int]:
+    """Threads and allocator as training runs them (``--malloc both`` means nothing for one process:
+    it tunes), then the environment record and the first model, image size and batch size."""
     import torch
 
-    from .profile_step import format_profile, profile_training_step
+    from esg_lib.engine.runtime import tune_malloc
+
     from .timing import environment
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.malloc == "tuned":   # as training runs ('both' has no meaning for one in-process profile)
-        from esg_lib.engine.runtime import tune_malloc
+    if args.malloc != "default":
         tune_malloc()
-    env = environment(args.device, args.threads)
-    model, img, batch = args.models[0], args.img_size[0], args.batch_size[0]
+    return environment(args.device, args.threads), args.models[0], args.img_size[0], args.batch_size[0]
+
+
+def main_profile_step(args: argparse.Namespace) -> dict[str, Any]:
+    from .profile_step import format_profile, profile_training_step
+
+    env, model, img, batch = _in_process_setup(args)
     _log(f"esg benchmark --profile-step: {model} at {img} px, batch {batch}, {args.repeats} profiled step(s) "
          f"after {max(args.warmup, 1)} warm-up, {env['threads']} thread(s){', compiled' if args.compile != 'off' else ''}, malloc: {args.malloc}")
     _warn_if_busy(env)
@@ -183,18 +190,9 @@ def main_profile_step(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main_op_times(args: argparse.Namespace) -> dict[str, Any]:
-    import torch
-
     from .op_times import format_op_times, time_training_ops
-    from .timing import environment
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.malloc == "tuned":
-        from esg_lib.engine.runtime import tune_malloc
-        tune_malloc()
-    env = environment(args.device, args.threads)
-    model, img, batch = args.models[0], args.img_size[0], args.batch_size[0]
+    env, model, img, batch = _in_process_setup(args)
     _log(f"esg benchmark --op-times: {model} at {img} px, batch {batch}, {args.repeats} timed step(s) after "
          f"{max(args.warmup, 1)} warm-up, {env['threads']} thread(s), malloc: {args.malloc}")
     _warn_if_busy(env)
