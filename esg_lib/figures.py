@@ -391,7 +391,8 @@ def plot_cam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray], column_tit
     ``predictions[model]`` (class indices), ``truths`` and ``class_names``, each panel names the class
     the model predicted with a ✓ (right) or ✗ (wrong); ``grids[model]`` = ``(h, w)`` of the layer the
     map comes from is written under the model's name (a 4×4 map is upsampled, not 64×64 detail).
-    At most :data:`MAX_WIDTH` wide; ``caption`` goes under the grid.
+    A map that is 0 everywhere (no location raises the explained class's score) shows the plain
+    image marked "map all 0". At most :data:`MAX_WIDTH` wide; ``caption`` goes under the grid.
     """
     import cv2
     from matplotlib.cm import ScalarMappable
@@ -410,8 +411,15 @@ def plot_cam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray], column_tit
     for row, (label, cam) in enumerate(cams.items(), start=1):
         for col in range(n):
             ax = axes[row, col]
-            ax.imshow(show_cam_on_image(images[col].astype(np.float32), cam[col], use_rgb=True,
-                                        colormap=cv2.COLORMAP_VIRIDIS))
+            if np.max(cam[col]) > 0:
+                ax.imshow(show_cam_on_image(images[col].astype(np.float32), cam[col], use_rgb=True,
+                                            colormap=cv2.COLORMAP_VIRIDIS))
+            else:
+                # Grad-CAM is 0 everywhere when no location raises the explained class's score: say
+                # so (show_cam_on_image would rescale a flat overlay into an unrelated pink tint)
+                ax.imshow(images[col])
+                ax.text(0.5, 0.5, "map all 0", transform=ax.transAxes, ha="center", va="center", fontsize=6,
+                        color="white", bbox=dict(boxstyle="round,pad=0.2", fc="0.2", ec="none", alpha=0.8))
             if predictions is not None and truths is not None and class_names is not None:
                 pred = int(predictions[label][col])
                 right = pred == int(truths[col])

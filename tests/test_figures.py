@@ -134,6 +134,10 @@ def test_confusion_tsne_cam_and_bars(tmp_path: Path) -> None:
     marks = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert marks == ["✓ A", "✓ B", "✗ B", "✗ C", "✓ B", "✗ A"]
     assert fig.axes[6].get_ylabel() == "m2\n8×8 CAM"
+    flat = {"m1": cams["m1"], "m2": np.concatenate([np.zeros((1, 16, 16)), cams["m2"][1:]])}
+    fig = figures.plot_cam_grid(images, flat, ["a", "b", "c"])
+    said = [(i, t.get_text()) for i, ax in enumerate(fig.axes) for t in ax.texts]
+    assert said == [(6, "map all 0")]          # m2's first panel: a map that is 0 everywhere says so
 
     frame = pd.DataFrame(dict(protocol=["leak-free", "leak-free", "augment-then-split", "augment-then-split"],
                               model=["ESG", "ResNet18", "ESG", "ResNet18"], acc=[90.0, 91.0, 97.0, 98.0],
