@@ -73,7 +73,7 @@ def setup_threads(threads: int | None, dist: Dist) -> int:
 
 
 # glibc's mallopt parameters (malloc.h) and the values set: larger than any activation at the
-# paper's 224 px and batch 64 (one ESG stage-0 tensor there is ~200 MB), so none is mmap'd afresh.
+# paper's 224 px and batch 64 (a stage-0 MLP activation there is 128 MB), so none is mmap'd afresh.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MALLOC_KEEP_BYTES = 1 << 30
 
