@@ -14,15 +14,16 @@ What it answers: how much of the step is arithmetic already running near the mac
 """
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from esg_lib.markdown import markdown_rows
 
-from .profile_step import operator_family
+from .profile_step import operator_family, training_step
 
 __all__ = ["time_training_ops", "dense_rate_gflops", "format_op_times", "DENSE_FAMILIES"]
 
@@ -45,6 +46,15 @@ class _OpTimer(TorchDispatchMode):
         self.macs: dict[str, float] = {}
         self.calls: dict[str, int] = {}
         self.in_optimizer = False
+
+    @contextlib.contextmanager
+    def optimizer_phase(self) -> Iterator[None]:
+        """Count what runs inside as the optimizer's."""
+        self.in_optimizer = True
+        try:
+            yield
+        finally:
+            self.in_optimizer = False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         kwargs = kwargs or {}
@@ -82,26 +92,11 @@ def time_training_ops(model_name: str, img_size: int = 64, batch_size: int = 64,
                       warmup: int = 2, num_classes: int = 9) -> dict[str, Any]:
     """Wall milliseconds and multiply-accumulates per operator family of one eager training step
     (forward, cross-entropy, backward, AdamW), averaged over ``steps``."""
-    import timm
-
-    import esg_lib  # noqa: F401  (registers the ESG models)
     from esg_lib.models.zoo import flop_counter
 
-    torch.manual_seed(0)
-    model = timm.create_model(model_name, num_classes=num_classes).train()
-    x = torch.randn(batch_size, 3, img_size, img_size)
-    y = torch.randint(0, num_classes, (batch_size,))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
     timer = _OpTimer(flop_counter().flop_registry)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        timer.in_optimizer = True   # AdamW's per-parameter mul/lerp/sqrt are the optimizer's, not the model's
-        optimizer.step()
-        timer.in_optimizer = False
-
+    # AdamW's per-parameter mul/lerp/sqrt are the optimizer's, not the model's
+    step = training_step(model_name, img_size, batch_size, num_classes, optimizer_phase=timer.optimizer_phase)
     for _ in range(max(warmup, 1)):
         step()
     t0 = time.perf_counter()

@@ -9,14 +9,15 @@ are not counted twice. Optionally compiled: then inductor's fused kernels show u
 """
 from __future__ import annotations
 
+import contextlib
 import re
-from typing import Any
+from typing import Any, Callable, ContextManager
 
 import torch
 
 from esg_lib.markdown import markdown_rows
 
-__all__ = ["profile_training_step", "operator_family", "format_profile"]
+__all__ = ["training_step", "profile_training_step", "operator_family", "format_profile"]
 
 # First match wins: (family, regular expression on the ATen/autograd op name).
 _FAMILIES: tuple[tuple[str, str], ...] = (
@@ -76,11 +77,13 @@ def _inside_optimizer(event: Any) -> bool:
     return False
 
 
-def profile_training_step(model_name: str, img_size: int = 64, batch_size: int = 64, steps: int = 3,
-                          warmup: int = 2, compile: bool = False, num_classes: int = 9) -> dict[str, Any]:
-    """Profile ``steps`` training steps; returns per-operator and per-family self CPU milliseconds per step."""
+def training_step(model_name: str, img_size: int, batch_size: int, num_classes: int = 9,
+                  compile: bool = False,
+                  optimizer_phase: Callable[[], ContextManager[Any]] = contextlib.nullcontext) -> Callable[[], None]:
+    """One training step of a freshly built, seeded model on a fixed random batch, as a callable:
+    forward, cross-entropy, backward, then ``AdamW.step()`` inside ``optimizer_phase()`` (a profiler
+    can tell the optimizer's operators from the model's there)."""
     import timm
-    from torch.profiler import ProfilerActivity, profile
 
     import esg_lib  # noqa: F401  (registers the ESG models)
 
@@ -94,8 +97,18 @@ def profile_training_step(model_name: str, img_size: int = 64, batch_size: int =
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         torch.nn.functional.cross_entropy(fwd(x), y).backward()
-        optimizer.step()
+        with optimizer_phase():
+            optimizer.step()
 
+    return step
+
+
+def profile_training_step(model_name: str, img_size: int = 64, batch_size: int = 64, steps: int = 3,
+                          warmup: int = 2, compile: bool = False, num_classes: int = 9) -> dict[str, Any]:
+    """Profile ``steps`` training steps; returns per-operator and per-family self CPU milliseconds per step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step = training_step(model_name, img_size, batch_size, num_classes, compile=compile)
     for _ in range(max(warmup, 1)):
         step()
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
