@@ -23,7 +23,7 @@ import pandas as pd
 
 from esg_lib.data import DataError, leak_audit, resolve_dataset
 from esg_lib.engine import runs as R
-from esg_lib.engine.artifacts import artifact_folder
+from esg_lib.engine.artifacts import RERUN_FILE, RERUNS, artifact_folder
 from esg_lib.engine.config import Profile, ProfileRef, build_config, get_profile, profile_name
 from esg_lib.engine.fps import load_fps
 from esg_lib.engine.models import resolve_model
@@ -100,6 +100,12 @@ class RunResult:
     run_dir: Path
     metrics: dict[str, Any]
     hardware: str | None = None     # set for a run known only from its committed record (no folder)
+    rerun: dict[str, Any] | None = None   # a committed rerun's rerun.json: the figure shows the rerun
+
+    @property
+    def run_name(self) -> str:
+        """``s<seed>-<id10>``: the run folder's name (a record's file name ends with it)."""
+        return self.run_dir.stem.split("__")[-1] if self.run_dir.suffix == ".json" else self.run_dir.name
 
     @classmethod
     def from_record(cls, key: str, label: str, protocol: str, record: Mapping[str, Any],
@@ -110,6 +116,16 @@ class RunResult:
                    **{k: record.get(k) for k in ("fps", "params", "steps", "train_seconds", "gmacs")}}
         return cls(key, label, int(record["seed"]), protocol, record["dataset"], record_path, metrics,
                    hardware=record.get("hardware"))
+
+    @classmethod
+    def from_rerun(cls, key: str, label: str, protocol: str, folder: Path) -> "RunResult":
+        """A committed rerun of a run (``results/<profile>/reruns/...``, see
+        :mod:`esg_lib.engine.artifacts`): its own files and metrics, and what ``rerun.json`` says of it."""
+        about = json.loads((folder / RERUN_FILE).read_text())
+        config = R.run_config(folder)
+        return cls(key, label, int(config.get("seed", folder.name[1:].split("-")[0])), protocol,
+                   config.get("dataset", folder.parts[-3]), folder,
+                   json.loads((folder / "metrics.json").read_text()), hardware=about.get("hardware"), rerun=about)
 
     def log(self) -> list[dict[str, Any]]:
         path = self.run_dir / "log.jsonl"
@@ -177,8 +193,9 @@ class Experiment:
         run plan may lack some of the experiment's seeds), else the experiment's."""
         shown = sorted(set(seeds)) if seeds is not None else sorted({r.seed for r in runs}) if runs else self.seeds
         word = "seed" if len(shown) == 1 else "seeds"
-        return (f"{what} — {dataset_title(dataset or self.dataset)}, profile {self.profile}, "
+        text = (f"{what} — {dataset_title(dataset or self.dataset)}, profile {self.profile}, "
                 f"{word} {','.join(map(str, shown))}")
+        return text + rerun_note(runs or ())
 
     # ----------------------------------------------------------------------------- training
     def config(self, key: str, seed: int, protocol: str = "leak-free", dataset: str | None = None):
@@ -195,10 +212,41 @@ class Experiment:
         return self._bundles[key]
 
     def train(self, keys: Iterable[str], protocol: str = "leak-free", dataset: str | None = None,
-              seeds: Iterable[int] | None = None) -> list[RunResult]:
+              seeds: Iterable[int] | None = None, records: bool = False) -> list[RunResult]:
         """Train (or reuse) every model of ``keys`` for every seed; seed-major so a seed's split is
-        decoded once and shared by all models."""
-        return self.train_protocols(keys, (protocol,), dataset, seeds)
+        decoded once and shared by all models. ``records``: see :meth:`train_protocols`."""
+        return self.train_protocols(keys, (protocol,), dataset, seeds, records)
+
+    def figure_runs(self, runs: Sequence[RunResult], needs: str) -> list[RunResult]:
+        """The runs a figure can draw: each run that holds the file ``needs`` (``log.jsonl`` for
+        curves, ``test_confusion.csv``, ``test_features.npz``, ``best.pt``), else its committed rerun
+        (``results/<profile>/reruns/``, same run id, retrained on other hardware) when that holds it.
+
+        A run with neither is left out; when that leaves a model of ``runs`` without any run, the
+        figure would silently lose a model, so nothing is returned and the committed figure stays as it
+        is. What was substituted or why nothing is drawn is printed (the notebook's output)."""
+        shown, missing = [], []
+        for r in runs:
+            if (r.run_dir / needs).is_file():
+                shown.append(r)
+                continue
+            folder = self.results_dir / RERUNS / r.dataset / r.key / r.run_name
+            if (folder / needs).is_file() and (folder / RERUN_FILE).is_file():
+                shown.append(RunResult.from_rerun(r.key, r.label, r.protocol, folder))
+            else:
+                missing.append(f"{r.label} seed {r.seed}")
+        lacking = sorted({r.label for r in runs} - {r.label for r in shown})
+        if lacking:
+            print(f"No {needs} here for {', '.join(lacking)} (no run folder, artifacts or rerun): this figure "
+                  "is not drawn, and its committed version stays as it is.")
+            return []
+        reruns = [r for r in shown if r.rerun]
+        if reruns:
+            print(f"{len(reruns)} of {len(shown)} runs drawn from committed reruns (same run ids, retrained on "
+                  f"{'; '.join(sorted({r.hardware or '?' for r in reruns}))}); the tables keep the records' numbers.")
+        if missing:
+            print(f"Left out (no {needs} here): {', '.join(missing)}.")
+        return shown
 
     def train_protocols(self, keys: Iterable[str], protocols: Sequence[str] = PROTOCOLS,
                         dataset: str | None = None, seeds: Iterable[int] | None = None,
@@ -382,6 +430,15 @@ def _run_record(r: RunResult) -> dict[str, Any]:
             **{m: test.get(m) for m in METRICS}, "test_n": test.get("n"), "fps": r.metrics.get("fps"),
             "params": r.metrics.get("params"), "steps": r.metrics.get("steps"),
             "train_seconds": r.metrics.get("train_seconds"), "gmacs": r.metrics.get("gmacs")}
+
+
+def rerun_note(runs: Iterable[RunResult]) -> str:
+    """A title's second line when some of ``runs`` are committed reruns, naming where they ran."""
+    hardware = sorted({r.hardware or "?" for r in runs if r.rerun})
+    if not hardware:
+        return ""
+    return (f"\nreruns of the committed runs (same run ids) on {'; '.join(hardware)}: "
+            "the tables hold the records' numbers")
 
 
 def _hardware_of(runs: Sequence[RunResult]) -> list[str]:

@@ -118,8 +118,10 @@ class NotebookResult:
 @dataclass
 class RunFolders:
     """The committed records of a profile and how many of their runs have something to rebuild
-    figures from here: a run folder under ``runs/`` or committed light artifacts
-    (``results/<profile>/artifacts/``, :mod:`esg_lib.engine.artifacts`)."""
+    figures from here: a run folder under ``runs/``, committed light artifacts
+    (``results/<profile>/artifacts/``, :mod:`esg_lib.engine.artifacts`) or a committed rerun's
+    (``results/<profile>/reruns/``). A notebook whose figures need files that are not here draws
+    those figures from what is, or says it leaves them out (``Experiment.figure_runs``)."""
 
     records: int
     with_files: int
@@ -138,7 +140,8 @@ def run_folders(profile: str, root: Path | None = None) -> RunFolders:
         rec = json.loads(path.read_text())
         dataset, model, run = path.stem.split("__")
         if any((base / dataset / model / run).is_dir()
-               for base in (root / "runs" / profile, root / "results" / profile / "artifacts")):
+               for base in (root / "runs" / profile, root / "results" / profile / "artifacts",
+                            root / "results" / profile / "reruns")):
             have += 1
         else:
             # a resumed run's wall time covers only its last process; its training seconds all of them
@@ -201,8 +204,8 @@ def run_notebooks(profile: str = "smoke", notebooks: Sequence[str] | None = None
     for i, name in enumerate(names, 1):
         source, output = source_dir / name, out_dir / name
         if no_runs and name in RUN_NOTEBOOKS:
-            why = (f"its {folders.records} committed {profile} runs have records but no run folder or artifacts "
-                   "here; this run trains nothing")
+            why = (f"its {folders.records} committed {profile} runs have records but no run folder, artifacts "
+                   "or rerun here; this run trains nothing")
             print(f"[{i}/{len(names)}] {name}: skipped ({why})", flush=True)
             report.results.append(NotebookResult(name, True, 0.0, output, skipped=why))
             continue

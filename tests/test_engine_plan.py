@@ -314,6 +314,41 @@ def test_verify_reproduces_a_committed_run_exactly_and_catches_a_changed_number(
     assert rec["hardware"].startswith("CPU ") and not rec["hardware"].startswith("CPU x86_64")
 
 
+def test_verify_keep_commits_a_rerun_that_figures_draw_in_place_of_a_bare_record(pipeline, tmp_path, capsys):
+    from esg_lib.engine import verify as V
+    from esg_lib.experiments import Experiment, RunResult
+
+    results = _copy_results(pipeline, tmp_path)
+    verdict = V.run_verify("smoke", 1, results=results, out=tmp_path / "verify", keep=True)[0]
+    path = results / "smoke" / "runs" / verdict.record
+    rec = json.loads(path.read_text())
+    folder = results / "smoke" / "reruns" / rec["dataset"] / rec["model"] / rec["run"]
+    about = json.loads((folder / "rerun.json").read_text())
+    assert about["record"] == verdict.record and about["run_id"] == rec["run_id"] and about["exact"]
+    assert about["hardware"] == verdict.hardware and about["hardware"].startswith("CPU ")
+    assert (folder / "log.jsonl").is_file() and (folder / "test_confusion.csv").is_file()
+    assert not list(folder.glob("*.pt")), "checkpoints are never kept"
+    assert "kept its light files" in capsys.readouterr().out
+    # a run known only from its committed record (a fresh clone): the figure draws the rerun instead,
+    # and its title says so; a file the rerun lacks (the checkpoint) means no figure at all
+    exp = Experiment("smoke", rec["dataset"], root=tmp_path, train_missing=False)
+    bare = RunResult.from_record(rec["model"], rec["label"], rec["protocol"], rec, path)
+    [shown] = exp.figure_runs([bare], "log.jsonl")
+    assert shown.rerun == about and shown.run_dir == folder and shown.seed == rec["seed"]
+    assert shown.log() and shown.confusion().sum() == rec["test_n"]
+    assert "reruns of the committed runs" in exp.title("Fig. X", runs=[shown])
+    assert "reruns" not in exp.title("Fig. X", runs=[bare])
+    assert exp.figure_runs([bare], "best.pt") == []
+    assert "not drawn" in capsys.readouterr().out
+    # another record of the same model without a rerun is left out, and said to be
+    other = RunResult.from_record(rec["model"], rec["label"], rec["protocol"], {**rec, "seed": 9},
+                                  path.with_name(path.name.replace(rec["run"], "s9-0000000000")))
+    assert [r.seed for r in exp.figure_runs([bare, other], "log.jsonl")] == [rec["seed"]]
+    assert "Left out (no log.jsonl here)" in capsys.readouterr().out
+    # a rerun whose run id differs from the record's is another experiment: never kept as its rerun
+    assert V.keep_rerun(V.Verdict("x.json", False, True, run_dir=verdict.run_dir), rec, tmp_path / "r") is None
+
+
 def test_verify_refuses_a_record_its_config_cannot_rebuild(pipeline, tmp_path):
     from esg_lib.cli import main
 

@@ -33,6 +33,9 @@ def test_run_notebooks_do_not_skip_when_a_run_folder_is_here_or_training_is_allo
     # the source notebook does not exist in this root: it is attempted (and fails), not skipped
     [res] = RP.run_notebooks("cpu", ["03_model_comparison.ipynb"], {"train_missing": False}, root=root).results
     assert not res.skipped and not res.ok and "no such notebook" in res.error
+    reran = _root(tmp_path / "r", with_folder=False)   # a committed rerun's light files count too
+    (reran / "results" / "cpu" / "reruns" / "x-sdd" / "resnet18" / "s0-0123456789").mkdir(parents=True)
+    assert RP.run_folders("cpu", reran) == RP.RunFolders(1, 1, 0.0)
     bare = _root(tmp_path / "b", with_folder=False)
     [res] = RP.run_notebooks("cpu", ["03_model_comparison.ipynb"], {"train_missing": True}, root=bare).results
     assert not res.skipped

@@ -11,13 +11,21 @@ a fresh clone can point the notebooks' layer at that folder instead of ``runs/``
 - ``test_features.npz`` in float16 (t-SNE), for the seeds in :data:`FEATURE_SEEDS` only.
 
 A few hundred kB per run; :func:`artifacts_size` adds them up for the README.
+
+**Reruns.** The 78 ``cpu`` runs of 2026-11 kept no run folder. A later retraining of one of them
+(``esg verify --keep``: same run id, another processor, so close but not bit-identical) keeps its light
+files apart, under ``results/<profile>/reruns/<dataset>/<model>/<run>/`` with a ``rerun.json`` saying
+which record it reruns, on which hardware and by how much its test metrics differ
+(:func:`export_rerun`). Tables never read them (a table's numbers are the records'); figures that need
+a run's files (curves, confusion matrices, t-SNE features) may, and say so in their titles.
 """
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -27,6 +35,8 @@ SMALL_FILES = ("config.json", "meta.json", "metrics.json", "log.jsonl", "fps.jso
                "test_report.json")
 # The t-SNE figure (Fig. 12) plots one seed per model: its features are committed, the others are not.
 FEATURE_SEEDS = (0,)
+RERUNS = "reruns"
+RERUN_FILE = "rerun.json"
 
 
 def artifacts_dir(results: str | Path, profile: ProfileRef) -> Path:
@@ -55,7 +65,23 @@ def export_artifacts(folder: Path, profile_results: str | Path, seed: int | None
     """Copy a finished run folder's light files to ``results/<profile>/artifacts/...``
     (:func:`artifact_folder`; ``profile_results`` is ``results/<profile>``); returns that folder.
     Features only for the seeds of :data:`FEATURE_SEEDS`."""
-    dest = artifact_folder(folder, profile_results)
+    return _copy_light_files(folder, artifact_folder(folder, profile_results), seed)
+
+
+def rerun_folder(folder: Path, profile_results: str | Path) -> Path:
+    """Where a rerun's light files go: ``<results>/<profile>/reruns/<dataset>/<model>/<run>``."""
+    return Path(profile_results) / RERUNS / Path(*Path(folder).parts[-3:])
+
+
+def export_rerun(folder: Path, profile_results: str | Path, seed: int | None, verdict: Mapping[str, Any]) -> Path:
+    """Copy a finished rerun's light files to :func:`rerun_folder` with ``rerun.json`` (``verdict``:
+    the record it reruns, the hardware, the metric differences); returns that folder."""
+    dest = _copy_light_files(folder, rerun_folder(folder, profile_results), seed)
+    (dest / RERUN_FILE).write_text(json.dumps(dict(verdict), indent=2, sort_keys=True) + "\n")
+    return dest
+
+
+def _copy_light_files(folder: Path, dest: Path, seed: int | None) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for name in SMALL_FILES:
         if (folder / name).is_file():

@@ -202,7 +202,8 @@ def _add_verify(subparsers: argparse._SubParsersAction) -> None:
                               "  esg verify --profile cpu --sample 3 --order random --seed 7\n"
                               "  esg verify --profile cpu --match x-sdd resnet18 --sample 1\n"
                               "  esg verify --profile cpu --match s0-f04c28eb8b --out runs --reuse   "
-                              "# a rerun trained earlier",
+                              "# a rerun trained earlier\n"
+                              "  esg verify --profile cpu --match x-sdd __s0- --out runs --reuse --keep --sample 99",
                               formatter_class=_FMT)
     p.add_argument("--profile", default="cpu")
     p.add_argument("--sample", type=int, default=1, metavar="K", help="how many runs to retrain (default 1)")
@@ -215,6 +216,9 @@ def _add_verify(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reuse", action="store_true",
                    help="compare a finished rerun already under --out (e.g. made by `esg train --out`) "
                         "instead of training it again")
+    p.add_argument("--keep", action="store_true",
+                   help="keep each rerun's light files (curves, predictions, confusion, seed-0 features) and "
+                        "its verdict under RESULTS/<profile>/reruns/, for the figures that need a run's files")
     p.add_argument("--results", default="results")
     p.set_defaults(func=cmd_verify)
 
@@ -458,7 +462,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.sample < 1:
         raise UserError("--sample must be >= 1")
     verdicts = V.run_verify(get_profile(args.profile), args.sample, args.seed, args.order, args.results, args.out,
-                            args.threads, args.match, args.reuse)
+                            args.threads, args.match, args.reuse, args.keep)
     bad = [v for v in verdicts if v.failed]
     print(f"{len(verdicts) - len(bad)}/{len(verdicts)} verified"
           + (f"; {len(bad)} failed: {', '.join(v.record for v in bad)}" if bad else ""))

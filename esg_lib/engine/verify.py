@@ -37,6 +37,7 @@ from esg_lib.errors import UserError
 
 from . import provenance as P
 from . import runs as R
+from .artifacts import export_rerun
 from .config import ProfileRef, TrainConfig, build_config, get_profile, profile_name
 from .plan import expected_variant, plan
 
@@ -55,6 +56,8 @@ class Verdict:
     seconds: float = 0.0
     note: str = ""
     cpu_unknown: bool = False         # the record names no CPU model: same machine or not is unknown
+    run_dir: Path | None = None       # the rerun's folder
+    hardware: str | None = None       # the rerun's hardware, as a record would name it
 
     @property
     def exact(self) -> bool:
@@ -162,15 +165,31 @@ def verify_record(path: Path, rec: Mapping[str, Any], records: Sequence[tuple[Pa
     res = fit(cfg, force=not reuse)
     test = res.metrics.get("test", {})
     diffs = {k: float(test[k]) - float(rec[k]) for k in COMPARED if test.get(k) is not None and rec.get(k) is not None}
+    meta = R.read_json(Path(res.run_dir) / "meta.json") or {}
     return Verdict(path.name, res.run_id == rec.get("run_id"), same, diffs, seed_std(rec, records),
-                   time.time() - t0, cpu_unknown=P.machine_kind(hw) == "cpu" and not P.names_cpu_model(hw))
+                   time.time() - t0, cpu_unknown=P.machine_kind(hw) == "cpu" and not P.names_cpu_model(hw),
+                   run_dir=Path(res.run_dir), hardware=P.hardware_text(meta) if meta else None)
+
+
+def keep_rerun(verdict: Verdict, rec: Mapping[str, Any], results: str | Path) -> Path | None:
+    """Commit-ready light files of a verified rerun (``esg verify --keep``): under
+    ``results/<profile>/reruns/`` (:func:`~.artifacts.export_rerun`), with the verdict in ``rerun.json``.
+    Only a rerun of the record's own run id is kept: anything else is another experiment."""
+    if verdict.note or not verdict.run_id_matches or verdict.run_dir is None:
+        return None
+    about = {"record": verdict.record, "run_id": rec.get("run_id"), "record_hardware": rec.get("hardware"),
+             "hardware": verdict.hardware, "same_hardware": bool(verdict.same_hardware), "exact": verdict.exact,
+             "differences": verdict.differences, "seed_std": verdict.seed_std, "verdict": verdict.line()}
+    return export_rerun(verdict.run_dir, Path(results) / rec["profile"], rec.get("seed"), about)
 
 
 def run_verify(profile: ProfileRef, sample: int = 1, seed: int = 0, order: str = "cheapest",
                results: str | Path = "results", out: str | Path = "runs/verify",
-               threads: int | None = None, match: Sequence[str] = (), reuse: bool = False) -> list[Verdict]:
+               threads: int | None = None, match: Sequence[str] = (), reuse: bool = False,
+               keep: bool = False) -> list[Verdict]:
     """Spot-check ``sample`` committed runs of ``profile``; ``match`` keeps records whose file
-    name contains every given text (e.g. ``x-sdd``, ``resnet18``)."""
+    name contains every given text (e.g. ``x-sdd``, ``resnet18``). ``keep``: each rerun's light
+    files go to ``results/<profile>/reruns/`` (:func:`keep_rerun`)."""
     name = profile_name(profile)      # each record names its own profile: config_for_record resolves it
     records = load_records(profile, results)
     pool = [(p, r) for p, r in records if all(t in p.name for t in match)]
@@ -186,5 +205,8 @@ def run_verify(profile: ProfileRef, sample: int = 1, seed: int = 0, order: str =
         except UserError as exc:
             verdict = Verdict(path.name, False, False, note=f"cannot rebuild: {exc}")
         print(verdict.line(), flush=True)
+        kept = keep_rerun(verdict, rec, results) if keep else None
+        if kept:
+            print(f"  kept its light files in {kept}", flush=True)
         verdicts.append(verdict)
     return verdicts
