@@ -179,7 +179,8 @@ def keep_rerun(verdict: Verdict, rec: Mapping[str, Any], results: str | Path) ->
         return None
     about = {"record": verdict.record, "run_id": rec.get("run_id"), "record_hardware": rec.get("hardware"),
              "hardware": verdict.hardware, "same_hardware": bool(verdict.same_hardware), "exact": verdict.exact,
-             "differences": verdict.differences, "seed_std": verdict.seed_std, "verdict": verdict.line()}
+             "differences": verdict.differences, "seed_std": verdict.seed_std,
+             "verdict": verdict.line().rsplit(" [", 1)[0]}   # without the minutes it took
     return export_rerun(verdict.run_dir, Path(results) / rec["profile"], rec.get("seed"), about)
 
 
