@@ -437,8 +437,7 @@ def rerun_note(runs: Iterable[RunResult]) -> str:
     hardware = sorted({r.hardware or "?" for r in runs if r.rerun})
     if not hardware:
         return ""
-    return (f"\nreruns of the committed runs (same run ids) on {'; '.join(hardware)}: "
-            "the tables hold the records' numbers")
+    return f"\ndrawn from reruns (same run ids) on {'; '.join(hardware)}; the tables keep the records' numbers"
 
 
 def _hardware_of(runs: Sequence[RunResult]) -> list[str]:

@@ -337,7 +337,8 @@ def plot_confusion_matrices(matrices: Mapping[str, np.ndarray], class_names: Seq
         text = "\n".join("    ".join(key[j:j + per_line]) for j in range(0, len(key), per_line))
         fig.text(0.5, 0.005, text, ha="center", va="bottom", fontsize=6.5, color="0.25")
         bottom = (0.08 + 0.12 * (text.count("\n") + 1)) / fig.get_figheight()
-    fig.suptitle((title or "Confusion matrices") + (f" ({shown})" if shown else ""), fontsize=9)
+    first, *rest = (title or "Confusion matrices").split("\n", 1)   # "shown" belongs to the first line
+    fig.suptitle("\n".join([first + (f" ({shown})" if shown else ""), *rest]), fontsize=9)
     fig.tight_layout(rect=(0, bottom, 0.88, 1 - 0.35 / fig.get_figheight()), pad=0.3)   # room for the title
     cax = fig.add_axes((0.895, 0.3, 0.015, 0.4))
     bar = fig.colorbar(ScalarMappable(Normalize(0, 1), "rocket_r"), cax=cax)

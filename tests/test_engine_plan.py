@@ -336,7 +336,7 @@ def test_verify_keep_commits_a_rerun_that_figures_draw_in_place_of_a_bare_record
     [shown] = exp.figure_runs([bare], "log.jsonl")
     assert shown.rerun == about and shown.run_dir == folder and shown.seed == rec["seed"]
     assert shown.log() and shown.confusion().sum() == rec["test_n"]
-    assert "reruns of the committed runs" in exp.title("Fig. X", runs=[shown])
+    assert "drawn from reruns (same run ids) on CPU " in exp.title("Fig. X", runs=[shown])
     assert "reruns" not in exp.title("Fig. X", runs=[bare])
     assert exp.figure_runs([bare], "best.pt") == []
     assert "not drawn" in capsys.readouterr().out

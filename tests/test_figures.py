@@ -108,6 +108,9 @@ def test_confusion_grid_colours_by_row_share_and_writes_counts(tmp_path: Path) -
     assert "seed 0" in fig._suptitle.get_text()
     assert any("cr = cracks" in t.get_text() for t in fig.texts)          # the key under the grid
     _saved(fig, tmp_path, "cm9")
+    # a two-line title (a note on where the runs come from): what is shown stays on the first line
+    two = figures.plot_confusion_matrices({"m": cm}, names, title="Fig. 10\nfrom reruns", shown="seed 0")
+    assert two._suptitle.get_text() == "Fig. 10 (seed 0)\nfrom reruns"
 
 
 def test_confusion_tsne_cam_and_bars(tmp_path: Path) -> None:
