@@ -55,3 +55,25 @@ def test_notebook_08_runs_from_the_records_and_resumed_runs_count_all_their_hour
     (root / "results" / "cpu" / "runs" / "x-sdd__vit__s1-0123456789.json").write_text(
         json.dumps({"wall_seconds": 1800.0, "train_seconds": 3600.0}))   # stopped once, then resumed
     assert RP.run_folders("cpu", root) == RP.RunFolders(2, 0, 3.0)
+
+
+def test_the_committed_reruns_match_their_records_and_the_results_page():
+    """Each committed rerun (results/cpu/reruns/) has its record's run id, metrics that give its stated
+    differences, a confusion matrix that sums to the record's test size, and the difference in test
+    accuracy that docs/results.md's rerun table prints for its model."""
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "docs" / "results.md").read_text()
+    reruns = sorted((root / "results" / "cpu" / "reruns").glob("*/*/*/rerun.json"))
+    assert len(reruns) >= 9
+    for path in reruns:
+        about = json.loads(path.read_text())
+        record = json.loads((root / "results" / "cpu" / "runs" / about["record"]).read_text())
+        test = json.loads((path.parent / "metrics.json").read_text())["test"]
+        config = json.loads((path.parent / "config.json").read_text())
+        assert about["run_id"] == record["run_id"] == config["run_id"]
+        assert test["acc"] - record["acc"] == about["differences"]["acc"]
+        rows = (path.parent / "test_confusion.csv").read_text().splitlines()[1:]
+        assert sum(int(v) for row in rows for v in row.split(",")[1:]) == record["test_n"]
+        points = 100 * about["differences"]["acc"]
+        shown = "0.00" if round(points, 2) == 0 else f"{points:+.2f}".replace("-", "−")
+        assert f"| {record['label']} | {shown}" in page, (record["label"], shown)
