@@ -203,7 +203,8 @@ def _add_verify(subparsers: argparse._SubParsersAction) -> None:
                               "  esg verify --profile cpu --match x-sdd resnet18 --sample 1\n"
                               "  esg verify --profile cpu --match s0-f04c28eb8b --out runs --reuse   "
                               "# a rerun trained earlier\n"
-                              "  esg verify --profile cpu --match x-sdd __s0- --out runs --reuse --keep --sample 99",
+                              "  esg verify --profile cpu --match s0-f04c28eb8b --out runs --reuse --keep   "
+                              "# and commit its light files as a rerun",
                               formatter_class=_FMT)
     p.add_argument("--profile", default="cpu")
     p.add_argument("--sample", type=int, default=1, metavar="K", help="how many runs to retrain (default 1)")
