@@ -60,8 +60,9 @@ def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, prof
     and how to get the requested one (NEU-CLS-64 is never committed and cannot be fetched offline).
 
     With ``train_missing=False`` (a notebook that trains nothing) and a ``profile``, the requested
-    dataset must also have a finished run of that profile under ``<root>/runs`` (``root``: the
-    project root, as :class:`Experiment`'s); otherwise the notebook would have nothing to show, so
+    dataset must also have a finished run of that profile under ``<root>/runs``, or its committed
+    light files (artifacts or a rerun, under ``<root>/results/<profile>/``) (``root``: the project
+    root, as :class:`Experiment`'s); otherwise the notebook would have nothing to show, so
     it falls back too (e.g. NEU-CLS-64 fetched but its `cpu` runs not trained yet). With ``models``
     (the notebook's model keys) each of them needs a finished leak-free run there: the ablation
     notebook must not switch to a dataset on which only the full network has been trained. With
@@ -74,8 +75,10 @@ def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, prof
     if train_missing or profile is None:
         return requested, ""
     name = profile_name(profile)
-    runs = (Path(root) if root else _project_root()) / "runs"
-    finished = [folder for folder in R.find_runs(runs / name / requested)
+    root = Path(root) if root else _project_root()
+    # a run's files may be its run folder, its committed artifacts or a committed rerun's (figure_runs)
+    bases = (root / "runs" / name, root / "results" / name / "artifacts", root / "results" / name / RERUNS)
+    finished = [folder for base in bases for folder in R.find_runs(base / requested)
                 if R.is_finished(folder) and all((folder / f).is_file() for f in files)]
     have = {c.get("model") for c in map(R.run_config, finished) if c.get("protocol", "leak-free") == "leak-free"}
     missing = [m for m in models or () if m not in have]

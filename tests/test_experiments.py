@@ -61,6 +61,12 @@ def test_main_dataset_without_training_needs_finished_runs_of_the_profile(tmp_pa
     assert X.main_dataset("x-sdd", "elsewhere", profile="cpu", train_missing=False, root=tmp_path) == ("x-sdd", "")
     assert X.main_dataset("x-sdd", "elsewhere", profile="smoke", train_missing=False, root=tmp_path)[0] == "elsewhere"
     assert X.main_dataset("x-sdd", "elsewhere", profile="cpu", root=tmp_path) == ("x-sdd", "")  # it may train
+    # a fresh clone: no run folder, but a committed rerun's light files of the run
+    rerun = tmp_path / "results" / "smoke" / "reruns" / "x-sdd" / "resnet18" / "s0-abc"
+    rerun.mkdir(parents=True)
+    (rerun / "config.json").write_text("{}")
+    (rerun / "metrics.json").write_text('{"status": "done"}')
+    assert X.main_dataset("x-sdd", "elsewhere", profile="smoke", train_missing=False, root=tmp_path) == ("x-sdd", "")
 
 
 def test_main_dataset_without_training_needs_a_finished_run_of_every_model_asked_for(tmp_path: Path) -> None:
