@@ -240,3 +240,18 @@ def test_paper_columns_beside_another_dataset_name_theirs() -> None:
                                                         "display_names": []})())
     assert names[0] == "(a) finishing roll printing" and names[3] == "(d) slag inclusion"
     assert [sorted(plots.FIG14_PANELS)[i] for i in rows] == list(plots.FIG14_PANELS)
+
+
+def test_tsne_layout_does_not_depend_on_the_thread_count() -> None:
+    """A committed rerun's real features give the same t-SNE at 1 and at 2 threads (BLAS and OpenMP):
+    `make reproduce PROFILE=cpu` at 2 threads redraws the committed Fig. 12 that was made at 1."""
+    from threadpoolctl import threadpool_limits
+
+    root = Path(__file__).resolve().parents[1]
+    [path] = (root / "results" / "cpu" / "reruns" / "x-sdd" / "mobilenetv3").glob("*/test_features.npz")
+    feats = np.load(path)["features"].astype(np.float32)
+    layouts = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads):
+            layouts.append(figures.tsne_embedding(feats, random_state=42))
+    np.testing.assert_array_equal(layouts[0], layouts[1])
