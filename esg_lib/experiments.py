@@ -23,7 +23,7 @@ import pandas as pd
 
 from esg_lib.data import DataError, leak_audit, resolve_dataset
 from esg_lib.engine import runs as R
-from esg_lib.engine.artifacts import RERUN_FILE, RERUNS, artifact_folder
+from esg_lib.engine.artifacts import RERUN_FILE, artifact_folder, artifacts_dir, reruns_dir
 from esg_lib.engine.config import Profile, ProfileRef, build_config, get_profile, profile_name
 from esg_lib.engine.fps import load_fps
 from esg_lib.engine.models import resolve_model
@@ -77,7 +77,7 @@ def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, prof
     name = profile_name(profile)
     root = Path(root) if root else _project_root()
     # a run's files may be its run folder, its committed artifacts or a committed rerun's (figure_runs)
-    bases = (root / "runs" / name, root / "results" / name / "artifacts", root / "results" / name / RERUNS)
+    bases = (root / "runs" / name, artifacts_dir(root / "results", name), reruns_dir(root / "results", name))
     finished = [folder for base in bases for folder in R.find_runs(base / requested)
                 if R.is_finished(folder) and all((folder / f).is_file() for f in files)]
     have = {c.get("model") for c in map(R.run_config, finished) if c.get("protocol", "leak-free") == "leak-free"}
@@ -126,8 +126,7 @@ class RunResult:
         :mod:`esg_lib.engine.artifacts`): its own files and metrics, and what ``rerun.json`` says of it."""
         about = json.loads((folder / RERUN_FILE).read_text())
         config = R.run_config(folder)
-        return cls(key, label, int(config.get("seed", folder.name[1:].split("-")[0])), protocol,
-                   config.get("dataset", folder.parts[-3]), folder,
+        return cls(key, label, int(config["seed"]), protocol, config["dataset"], folder,
                    json.loads((folder / "metrics.json").read_text()), hardware=about.get("hardware"), rerun=about)
 
     def log(self) -> list[dict[str, Any]]:
@@ -233,7 +232,7 @@ class Experiment:
             if (r.run_dir / needs).is_file():
                 shown.append(r)
                 continue
-            folder = self.results_dir / RERUNS / r.dataset / r.key / r.run_name
+            folder = reruns_dir(self.root / "results", self.profile) / r.dataset / r.key / r.run_name
             if (folder / needs).is_file() and (folder / RERUN_FILE).is_file():
                 shown.append(RunResult.from_rerun(r.key, r.label, r.protocol, folder))
             else:

@@ -43,6 +43,10 @@ def artifacts_dir(results: str | Path, profile: ProfileRef) -> Path:
     return Path(results) / profile_name(profile) / "artifacts"
 
 
+def reruns_dir(results: str | Path, profile: ProfileRef) -> Path:
+    return Path(results) / profile_name(profile) / RERUNS
+
+
 def artifact_folder(folder: Path, profile_results: str | Path) -> Path:
     """Where a run folder's light files go: ``<results>/<profile>/artifacts/<dataset>/<model>/<run>``."""
     return Path(profile_results) / "artifacts" / Path(*Path(folder).parts[-3:])
