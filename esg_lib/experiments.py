@@ -26,11 +26,12 @@ from esg_lib.engine import runs as R
 from esg_lib.engine.artifacts import RERUN_FILE, artifact_folder, artifacts_dir, reruns_dir
 from esg_lib.engine.config import Profile, ProfileRef, build_config, get_profile, profile_name
 from esg_lib.engine.fps import load_fps
+from esg_lib.engine.gradcam import CAM_FILE, CamExplanation, explain, load_cams, load_run_model, pick_images
 from esg_lib.engine.models import resolve_model
 from esg_lib.engine.provenance import hardware_text
 from esg_lib.engine.runs import is_finished, read_json
 from esg_lib.engine.train import fit, planned_run_dir, prepare_bundle
-from esg_lib.gradcam import CamExplanation, explain, load_run_model
+from esg_lib.errors import UserError
 from esg_lib.markdown import markdown_table
 from esg_lib.plots import dataset_title, label_paper_columns, short_class_names
 # The tables over run records are the reporting layer's; the notebooks reach them through here too.
@@ -55,7 +56,8 @@ def dataset_available(name: str) -> bool:
 
 def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, profile: ProfileRef | None = None,
                  train_missing: bool = True, root: str | Path | None = None,
-                 models: Sequence[str] | None = None, files: Sequence[str] = ()) -> tuple[str, str]:
+                 models: Sequence[str] | None = None,
+                 files: Sequence[str | Sequence[str]] = ()) -> tuple[str, str]:
     """``(dataset, note)``: the requested dataset, or the fallback with a one-line note saying why
     and how to get the requested one (NEU-CLS-64 is never committed and cannot be fetched offline).
 
@@ -66,7 +68,8 @@ def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, prof
     it falls back too (e.g. NEU-CLS-64 fetched but its `cpu` runs not trained yet). With ``models``
     (the notebook's model keys) each of them needs a finished leak-free run there: the ablation
     notebook must not switch to a dataset on which only the full network has been trained. With
-    ``files`` (e.g. ``("best.pt",)`` for Grad-CAM, ``("test_features.npz",)`` for t-SNE) such a run
+    ``files`` (e.g. ``(("best.pt", "gradcam.npz"),)`` for Grad-CAM: a tuple inside means any one of them;
+    ``("test_features.npz",)`` for t-SNE) such a run
     must also hold them: runs trained elsewhere may come back without their checkpoints."""
     if not dataset_available(requested):
         return fallback, (f"{requested} is not available here: `esg data fetch {requested}` downloads it (or "
@@ -79,17 +82,22 @@ def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, prof
     # a run's files may be its run folder, its committed artifacts or a committed rerun's (figure_runs)
     bases = (root / "runs" / name, artifacts_dir(root / "results", name), reruns_dir(root / "results", name))
     finished = [folder for base in bases for folder in R.find_runs(base / requested)
-                if R.is_finished(folder) and all((folder / f).is_file() for f in files)]
+                if R.is_finished(folder) and all(_holds_any(folder, f) for f in files)]
     have = {c.get("model") for c in map(R.run_config, finished) if c.get("protocol", "leak-free") == "leak-free"}
     missing = [m for m in models or () if m not in have]
     if finished and not missing:
         return requested, ""
     what = f"runs of {', '.join(missing)}" if finished else "runs"
     if files:
-        what += f" holding {', '.join(files)}"
+        what += " holding " + ", ".join(f if isinstance(f, str) else " or ".join(f) for f in files)
     return fallback, (f"{requested} has no finished `{name}` {what} yet and this notebook trains nothing "
                       f"(train_missing=False): showing {fallback} instead; every figure and table below is "
                       f"labelled {fallback}. `esg queue --profile {name}` trains them.")
+
+
+def _holds_any(folder: Path, names: str | Sequence[str]) -> bool:
+    """Whether ``folder`` holds the file ``names``, or one of them when it is a sequence."""
+    return any((folder / n).is_file() for n in ((names,) if isinstance(names, str) else names))
 
 
 @dataclass
@@ -219,27 +227,29 @@ class Experiment:
         decoded once and shared by all models. ``records``: see :meth:`train_protocols`."""
         return self.train_protocols(keys, (protocol,), dataset, seeds, records)
 
-    def figure_runs(self, runs: Sequence[RunResult], needs: str) -> list[RunResult]:
+    def figure_runs(self, runs: Sequence[RunResult], needs: str | Sequence[str]) -> list[RunResult]:
         """The runs a figure can draw: each run that holds the file ``needs`` (``log.jsonl`` for
-        curves, ``test_confusion.csv``, ``test_features.npz``, ``best.pt``), else its committed rerun
+        curves, ``test_confusion.csv``, ``test_features.npz``; a tuple means any one of them, as
+        ``("best.pt", "gradcam.npz")`` for Grad-CAM), else its committed rerun
         (``results/<profile>/reruns/``, same run id, retrained on other hardware) when that holds it.
 
         A run with neither is left out; when that leaves a model of ``runs`` without any run, the
         figure would silently lose a model, so nothing is returned and the committed figure stays as it
         is. What was substituted or why nothing is drawn is printed (the notebook's output)."""
+        what = needs if isinstance(needs, str) else " or ".join(needs)
         shown, missing = [], []
         for r in runs:
-            if (r.run_dir / needs).is_file():
+            if _holds_any(r.run_dir, needs):
                 shown.append(r)
                 continue
             folder = reruns_dir(self.root / "results", self.profile) / r.dataset / r.key / r.run_name
-            if (folder / needs).is_file() and (folder / RERUN_FILE).is_file():
+            if _holds_any(folder, needs) and (folder / RERUN_FILE).is_file():
                 shown.append(RunResult.from_rerun(r.key, r.label, r.protocol, folder))
             else:
                 missing.append(f"{r.label} seed {r.seed}")
         lacking = sorted({r.label for r in runs} - {r.label for r in shown})
         if lacking:
-            print(f"No {needs} here for {', '.join(lacking)} (no run folder, artifacts or rerun): this figure "
+            print(f"No {what} here for {', '.join(lacking)} (no run folder, artifacts or rerun): this figure "
                   "is not drawn, and its committed version stays as it is.")
             return []
         reruns = [r for r in shown if r.rerun]
@@ -247,7 +257,7 @@ class Experiment:
             print(f"{len(reruns)} of {len(shown)} runs drawn from committed reruns (same run ids, retrained on "
                   f"{'; '.join(sorted({r.hardware or '?' for r in reruns}))}); the tables keep the records' numbers.")
         if missing:
-            print(f"Left out (no {needs} here): {', '.join(missing)}.")
+            print(f"Left out (no {what} here): {', '.join(missing)}.")
         return shown
 
     def train_protocols(self, keys: Iterable[str], protocols: Sequence[str] = PROTOCOLS,
@@ -379,23 +389,32 @@ class Experiment:
 
     def gradcam(self, runs: Sequence[RunResult], n_images: int = 6, seed: int = 42, stage: str = "auto") -> CamSet:
         """Grad-CAM of each run's best checkpoint on the same seeded test images (one per class first,
-        as in the paper's figure, then random ones), drawn with ``numpy.random.default_rng(seed)`` from
-        the test split of the first run's seed; only runs of that seed are explained."""
+        as in the paper's figure, then random ones: :func:`~esg_lib.engine.gradcam.pick_images`) from
+        the test split of the first run's seed; only runs of that seed are explained. A run without a
+        checkpoint (a committed rerun) shows the maps saved with it, which must be of the same images,
+        seed and stage."""
         first = runs[0]
         cfg = self.config(first.key, first.seed, first.protocol, first.dataset)
         bundle = self.bundle(cfg)
         test = bundle.test
-        rng = np.random.default_rng(seed)
         labels = test.labels.numpy()
-        picks = [int(rng.choice(np.flatnonzero(labels == c))) for c in range(len(bundle.class_names))
-                 if (labels == c).any()][:n_images]
-        picks = picks or [int(i) for i in rng.choice(len(test), size=min(n_images, len(test)), replace=False)]
+        picks = pick_images(labels, len(bundle.class_names), n_images, seed)
         raw = test.images[picks]
         x = test.normalize(raw)
         explained = {}
         for r in runs:
-            if r.seed == first.seed:
+            if r.seed != first.seed:
+                continue
+            if (r.run_dir / "best.pt").is_file():
                 explained[r.label] = explain(load_run_model(r.run_dir)[0], x, stage=stage)
+                continue
+            stored = load_cams(r.run_dir)
+            if not stored.matches(picks, seed, stage):
+                raise UserError(f"{r.label}: the Grad-CAM maps saved in {r.run_dir / CAM_FILE} are of test images "
+                                f"{stored.indices} (seed {stored.seed}, stage {stored.stage}), not of {picks} "
+                                f"(seed {seed}, stage {stage}): use n_images={len(stored.indices)}, seed={stored.seed}, "
+                                f"or a run folder with its best.pt")
+            explained[r.label] = stored.explanation
         return CamSet(images=raw.permute(0, 2, 3, 1).float().numpy() / 255.0, truths=labels[picks],
                       class_names=list(bundle.display_names),
                       short_names=short_class_names(bundle.dataset_name, bundle.class_names),
@@ -405,7 +424,7 @@ class Experiment:
 @dataclass
 class CamSet:
     """What Fig. 13 shows: images float (N, H, W, 3) in [0, 1], their true classes, the class names
-    (the paper's, and short codes for panel labels), and each model's :class:`~esg_lib.gradcam.CamExplanation` (maps, predicted classes, grid)."""
+    (the paper's, and short codes for panel labels), and each model's :class:`~esg_lib.engine.gradcam.CamExplanation` (maps, predicted classes, grid)."""
     images: np.ndarray
     truths: np.ndarray
     class_names: list[str]

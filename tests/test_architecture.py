@@ -29,7 +29,6 @@ AREAS: tuple[tuple[str, str], ...] = (
     ("esg_lib.report", "report"),
     ("esg_lib.experiments", "notebooks"),
     ("esg_lib.figures", "plotting"),       # figure size, colours, saving: matplotlib only
-    ("esg_lib.gradcam", "notebooks"),
     ("esg_lib.plots", "notebooks"),
     ("esg_lib.reproduce", "reproduce"),
     ("esg_lib.cli", "cli"),

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from esg_lib import report as A
@@ -15,6 +16,7 @@ from esg_lib.engine import provenance
 from esg_lib.engine import runs as R
 from esg_lib.engine import tuning as T
 from esg_lib.engine.train import matching_bundle
+from esg_lib.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -340,6 +342,22 @@ def test_verify_keep_commits_a_rerun_that_figures_draw_in_place_of_a_bare_record
     assert "reruns" not in exp.title("Fig. X", runs=[bare])
     assert exp.figure_runs([bare], "best.pt") == []
     assert "not drawn" in capsys.readouterr().out
+    # no checkpoint is kept, but the seed-0 rerun carries Fig. 13's Grad-CAM maps, equal to those of
+    # its checkpoint; they are drawn only for the images they were made of
+    from esg_lib.engine.gradcam import CAM_IMAGES, CAM_SEED
+
+    assert rec["seed"] == 0 and (folder / "gradcam.npz").is_file()
+    [stored] = exp.figure_runs([bare], ("best.pt", "gradcam.npz"))
+    assert stored.rerun == about and not (stored.run_dir / "best.pt").exists()
+    from_file = exp.gradcam([stored], n_images=CAM_IMAGES, seed=CAM_SEED)
+    trained = RunResult(rec["model"], rec["label"], 0, rec["protocol"], rec["dataset"], verdict.run_dir, {})
+    from_checkpoint = exp.gradcam([trained], n_images=CAM_IMAGES, seed=CAM_SEED)
+    [a], [b] = from_file.explained.values(), from_checkpoint.explained.values()
+    assert a.grid == b.grid and list(a.predictions) == list(b.predictions) and len(a.maps) == len(from_file.truths)
+    np.testing.assert_allclose(a.maps, b.maps, atol=1e-3)     # float16 on disk
+    np.testing.assert_array_equal(from_file.images, from_checkpoint.images)
+    with pytest.raises(UserError, match="are of test images"):
+        exp.gradcam([stored], n_images=1, seed=CAM_SEED + 1)
     # another record of the same model without a rerun is left out, and said to be
     other = RunResult.from_record(rec["model"], rec["label"], rec["protocol"], {**rec, "seed": 9},
                                   path.with_name(path.name.replace(rec["run"], "s9-0000000000")))

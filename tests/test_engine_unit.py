@@ -340,6 +340,33 @@ def test_update_readme_rewrites_only_its_block(tmp_path):
     assert REP.update_readme("cpu", readme, tmp_path / "results") is False
 
 
+def test_the_reruns_table_lists_each_kept_rerun_with_what_it_can_draw(tmp_path):
+    from esg_lib.report.readme import reruns_section
+
+    assert reruns_section("cpu", tmp_path) == ""
+
+    def rerun(dataset: str, model: str, label: str, run: str, acc: float, std, files=()) -> None:
+        folder = tmp_path / "cpu" / "reruns" / dataset / model / run
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps({"config": {"dataset": dataset, "model": model, "seed": 0},
+                                                        "model_spec": {"label": label}}))
+        (folder / "rerun.json").write_text(json.dumps({"differences": {"acc": acc}, "seed_std": std,
+                                                       "record_hardware": "NVIDIA H100 x1",
+                                                       "hardware": "CPU AMD EPYC, 2 cores, 1 threads"}))
+        for name in files:
+            (folder / name).write_bytes(b"x")
+
+    rerun("neu-cls-64", "esg-convnext", "ESG-ConvNeXt", "s0-aaa", -0.011, 0.02, ("log.jsonl", "gradcam.npz"))
+    rerun("x-sdd", "resnet18", "ResNet18", "s0-bbb", 0.0, None, ("log.jsonl", "test_confusion.csv"))
+    rerun("x-sdd", "esg-convnext", "ESG-ConvNeXt", "s0-ccc", 0.0037, 0.0056, ("test_features.npz",))
+    rows = [line for line in reruns_section("cpu", tmp_path).splitlines() if line.startswith("| ")][1:]
+    assert rows == [   # X-SDD first, then the comparison's model order
+        "| x-sdd | ESG-ConvNeXt | 0 | s0-ccc | +0.37 | 0.66 | NVIDIA H100 x1 | CPU AMD EPYC, 2 cores, 1 threads | t-SNE |",
+        "| x-sdd | ResNet18 | 0 | s0-bbb | 0.00 | — | NVIDIA H100 x1 | CPU AMD EPYC, 2 cores, 1 threads | curves, confusion |",
+        "| neu-cls-64 | ESG-ConvNeXt | 0 | s0-aaa | −1.10 | 0.55 | NVIDIA H100 x1 | CPU AMD EPYC, 2 cores, 1 threads "
+        "| curves, Grad-CAM |"]
+
+
 def test_reading_says_a_single_paired_seed_cannot_be_told_from_noise():
     from esg_lib.report import readme as A
 

@@ -89,6 +89,13 @@ def test_main_dataset_without_training_needs_a_finished_run_of_every_model_asked
     assert name == "elsewhere" and "holding best.pt" in note
     (tmp_path / "runs" / "cpu" / "x-sdd" / "esg-abl1" / "s0-leak-free" / "best.pt").write_bytes(b"w")
     assert X.main_dataset("x-sdd", "elsewhere", **ask, files=("best.pt",))[0] == "elsewhere"   # one of two
+    # a tuple inside files: any one of them will do (a checkpoint, or Grad-CAM maps saved in its place)
+    either = (("best.pt", "gradcam.npz"),)
+    name, note = X.main_dataset("x-sdd", "elsewhere", **ask, files=either)
+    assert name == "elsewhere" and "runs of esg-convnext holding best.pt or gradcam.npz" in note
+    (tmp_path / "runs" / "cpu" / "x-sdd" / "esg-convnext" / "s0-leak-free" / "gradcam.npz").write_bytes(b"m")
+    assert X.main_dataset("x-sdd", "elsewhere", **ask, files=either) == ("x-sdd", "")
+    assert X.main_dataset("x-sdd", "elsewhere", **ask, files=("best.pt",))[0] == "elsewhere"
     (tmp_path / "runs" / "cpu" / "x-sdd" / "esg-convnext" / "s0-leak-free" / "best.pt").write_bytes(b"w")
     assert X.main_dataset("x-sdd", "elsewhere", **ask, files=("best.pt",)) == ("x-sdd", "")
 

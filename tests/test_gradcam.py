@@ -7,7 +7,8 @@ import torch
 
 from esg_lib.engine.models import build_model, resolve_model
 from esg_lib.experiments import COMPARISON_MODELS
-from esg_lib.gradcam import cam_target, explain, gradcam_maps
+from esg_lib.engine.gradcam import cam_target, explain, gradcam_maps, load_cams, pick_images, save_cams
+from esg_lib.errors import UserError
 
 
 @pytest.mark.parametrize("key", COMPARISON_MODELS)
@@ -56,3 +57,28 @@ def test_vit_reshape_drops_the_class_token() -> None:
     grid = reshape(tokens)
     assert grid.shape == (2, model.embed_dim, *model.patch_embed.grid_size)
     torch.testing.assert_close(grid[:, :, 0, 1], tokens[:, 2, :])
+
+
+def test_picks_take_one_image_per_class_in_class_order() -> None:
+    labels = np.array([2, 0, 1, 0, 2, 1, 1, 0])
+    picks = pick_images(labels, n_classes=4, n_images=9, seed=42)    # class 3 has no image
+    assert [int(labels[i]) for i in picks] == [0, 1, 2]
+    assert pick_images(labels, 4, n_images=2, seed=42) == picks[:2]
+    assert {tuple(pick_images(labels, 4, 9, s)) for s in range(20)} != {tuple(picks)}   # the seed matters
+    assert sorted(pick_images(np.array([], dtype=int).reshape(0), 0, 3, 0)) == []
+
+
+def test_saved_maps_come_back_with_what_they_were_made_of(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = build_model(resolve_model("resnet18", "smoke"), num_classes=7, img_size=32).eval()
+    result = explain(model, torch.randn(3, 3, 32, 32))
+    with pytest.raises(UserError, match="neither a checkpoint nor saved Grad-CAM maps"):
+        load_cams(tmp_path)
+    save_cams(tmp_path, [5, 1, 9], 42, "auto", result)
+    stored = load_cams(tmp_path)
+    assert stored.matches([5, 1, 9], 42, "auto")
+    assert not stored.matches([5, 1], 42, "auto") and not stored.matches([5, 1, 9], 7, "auto")
+    assert not stored.matches([5, 1, 9], 42, "last")
+    assert stored.explanation.grid == result.grid
+    assert list(stored.explanation.predictions) == list(result.predictions)
+    np.testing.assert_allclose(stored.explanation.maps, result.maps, atol=1e-3)

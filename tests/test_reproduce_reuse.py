@@ -2,8 +2,11 @@
 skipped (and say so) when none of the committed runs has one here."""
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
+
+import numpy as np
 
 from esg_lib import reproduce as RP
 
@@ -59,8 +62,10 @@ def test_notebook_08_runs_from_the_records_and_resumed_runs_count_all_their_hour
 
 def test_the_committed_reruns_match_their_records_and_the_results_page():
     """Each committed rerun (results/cpu/reruns/) has its record's run id, metrics that give its stated
-    differences, a confusion matrix that sums to the record's test size, and the difference in test
-    accuracy that docs/results.md's rerun table prints for its model."""
+    differences, a confusion matrix that sums to the record's test size, and its row in the results
+    page's reruns table. Its Grad-CAM maps, when kept, are of one test image per class in class order,
+    and predict what its per-image test predictions say for those images (a second route to the same
+    model outputs)."""
     root = Path(__file__).resolve().parents[1]
     page = (root / "docs" / "results.md").read_text()
     reruns = sorted((root / "results" / "cpu" / "reruns").glob("*/*/*/rerun.json"))
@@ -76,4 +81,12 @@ def test_the_committed_reruns_match_their_records_and_the_results_page():
         assert sum(int(v) for row in rows for v in row.split(",")[1:]) == record["test_n"]
         points = 100 * about["differences"]["acc"]
         shown = "0.00" if round(points, 2) == 0 else f"{points:+.2f}".replace("-", "−")
-        assert f"| {record['label']} | {shown}" in page, (record["label"], shown)
+        row = f"| {record['dataset']} | {record['label']} | {record['seed']} | {record['run']} | {shown} |"
+        assert row in page, row
+        if (path.parent / "gradcam.npz").is_file():
+            with np.load(path.parent / "gradcam.npz") as cams:
+                picks, cam_predictions = cams["indices"], cams["predictions"]
+            with open(path.parent / "test_predictions.csv", newline="") as fh:
+                predictions = list(csv.DictReader(fh))
+            assert [int(predictions[i]["label"]) for i in picks] == list(range(len(picks)))
+            assert [int(predictions[i]["pred"]) for i in picks] == [int(p) for p in cam_predictions], path.parent

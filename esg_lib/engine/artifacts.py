@@ -8,7 +8,8 @@ a fresh clone can point the notebooks' layer at that folder instead of ``runs/``
 - ``config.json``, ``meta.json``, ``metrics.json``, ``log.jsonl`` (curves), ``fps.json``;
 - ``test_predictions.csv`` (with image paths relative to the dataset root), ``test_confusion.csv``,
   ``test_report.json``;
-- ``test_features.npz`` in float16 (t-SNE), for the seeds in :data:`FEATURE_SEEDS` only.
+- ``test_features.npz`` in float16 (t-SNE), for the seeds in :data:`FEATURE_SEEDS` only;
+- ``gradcam.npz`` (Fig. 13's maps, :mod:`esg_lib.engine.gradcam`) when the run folder has one.
 
 A few hundred kB per run; :func:`artifacts_size` adds them up for the README.
 
@@ -32,7 +33,7 @@ import numpy as np
 from .config import ProfileRef, profile_name
 
 SMALL_FILES = ("config.json", "meta.json", "metrics.json", "log.jsonl", "fps.json", "test_confusion.csv",
-               "test_report.json")
+               "test_report.json", "gradcam.npz")
 # The t-SNE figure (Fig. 12) plots one seed per model: its features are committed, the others are not.
 FEATURE_SEEDS = (0,)
 RERUNS = "reruns"

@@ -218,7 +218,8 @@ def _add_verify(subparsers: argparse._SubParsersAction) -> None:
                    help="compare a finished rerun already under --out (e.g. made by `esg train --out`) "
                         "instead of training it again")
     p.add_argument("--keep", action="store_true",
-                   help="keep each rerun's light files (curves, predictions, confusion, seed-0 features) and "
+                   help="keep each rerun's light files (curves, predictions, confusion, seed-0 features and "
+                        "Grad-CAM maps, never a checkpoint) and "
                         "its verdict under RESULTS/<profile>/reruns/, for the figures that need a run's files")
     p.add_argument("--results", default="results")
     p.set_defaults(func=cmd_verify)

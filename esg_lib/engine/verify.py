@@ -37,7 +37,7 @@ from esg_lib.errors import UserError
 
 from . import provenance as P
 from . import runs as R
-from .artifacts import export_rerun
+from .artifacts import FEATURE_SEEDS, export_rerun
 from .config import ProfileRef, TrainConfig, build_config, get_profile, profile_name
 from .plan import expected_variant, plan
 
@@ -174,9 +174,18 @@ def verify_record(path: Path, rec: Mapping[str, Any], records: Sequence[tuple[Pa
 def keep_rerun(verdict: Verdict, rec: Mapping[str, Any], results: str | Path) -> Path | None:
     """Commit-ready light files of a verified rerun (``esg verify --keep``): under
     ``results/<profile>/reruns/`` (:func:`~.artifacts.export_rerun`), with the verdict in ``rerun.json``.
-    Only a rerun of the record's own run id is kept: anything else is another experiment."""
+    Only a rerun of the record's own run id is kept: anything else is another experiment. The
+    checkpoint is not kept, so a rerun of a seed whose features are kept (Fig. 12 and Fig. 13 show
+    that seed) first gets its Grad-CAM maps written beside the checkpoint
+    (:func:`~.gradcam.write_run_cams`), and those are kept."""
     if verdict.note or not verdict.run_id_matches or verdict.run_dir is None:
         return None
+    if rec.get("seed") in FEATURE_SEEDS and (verdict.run_dir / "best.pt").is_file():
+        # grad-cam is loaded only here: the rest of the spot check does without it
+        from .gradcam import write_run_cams
+        from .train import prepare_bundle
+
+        write_run_cams(verdict.run_dir, prepare_bundle(config_for_record(rec, verdict.run_dir.parents[3], device="cpu")))
     about = {"record": verdict.record, "run_id": rec.get("run_id"), "record_hardware": rec.get("hardware"),
              "hardware": verdict.hardware, "same_hardware": bool(verdict.same_hardware), "exact": verdict.exact,
              "differences": verdict.differences, "seed_std": verdict.seed_std,

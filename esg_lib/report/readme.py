@@ -4,7 +4,9 @@ Input: ``results/<profile>/runs/*.json`` (one small record per finished run, wri
 ``esg report``) and ``results/<profile>/tuning/runs/*.json`` (validation records of ``esg tune``).
 Output: Markdown sections -- progress of the experiment plan, the recipe tuning, our tables beside
 the paper's Tables 1-3 (the paper's columns are labelled as the paper's), ESG-ConvNeXt minus each
-reference paired per seed, the leak analysis, per-class recall and the per-table details.
+reference paired per seed, the leak analysis, per-class recall, the committed reruns
+(``results/<profile>/reruns/*/*/*/rerun.json``: how close each came to its record, and which of the
+figures' files it carries) and the per-table details.
 
 Only records trained with the recipe the profile would use now enter the analysis (a stale record
 from an older recipe stays in the detail tables, marked with its config variant).
@@ -18,7 +20,9 @@ import numpy as np
 import pandas as pd
 
 from esg_lib.engine import plan as P
+from esg_lib.engine import runs as R
 from esg_lib.engine import tuning as T
+from esg_lib.engine.artifacts import RERUN_FILE, reruns_dir
 from esg_lib.engine.config import ProfileRef, get_profile, profile_name
 from esg_lib.engine.fps import load_fps
 from esg_lib.markdown import markdown_table, replace_block
@@ -179,7 +183,42 @@ def per_class_section(records, dataset: str, keys: Sequence[str]) -> str:
             row[c] = f"{np.mean(vals):.1f}" if vals else "—"
         rows.append(row)
     return (f"##### Per-class recall ({dataset}, leak-free, test part, mean over seeds, %)\n\n"
-            + markdown_table(pd.DataFrame(rows)) + "\n")
+            + markdown_table(pd.DataFrame(rows).drop(columns="key")) + "\n")
+
+
+# what each light file of a rerun lets a figure draw, in the order the table lists them
+_RERUN_FILES = (("log.jsonl", "curves"), ("test_confusion.csv", "confusion"), ("test_features.npz", "t-SNE"),
+                ("gradcam.npz", "Grad-CAM"))
+
+
+def reruns_section(profile: ProfileRef, results: str | Path = "results") -> str:
+    """The committed reruns of records (``esg verify --keep``): per run, the test-accuracy difference
+    from its record (points, and seed-stds of the record's row), both machines and what it can draw."""
+    rows = []
+    for path in sorted(reruns_dir(results, profile).glob(f"*/*/*/{RERUN_FILE}")):
+        about = R.read_json(path) or {}
+        config = R.run_config(path.parent)
+        label = ((R.read_json(path.parent / "config.json") or {}).get("model_spec") or {}).get("label")
+        points = 100.0 * float(about.get("differences", {}).get("acc", np.nan))
+        std = about.get("seed_std")
+        rows.append({"dataset": config.get("dataset", path.parts[-4]), "key": config.get("model", path.parts[-3]),
+                     "model": label or config.get("model", path.parts[-3]), "seed": config.get("seed"), "run": path.parent.name,
+                     "rerun − record (points)": "0.00" if round(points, 2) == 0 else f"{points:+.2f}".replace("-", "−"),
+                     "seed-stds": f"{abs(points) / (100.0 * std):.2f}" if std else "—",
+                     "record's hardware": about.get("record_hardware") or "unknown",
+                     "rerun's hardware": about.get("hardware") or "unknown",
+                     "can draw": ", ".join(what for name, what in _RERUN_FILES if (path.parent / name).is_file())})
+    if not rows:
+        return ""
+    rank = {k: i for i, k in enumerate(dict.fromkeys((*COMPARISON_MODELS, *ABLATION_MODELS)))}
+    rows.sort(key=lambda r: (r["dataset"] != "x-sdd", r["dataset"], rank.get(r["key"], len(rank)), r["key"],
+                             r["seed"]))
+    return ("##### Reruns of committed records (figures only)\n\n"
+            f"Runs trained again with their records' run ids and kept by `esg verify --keep` under "
+            f"`results/{profile_name(profile)}/reruns/`: the figures that need a run's files draw them (and "
+            "say so in their titles); the tables above keep the records' numbers. Test accuracy, rerun minus "
+            "record; seed-stds: that difference over the standard deviation across the record's seeds.\n\n"
+            + markdown_table(pd.DataFrame(rows).drop(columns="key")) + "\n")
 
 
 def tuning_section(profile: ProfileRef, results: str | Path) -> str:
@@ -230,6 +269,7 @@ def results_block(profile: ProfileRef, results: str | Path = "results") -> str:
                              "NEU-CLS-64 — beside the paper's Table 1", results),
         paired_section(current, "neu-cls-64", comparison),
         per_class_section(current, "x-sdd", comparison),
+        reruns_section(prof, results),
     ]
     details = "\n".join(table_markdown(t, rows, prof).replace("# ", "##### Details: ", 1)
                         for t, rows in aggregate_records(records).items())

@@ -10,13 +10,21 @@ At 64 px those last layers are 2x2 (ViT keeps its 8x8 token grid), which makes c
 ``stage="auto"`` takes the layer one stage earlier (stride 16, 4x4 at 64 px) for inputs under 128 px:
 ConvNeXt ``stages[-2]``, ResNet ``layer3``, DenseNet ``features.denseblock3``, MobileNetV3
 ``blocks[-3]``, InceptionV3 ``Mixed_6e``, Swin ``layers[-2]``; ViT is unchanged.
+
+**Stored maps.** Fig. 13 explains each model's best checkpoint on the same test images
+(:func:`pick_images`). A checkpoint is tens of MB and never committed, so a rerun kept by
+``esg verify --keep`` carries its maps instead: :func:`write_run_cams` saves them beside the checkpoint
+as ``gradcam.npz`` (:data:`CAM_FILE`: the images' positions in the test split, the pick seed, the
+stage, the maps in float16, the predicted classes and the grid), and the figure reads them back with
+:func:`load_cams` when the checkpoint is absent. They hold Fig. 13's choice only (:data:`CAM_IMAGES`
+images, seed :data:`CAM_SEED`, ``stage="auto"``); other choices need the checkpoint.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +32,18 @@ import torch.nn as nn
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-__all__ = ["CamExplanation", "cam_target", "explain", "gradcam_maps", "load_run_model"]
+from esg_lib.errors import UserError
+
+from .config import ModelSpec
+from .models import build_model
+from .runtime import load_checkpoint
+
+__all__ = ["CAM_FILE", "CAM_IMAGES", "CAM_SEED", "CamExplanation", "StoredCams", "cam_target", "explain",
+           "gradcam_maps", "load_cams", "load_run_model", "pick_images", "save_cams", "write_run_cams"]
+
+CAM_FILE = "gradcam.npz"
+CAM_IMAGES = 9      # Fig. 13 (notebook 06): one test image per class, up to nine
+CAM_SEED = 42       # numpy.random.default_rng seed of the picks
 
 
 def _inner(model: nn.Module) -> nn.Module:
@@ -106,12 +125,8 @@ def gradcam_maps(model: nn.Module, x: torch.Tensor, targets: list[int] | None = 
     return explain(model, x, targets, stage).maps
 
 
-def load_run_model(run_dir: str | Path) -> tuple[nn.Module, "ModelSpec"]:  # noqa: F821
+def load_run_model(run_dir: str | Path) -> tuple[nn.Module, ModelSpec]:
     """The best checkpoint of a run folder as an eval-mode CPU model, with its model spec."""
-    from esg_lib.engine.config import ModelSpec
-    from esg_lib.engine.models import build_model
-    from esg_lib.engine.runtime import load_checkpoint
-
     run_dir = Path(run_dir)
     cfg = json.loads((run_dir / "config.json").read_text())
     s = cfg["model_spec"]
@@ -119,3 +134,55 @@ def load_run_model(run_dir: str | Path) -> tuple[nn.Module, "ModelSpec"]:  # noq
     model = build_model(spec, cfg["num_classes"], cfg["config"]["img_size"])
     model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
     return model.eval(), spec
+
+
+def pick_images(labels: np.ndarray, n_classes: int, n_images: int = CAM_IMAGES, seed: int = CAM_SEED) -> list[int]:
+    """Positions in a test split of the images Fig. 13 explains: one random image of each class in
+    class order (``numpy.random.default_rng(seed)``), at most ``n_images``; without any labelled
+    class, ``n_images`` random images."""
+    rng = np.random.default_rng(seed)
+    picks = [int(rng.choice(np.flatnonzero(labels == c))) for c in range(n_classes) if (labels == c).any()]
+    picks = picks[:n_images]
+    return picks or [int(i) for i in rng.choice(len(labels), size=min(n_images, len(labels)), replace=False)]
+
+
+@dataclass(frozen=True)
+class StoredCams:
+    """A run's saved Grad-CAM (:data:`CAM_FILE`): which test images, picked how, and the explanation."""
+    indices: list[int]
+    seed: int
+    stage: str
+    explanation: CamExplanation
+
+    def matches(self, indices: Sequence[int], seed: int, stage: str) -> bool:
+        return list(indices) == self.indices and seed == self.seed and stage == self.stage
+
+
+def save_cams(folder: str | Path, indices: Sequence[int], seed: int, stage: str, explanation: CamExplanation) -> Path:
+    """Write :data:`CAM_FILE` in ``folder``; the maps in float16 (a figure's colours, not a measurement)."""
+    path = Path(folder) / CAM_FILE
+    np.savez_compressed(path, indices=np.asarray(indices, dtype=np.int64), seed=np.int64(seed), stage=np.str_(stage),
+                        maps=explanation.maps.astype(np.float16), predictions=np.asarray(explanation.predictions),
+                        grid=np.asarray(explanation.grid, dtype=np.int64))
+    return path
+
+
+def load_cams(folder: str | Path) -> StoredCams:
+    """The Grad-CAM saved by :func:`save_cams` in ``folder``."""
+    path = Path(folder) / CAM_FILE
+    if not path.is_file():
+        raise UserError(f"no {CAM_FILE} in {folder}: neither a checkpoint nor saved Grad-CAM maps")
+    with np.load(path) as data:
+        explanation = CamExplanation(data["maps"].astype(np.float32), data["predictions"],
+                                     tuple(int(v) for v in data["grid"]))
+        return StoredCams([int(i) for i in data["indices"]], int(data["seed"]), str(data["stage"]), explanation)
+
+
+def write_run_cams(run_dir: str | Path, bundle: Any, n_images: int = CAM_IMAGES, seed: int = CAM_SEED,
+                   stage: str = "auto") -> Path:
+    """Grad-CAM of a run's ``best.pt`` on the test images of :func:`pick_images`, saved beside it
+    (:func:`save_cams`); ``bundle``: the run's data (its test split decides the images)."""
+    test = bundle.test
+    picks = pick_images(test.labels.numpy(), len(bundle.class_names), n_images, seed)
+    model = load_run_model(run_dir)[0]
+    return save_cams(run_dir, picks, seed, stage, explain(model, test.normalize(test.images[picks]), stage=stage))
