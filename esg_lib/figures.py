@@ -287,8 +287,12 @@ def plot_curves(curves: Mapping[str, Sequence[Sequence[float]]], metric: str = "
                         fontsize=7, color=color, va="center", fontweight="bold" if strong else "normal",
                         arrowprops=dict(arrowstyle="-", color=color, lw=0.5, alpha=0.6), annotation_clip=False)
         fig.subplots_adjust(right=0.74)
-    note = ("line = mean over seeds, band = ±1 SD over seeds"
-            + (f" (n = {max(seeds)})" if len(seeds) == 1 else " (n per line in the legend)")
+    if seeds == {1}:   # one seed per line: there is no mean and no band to describe
+        note = "one seed per line (n = 1): no mean, no band"
+    else:
+        note = ("line = mean over seeds, band = ±1 SD over seeds"
+                + (f" (n = {max(seeds)})" if len(seeds) == 1 else " (n per line in the legend; n = 1: no band)"))
+    note = (note
             + (f";\nvalidation part: {val_size} images (one image = {100 / val_size:.2f} points)" if val_size else ""))
     ax.text(0, -0.13, note, transform=ax.transAxes, fontsize=7, va="top", color="0.3")
     if len(seeds) > 1:   # lines on different seed counts: say so beside each label's colour

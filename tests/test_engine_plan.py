@@ -321,7 +321,8 @@ def test_verify_keep_commits_a_rerun_that_figures_draw_in_place_of_a_bare_record
     from esg_lib.experiments import Experiment, RunResult
 
     results = _copy_results(pipeline, tmp_path)
-    verdict = V.run_verify("smoke", 1, results=results, out=tmp_path / "verify", keep=True)[0]
+    # seed 0: the seed whose reruns also keep their Grad-CAM maps
+    verdict = V.run_verify("smoke", 1, results=results, out=tmp_path / "verify", keep=True, match=["__s0-"])[0]
     path = results / "smoke" / "runs" / verdict.record
     rec = json.loads(path.read_text())
     folder = results / "smoke" / "reruns" / rec["dataset"] / rec["model"] / rec["run"]

@@ -62,7 +62,12 @@ def test_curves_average_seeds(tmp_path: Path) -> None:
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert "A" in texts and "B" in texts                                  # labelled at the line ends
     assert any("±1 SD" in t and "200 images" in t for t in texts)         # what the band is, how big val is
+    assert any("n = 1: no band" in t for t in texts)                      # B has one seed
     _saved(fig, tmp_path, "curves")
+    single = figures.plot_curves({"A": [[50, 60]], "B": [[40, 45]]}, val_size=200)
+    notes = [t.get_text() for t in single.axes[0].texts if "images" in t.get_text()]
+    assert len(notes) == 1 and "n = 1" in notes[0] and "no band" in notes[0] and "±1 SD" not in notes[0]
+    assert not single.axes[0].collections                                 # and no band is drawn
 
 
 def test_nine_curves_differ_in_hue_and_in_dash_or_marker(tmp_path: Path) -> None:

@@ -183,7 +183,7 @@ def per_class_section(records, dataset: str, keys: Sequence[str]) -> str:
             row[c] = f"{np.mean(vals):.1f}" if vals else "—"
         rows.append(row)
     return (f"##### Per-class recall ({dataset}, leak-free, test part, mean over seeds, %)\n\n"
-            + markdown_table(pd.DataFrame(rows).drop(columns="key")) + "\n")
+            + markdown_table(pd.DataFrame(rows)) + "\n")
 
 
 # what each light file of a rerun lets a figure draw, in the order the table lists them
