@@ -272,7 +272,7 @@ def plot_curves(curves: Mapping[str, Sequence[Sequence[float]]], metric: str = "
                 zorder=5 if strong else 2)
         if len(series) > 1:
             ax.fill_between(epochs, mean - std, mean + std, alpha=0.12, color=style["color"], lw=0)
-        ends.append((label, n, mean[-1], style["color"], strong))
+        ends.append((label, len(series), n, mean[-1], style["color"], strong))
     ax.set_xlabel("epoch", fontsize=8)
     ax.set_ylabel(metric, fontsize=8)
     ax.tick_params(labelsize=7)
@@ -280,10 +280,11 @@ def plot_curves(curves: Mapping[str, Sequence[Sequence[float]]], metric: str = "
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if ends:   # labels at the line ends, nudged apart so none overlap
         low, high = ax.get_ylim()
-        ys = _spread([e[2] for e in ends], gap=(high - low) * 0.045)
+        ys = _spread([e[3] for e in ends], gap=(high - low) * 0.045)
         beside = blended_transform_factory(ax.transAxes, ax.transData)   # x: just right of the axes
-        for (label, n, y, color, strong), y_text in zip(ends, ys):
-            ax.annotate(label, xy=(n, y), xytext=(1.03, y_text), textcoords=beside,
+        mixed = len({e[1] for e in ends}) > 1   # lines over different seed counts: each label says its n
+        for (label, k, n, y, color, strong), y_text in zip(ends, ys):
+            ax.annotate(f"{label} (n={k})" if mixed else label, xy=(n, y), xytext=(1.03, y_text), textcoords=beside,
                         fontsize=7, color=color, va="center", fontweight="bold" if strong else "normal",
                         arrowprops=dict(arrowstyle="-", color=color, lw=0.5, alpha=0.6), annotation_clip=False)
         fig.subplots_adjust(right=0.74)
@@ -291,12 +292,10 @@ def plot_curves(curves: Mapping[str, Sequence[Sequence[float]]], metric: str = "
         note = "one seed per line (n = 1): no mean, no band"
     else:
         note = ("line = mean over seeds, band = ±1 SD over seeds"
-                + (f" (n = {max(seeds)})" if len(seeds) == 1 else " (n per line in the legend; n = 1: no band)"))
+                + (f" (n = {max(seeds)})" if len(seeds) == 1 else " (n beside each line's label; n = 1: no band)"))
     note = (note
             + (f";\nvalidation part: {val_size} images (one image = {100 / val_size:.2f} points)" if val_size else ""))
     ax.text(0, -0.13, note, transform=ax.transAxes, fontsize=7, va="top", color="0.3")
-    if len(seeds) > 1:   # lines on different seed counts: say so beside each label's colour
-        ax.legend(fontsize=6, loc="lower right", frameon=False)
     return fig
 
 

@@ -60,7 +60,8 @@ def test_curves_average_seeds(tmp_path: Path) -> None:
     assert list(line_a.get_ydata()) == [55, 65, 75]
     assert line_a.get_label() == "A (n=2)"
     texts = [t.get_text() for t in fig.axes[0].texts]
-    assert "A" in texts and "B" in texts                                  # labelled at the line ends
+    assert "A (n=2)" in texts and "B (n=1)" in texts                      # labelled at the ends, with their n
+    assert fig.axes[0].get_legend() is None                               # no legend over the lines
     assert any("±1 SD" in t and "200 images" in t for t in texts)         # what the band is, how big val is
     assert any("n = 1: no band" in t for t in texts)                      # B has one seed
     _saved(fig, tmp_path, "curves")
@@ -68,6 +69,7 @@ def test_curves_average_seeds(tmp_path: Path) -> None:
     notes = [t.get_text() for t in single.axes[0].texts if "images" in t.get_text()]
     assert len(notes) == 1 and "n = 1" in notes[0] and "no band" in notes[0] and "±1 SD" not in notes[0]
     assert not single.axes[0].collections                                 # and no band is drawn
+    assert {"A", "B"} <= {t.get_text() for t in single.axes[0].texts}   # one n for all: not repeated per line
 
 
 def test_nine_curves_differ_in_hue_and_in_dash_or_marker(tmp_path: Path) -> None:
