@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -458,7 +459,8 @@ def rerun_note(runs: Iterable[RunResult]) -> str:
     hardware = sorted({r.hardware or "?" for r in runs if r.rerun})
     if not hardware:
         return ""
-    return f"\ndrawn from reruns (same run ids) on {'; '.join(hardware)}; the tables keep the records' numbers"
+    on = "; ".join(re.sub(r"\b1 threads\b", "1 thread", h) for h in hardware)   # the records' text says "1 threads"
+    return f"\ndrawn from reruns (same run ids) on {on}; the tables keep the records' numbers"
 
 
 def _hardware_of(runs: Sequence[RunResult]) -> list[str]:

@@ -6,8 +6,11 @@ saving to :func:`save_figure` (PNG for screens, PDF for print). Palettes are col
 the model, dataset and profile when the caller gives them.
 
 Print width: every figure is at most :data:`MAX_WIDTH` (7.1 in, the journal's two-column width)
-wide as saved (``savefig.bbox = "tight"`` only crops), so it reads at print size and inside a
-JupyterLab cell. Lines that must be told apart (nine models) differ in hue *and* in line style
+wide as saved, so it reads at print size and inside a JupyterLab cell. ``savefig.bbox = "tight"``
+crops white margins but also *grows* the image to take in anything drawn past the figure's edge,
+so titles and notes are broken into lines that fit (:func:`fit_lines`, measured in the font they
+are drawn in), end-of-line labels get a margin sized from the longest one, and
+:func:`save_figure` warns when a saved figure is still wider than :data:`MAX_WIDTH`. Lines that must be told apart (nine models) differ in hue *and* in line style
 and marker (:func:`line_styles`); ordered things (the ablation rows 1 → 5) get an ordered palette.
 """
 from __future__ import annotations
@@ -39,8 +42,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-__all__ = ["set_style", "save_figure", "show_saved", "in_kernel", "plot_activations", "plot_sample_grid",
-           "plot_class_counts", "plot_curves", "plot_confusion_matrices", "plot_tsne", "tsne_embedding", "plot_cam_grid",
+__all__ = ["set_style", "save_figure", "fit_lines", "text_width", "saved_width", "set_axes_title", "show_saved",
+           "in_kernel", "plot_activations", "plot_sample_grid", "plot_class_counts", "plot_curves", "plot_confusion_matrices", "plot_tsne", "tsne_embedding", "plot_cam_grid",
            "plot_metric_bars", "PALETTE", "MAX_WIDTH", "line_styles", "ordered_colors"]
 
 PALETTE = "colorblind"
@@ -77,6 +80,50 @@ def _spread(values: Sequence[float], gap: float) -> list[float]:
     return list(out - shift)
 
 
+def text_width(text: str, fontsize: float, weight: str = "normal") -> float:
+    """Width in inches of the widest line of ``text`` at ``fontsize`` points, in the style's font."""
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.font_manager import FontProperties
+
+    renderer, font = RendererAgg(1, 1, 72), FontProperties(size=fontsize, weight=weight)   # 72 dpi: px = pt
+    return max(renderer.get_text_width_height_descent(line, font, ismath=False)[0] / 72
+               for line in text.split("\n"))
+
+
+def fit_lines(text: str, fontsize: float, width: float = MAX_WIDTH - 0.3, weight: str = "normal") -> str:
+    """``text`` with each of its lines broken at spaces into lines at most ``width`` inches wide
+    (measured, not counted in characters). A single word wider than ``width`` stays whole. The
+    default leaves room for ``savefig.pad_inches`` (0.1 in) on both sides of a full-width line."""
+    out = []
+    for line in text.split("\n"):
+        current = ""
+        for word in line.split(" "):
+            trial = f"{current} {word}" if current else word
+            if current and text_width(trial, fontsize, weight) > width:
+                out.append(current)
+                trial = word
+            current = trial
+        out.append(current)
+    return "\n".join(out)
+
+
+def set_axes_title(ax: plt.Axes, title: str, fontsize: float | str | None = None, **kwargs) -> None:
+    """Set ``ax``'s title broken into lines no wider than the axes: centred on the axes, such lines
+    stay clear of the figure's edges whatever the margins (a later ``tight_layout`` only widens it)."""
+    fontsize = fontsize or matplotlib.rcParams["axes.titlesize"]
+    width = ax.get_position().width * ax.figure.get_figwidth()
+    ax.set_title(fit_lines(title, fontsize, width, weight=matplotlib.rcParams["axes.titleweight"]) if title else title,
+                 fontsize=fontsize, **kwargs)
+
+
+def saved_width(path: str | Path, dpi: float | None = None) -> float:
+    """Width in inches of a saved PNG at ``dpi`` (default: the style's ``savefig.dpi``), read from
+    its header."""
+    data = Path(path).read_bytes()[:24]
+    pixels = struct.unpack(">I", data[16:20])[0]   # PNG header: IHDR width, big-endian
+    return pixels / float(dpi or matplotlib.rcParams["savefig.dpi"])
+
+
 def set_style() -> None:
     """The project's one style: seaborn whitegrid, colour-blind palette, readable font sizes."""
     sns.set_theme(style="whitegrid", palette=PALETTE, context="notebook",
@@ -99,6 +146,11 @@ def save_figure(fig: plt.Figure, folder: str | Path, name: str, close: bool = Tr
     paths = [folder / f"{name}.png", folder / f"{name}.pdf"]
     fig.savefig(paths[0])
     fig.savefig(paths[1], metadata={"CreationDate": None})
+    if matplotlib.rcParams["savefig.dpi"] != "figure" and saved_width(paths[0]) > MAX_WIDTH + 0.01:
+        import warnings
+
+        warnings.warn(f"{paths[0].name} is {saved_width(paths[0]):.2f} in wide as saved, over the print width "
+                      f"of {MAX_WIDTH} in: something is drawn past the figure's edge", stacklevel=2)
     if in_kernel():
         show_saved(paths[0], fig)
         close = True   # shown once here; left open, the inline backend would draw it a second time
@@ -114,7 +166,7 @@ def show_saved(png: Path, fig: plt.Figure | None = None) -> None:
     from IPython.display import Image, display
 
     data = Path(png).read_bytes()
-    width = struct.unpack(">I", data[16:20])[0]   # PNG header: IHDR width, big-endian
+    width = round(saved_width(png, dpi=1.0))   # in pixels
     saved_dpi = matplotlib.rcParams["savefig.dpi"]
     if fig is not None and saved_dpi != "figure":
         width = round(width * fig.dpi / float(saved_dpi))
@@ -189,7 +241,7 @@ def plot_sample_grid(images: np.ndarray, labels: Sequence[int], class_names: Seq
                 ax.axis("off")  # fewer images than columns in this class
             if col == 0:
                 ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(title or "Samples per class", fontsize=9, y=1 - 0.08 / height, va="top")
+    fig.suptitle(fit_lines(title or "Samples per class", 9, width - 0.2), fontsize=9, y=1 - 0.08 / height, va="top")
     return fig
 
 
@@ -225,13 +277,14 @@ def plot_class_counts(counts: Mapping[str, Sequence[int]], class_names: Sequence
     ax.set_ylim(0, top * 1.45)   # room above the tallest bar's label for the legend's one row
     ax.set_ylabel("images", fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
-    ax.set_title(title or "Images per class and split", fontsize=9)
+    set_axes_title(ax, title or "Images per class and split", fontsize=9)
     ax.legend(fontsize=7, frameon=False, loc="upper center", ncol=4)
     fig.tight_layout()
     return fig
 
 
 # ------------------------------------------------------------------------ Fig. 9 / 11 / 15
+_END_LABEL_WIDTH = 2.0   # inches: a longer end-of-line label is broken into lines
 def plot_curves(curves: Mapping[str, Sequence[Sequence[float]]], metric: str = "validation accuracy (%)",
                 title: str = "", highlight: str | None = None, ordered: bool = False,
                 val_size: int | None = None) -> plt.Figure:
@@ -276,18 +329,25 @@ def plot_curves(curves: Mapping[str, Sequence[Sequence[float]]], metric: str = "
     ax.set_xlabel("epoch", fontsize=8)
     ax.set_ylabel(metric, fontsize=8)
     ax.tick_params(labelsize=7)
-    ax.set_title(title, fontsize=9)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if ends:   # labels at the line ends, nudged apart so none overlap
-        low, high = ax.get_ylim()
-        ys = _spread([e[3] for e in ends], gap=(high - low) * 0.045)
-        beside = blended_transform_factory(ax.transAxes, ax.transData)   # x: just right of the axes
         mixed = len({e[1] for e in ends}) > 1   # lines over different seed counts: each label says its n
-        for (label, k, n, y, color, strong), y_text in zip(ends, ys):
-            ax.annotate(f"{label} (n={k})" if mixed else label, xy=(n, y), xytext=(1.03, y_text), textcoords=beside,
+        texts = [fit_lines(f"{label} (n={k})" if mixed else label, 7, width=_END_LABEL_WIDTH,
+                           weight="bold" if strong else "normal") for label, k, *_, strong in ends]
+        # the axes end where the widest label still fits inside the figure: the labels start 3 % of
+        # the axes' width right of it (x_text = right + 0.03 (right - left), in figure fractions)
+        widest = max(text_width(t, 7, "bold") for t in texts) / MAX_WIDTH
+        left = fig.subplotpars.left
+        fig.subplots_adjust(right=(1 - 0.01 - widest + 0.03 * left) / 1.03)
+        low, high = ax.get_ylim()
+        lines = max(t.count("\n") + 1 for t in texts)
+        ys = _spread([e[3] for e in ends], gap=(high - low) * 0.045 * lines)
+        beside = blended_transform_factory(ax.transAxes, ax.transData)   # x: just right of the axes
+        for text, (label, k, n, y, color, strong), y_text in zip(texts, ends, ys):
+            ax.annotate(text, xy=(n, y), xytext=(1.03, y_text), textcoords=beside,
                         fontsize=7, color=color, va="center", fontweight="bold" if strong else "normal",
                         arrowprops=dict(arrowstyle="-", color=color, lw=0.5, alpha=0.6), annotation_clip=False)
-        fig.subplots_adjust(right=0.74)
+    set_axes_title(ax, title, fontsize=9)   # after the margins are set: the axes' width is final
     if seeds == {1}:   # one seed per line: there is no mean and no band to describe
         note = "one seed per line (n = 1): no mean, no band"
     else:
@@ -341,7 +401,7 @@ def plot_confusion_matrices(matrices: Mapping[str, np.ndarray], class_names: Seq
         fig.text(0.5, 0.005, text, ha="center", va="bottom", fontsize=6.5, color="0.25")
         bottom = (0.08 + 0.12 * (text.count("\n") + 1)) / fig.get_figheight()
     first, *rest = (title or "Confusion matrices").split("\n", 1)   # "shown" belongs to the first line
-    fig.suptitle("\n".join([first + (f" ({shown})" if shown else ""), *rest]), fontsize=9)
+    fig.suptitle(fit_lines("\n".join([first + (f" ({shown})" if shown else ""), *rest]), 9), fontsize=9)
     fig.tight_layout(rect=(0, bottom, 0.88, 1 - 0.35 / fig.get_figheight()), pad=0.3)   # room for the title
     cax = fig.add_axes((0.895, 0.3, 0.015, 0.4))
     bar = fig.colorbar(ScalarMappable(Normalize(0, 1), "rocket_r"), cax=cax)
@@ -383,9 +443,12 @@ def plot_tsne(embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]], class_nam
     for ax in list(axes.flat)[len(embeddings):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(class_names), 5), markerscale=3, fontsize=8,
+    # as many columns as fit the print width (a column: marker, gap, the longest name)
+    column = 0.45 + text_width(max(class_names, key=lambda c: text_width(c, 8)), 8)
+    ncol = max(1, min(len(class_names), 5, int((MAX_WIDTH - 0.3) // column)))
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, markerscale=3, fontsize=8,
                bbox_to_anchor=(0.5, -0.02))
-    fig.suptitle(title or "t-SNE of pre-logit features (random_state=42)")
+    fig.suptitle(fit_lines(title or "t-SNE of pre-logit features (random_state=42)", 9), fontsize=9)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
@@ -411,8 +474,9 @@ def plot_cam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray], column_tit
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
     n, rows = len(images), len(cams) + 1
-    label_w, bar_w = 1.05, 0.55
+    label_w, bar_w = 1.05, 0.65
     side = min(1.2, (MAX_WIDTH - label_w - bar_w) / n)
+    caption = fit_lines(caption, 6, MAX_WIDTH - 0.5) if caption else caption
     cap_h = 0.16 * (caption.count("\n") + 1) + 0.1 if caption else 0.0
     fig, axes = plt.subplots(rows, n, figsize=(MAX_WIDTH, side * rows * 1.12 + 0.45 + cap_h), squeeze=False)
     for col in range(n):
@@ -442,13 +506,14 @@ def plot_cam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray], column_tit
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(title or "Grad-CAM", fontsize=8)
+    fig.suptitle(fit_lines(title or "Grad-CAM", 8), fontsize=8)
     bottom = cap_h / fig.get_figheight()
     if caption:
-        fig.text(0.01, 0.005, caption, ha="left", va="bottom", fontsize=6, color="0.25")
+        fig.text(0.2 / MAX_WIDTH, 0.005, caption, ha="left", va="bottom", fontsize=6, color="0.25")
     fig.tight_layout(rect=(0, bottom, 1 - bar_w / MAX_WIDTH, 1 - 0.3 / fig.get_figheight()), pad=0.3, h_pad=0.9,
                      w_pad=0.2)
-    cax = fig.add_axes((1 - 0.75 * bar_w / MAX_WIDTH, 0.2 + 0.6 * bottom, 0.018, 0.5))
+    # the bar's left edge just right of the grid: its ticks and label stay inside the figure's width
+    cax = fig.add_axes((1 - 0.92 * bar_w / MAX_WIDTH, 0.2 + 0.6 * bottom, 0.018, 0.5))
     bar = fig.colorbar(ScalarMappable(Normalize(0, 1), "viridis"), cax=cax)
     bar.set_label("Grad-CAM (0 = no weight, 1 = most)", fontsize=6)
     bar.ax.tick_params(labelsize=5)
@@ -485,7 +550,7 @@ def plot_metric_bars(frame, x: str, y: str, hue: str | None = None, err: str | N
     ax.set_xticks(np.arange(len(xs)), [_wrap_label(str(v)) for v in xs])
     ax.grid(False, axis="x")   # vertical grid lines would cut through the bars
     ax.set(ylabel=ylabel or y, xlabel="")
-    ax.set_title(title, pad=22 if hue else 6)
+    set_axes_title(ax, title, pad=22 if hue else 6)
     if hue:   # one row between title and bars: inside the print width, over no bar
         ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(hues), frameon=False)
     fig.tight_layout()

@@ -20,7 +20,6 @@ equals.
 from __future__ import annotations
 
 import math
-import textwrap
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -316,7 +315,7 @@ def plot_accuracy_vs_cost(frame, title: str = "", metric_label: str = "test accu
                 Line2D([], [], marker="o", mfc="none", mec="0.2", ls="", label=paper_label + " (hollow)")]
     fig.legend(handles, [h.get_label() for h in handles], loc="lower center", ncol=4, fontsize=6.5,
                frameon=False, bbox_to_anchor=(0.5, 0.0))
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(figures.fit_lines(title, 9), fontsize=9)
     fig.tight_layout(rect=(0, 0.17, 1, 1))
     return fig
 
@@ -353,7 +352,7 @@ def plot_forest(frames: Mapping[str, "pd.DataFrame"], title: str = "", metric_la
         ax.set_xlabel(f"{target_label} − model, {metric_label} (points)", fontsize=7)
         ax.text(0.99, 0.01, f"{seeds} paired seeds", transform=ax.transAxes, ha="right", va="bottom",
                 fontsize=6.5, color="0.35")
-    fig.suptitle(title, fontsize=8)
+    fig.suptitle(figures.fit_lines(title, 8), fontsize=8)
     fig.text(0.5, 0.005, "dots: one seed's paired difference (same split for both models); diamond: mean; "
              "bar: 95 % t interval.\nBlue: ESG-ConvNeXt better, vermilion: worse, grey: the interval contains 0 "
              "(not told apart at this many seeds).", ha="center", va="bottom", fontsize=6.5, color="0.3")
@@ -391,7 +390,7 @@ def plot_ablation(frame, title: str = "", metric_label: str = "test accuracy (%)
                Line2D([], [], color="0.4", lw=2.5, label="ours: mean ± 1 SD"),
                Line2D([], [], marker="D", mfc="none", mec="0.1", ls="", label=paper_label)]
     ax.legend(handles=handles, fontsize=6.5, loc="lower left", frameon=True)
-    ax.set_title(title, fontsize=9)
+    figures.set_axes_title(ax, title, fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -412,7 +411,7 @@ def plot_recall_heatmap(frame, title: str = "", short_names: Mapping[str, str] |
     ax.set_xticklabels(ax.get_xticklabels(), rotation=30, ha="right")
     ax.figure.axes[-1].tick_params(labelsize=6)
     ax.figure.axes[-1].yaxis.label.set_size(7)
-    ax.set_title(title, fontsize=9)
+    figures.set_axes_title(ax, title, fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -441,7 +440,7 @@ def plot_stages(tables: Mapping[str, "pd.DataFrame"], title: str = "") -> plt.Fi
         ax.set_ylim(0, 1)
         ax.axis("off")
         ax.set_title(name, fontsize=8, loc="left")
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(figures.fit_lines(title, 9), fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -457,7 +456,6 @@ def plot_gradcam(cams, title: str) -> plt.Figure:
     caption = (f"Under each map: the class the model predicted (✓ right, ✗ wrong), which the map explains. "
                f"Right on these {n} images: {right}.\nBright = more weight; a map is its row's CAM grid upsampled "
                f"to the image." + (f"\n{key}" if key else ""))
-    caption = "\n".join(textwrap.fill(line, 150) for line in caption.split("\n"))
     return figures.plot_cam_grid(
         cams.images, cams.cams, [cams.short_names[int(t)] for t in cams.truths], title=title,
         predictions={label: e.predictions for label, e in cams.explained.items()}, truths=cams.truths,

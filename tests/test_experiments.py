@@ -135,6 +135,18 @@ def test_figure_title_names_the_seeds_of_the_plotted_runs() -> None:
     assert exp.title("Fig. 10", runs=runs, seeds=[0]).endswith("profile smoke, seed 0")   # one seed shown
 
 
+def test_rerun_note_names_each_machine_once_in_good_english() -> None:
+    from types import SimpleNamespace as R
+
+    runs = [R(rerun={"run_id": "a"}, hardware="CPU AMD EPYC, 2 cores, 1 threads"),
+            R(rerun={"run_id": "b"}, hardware="CPU AMD EPYC, 2 cores, 1 threads"),
+            R(rerun={"run_id": "c"}, hardware="CPU AMD EPYC, 16 cores, 11 threads"), R(rerun=None, hardware="H100")]
+    note = X.rerun_note(runs)
+    assert note == ("\ndrawn from reruns (same run ids) on CPU AMD EPYC, 16 cores, 11 threads; "
+                    "CPU AMD EPYC, 2 cores, 1 thread; the tables keep the records' numbers")
+    assert X.rerun_note(runs[3:]) == ""                                   # no rerun among them: no note
+
+
 def test_reproduce_summary_follows_the_paper_and_names_the_dataset_used(tmp_path: Path) -> None:
     from esg_lib import reproduce
 

@@ -169,6 +169,63 @@ def test_confusion_tsne_cam_and_bars(tmp_path: Path) -> None:
     _saved(fig, tmp_path, "bars_counts")
 
 
+LONG_TITLE = ("Fig. 11: validation accuracy per ablation row — X-SDD, profile cpu, seed 0\n"
+              "drawn from reruns (same run ids) on CPU AMD EPYC 9B14 96-Core Processor, 2 cores, 1 thread; "
+              "NVIDIA H100 80GB HBM3 x1; the tables keep the records' numbers")
+X_SDD_NAMES = ["finishing roll marks", "iron sheet ash", "oxide scale of plate system",
+               "oxide scale of temperature system", "red iron", "slag inclusion", "surface scratch"]
+
+
+def test_fit_lines_breaks_at_spaces_to_the_measured_width() -> None:
+    fitted = figures.fit_lines(LONG_TITLE, 9, width=4.0)
+    assert fitted.replace("\n", " ") == LONG_TITLE.replace("\n", " ")      # only line breaks added
+    assert fitted.count("\n") > LONG_TITLE.count("\n")
+    assert all(figures.text_width(line, 9) <= 4.0 for line in fitted.split("\n"))
+    assert figures.fit_lines("short", 9) == "short"
+    assert figures.text_width("WWWW", 9) > figures.text_width("iiii", 9)    # measured, not counted
+    assert figures.text_width("drawn from reruns", 9, "bold") > figures.text_width("drawn from reruns", 9)
+
+
+def test_long_titles_and_labels_stay_within_the_print_width(tmp_path: Path) -> None:
+    """The widest texts the notebooks draw (a rerun note naming two machines, Table 2's row names,
+    X-SDD's long class names) are broken into lines instead of widening the saved image."""
+    rows = ["Row 1: ConvNeXt", "Row 2: ConvNeXt + block1", "Row 3: ConvNeXt + block1 + block2",
+            "Row 4: ConvNeXt + block1 + block2 + Attention", "ESG-ConvNeXt"]
+    curves = {label: [[30 + 10 * i + e for e in range(15)]] * (1 + i % 2) for i, label in enumerate(rows)}
+    fig = figures.plot_curves(curves, title=LONG_TITLE, highlight="ESG-ConvNeXt", ordered=True, val_size=109)
+    ends = [t for t in fig.axes[0].texts if "Row 4" in t.get_text()]
+    assert len(ends) == 1 and "\n" in ends[0].get_text()                   # the longest label is broken
+    assert fig.axes[0].get_title().count("\n") >= 2
+    _saved(fig, tmp_path, "long_curves")
+    cm = np.eye(7, dtype=int) * 5
+    short = ["FRP", "ISA", "OSPS", "OSTS", "RI", "SI", "SS"]
+    _saved(figures.plot_confusion_matrices({f"m{i}": cm for i in range(9)}, X_SDD_NAMES, title=LONG_TITLE,
+                                           short_names=short, shown="seed 0 (one seed's test part, not a sum)"),
+           tmp_path, "long_cm")
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(7), 5)
+    _saved(figures.plot_tsne({f"model {i}": (rng.normal(size=(35, 2)), y) for i in range(7)}, X_SDD_NAMES,
+                             title=LONG_TITLE), tmp_path, "long_tsne")
+    images = rng.random((7, 16, 16, 3))
+    cams = {f"model {i}": rng.random((7, 16, 16)) for i in range(7)}
+    caption = "Under each map: " + "; ".join(f"{a} = {b}" for a, b in zip(short, X_SDD_NAMES)) * 3
+    _saved(figures.plot_cam_grid(images, cams, short, title=LONG_TITLE, caption=caption,
+                                 grids={k: (4, 4) for k in cams}), tmp_path, "long_cam")
+    _saved(figures.plot_class_counts({"train": [40] * 7, "val": [3] * 7, "test": [5] * 7}, X_SDD_NAMES,
+                                     title=LONG_TITLE), tmp_path, "long_counts")
+    _saved(figures.plot_sample_grid(rng.integers(0, 255, (35, 3, 8, 8), dtype=np.uint8), y, X_SDD_NAMES,
+                                    title=LONG_TITLE), tmp_path, "long_grid")
+
+
+def test_saving_a_figure_wider_than_print_width_warns(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(figures.MAX_WIDTH, 2))
+    ax.text(1.02, 0.5, "a note drawn past the right edge of the figure", transform=ax.transAxes)
+    with pytest.warns(UserWarning, match="over the print width"):
+        figures.save_figure(fig, tmp_path, "wide")
+
+
 # ------------------------------------------------------------------- figures from run records
 def _records() -> list[dict]:
     """Three seeds of three models and the five ablation rows on one toy dataset."""
