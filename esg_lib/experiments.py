@@ -407,7 +407,7 @@ class Experiment:
             if r.seed != first.seed:
                 continue
             if (r.run_dir / "best.pt").is_file():
-                explained[r.label] = explain(load_run_model(r.run_dir)[0], x, stage=stage)
+                explained[r.label] = explain(load_run_model(r.run_dir), x, stage=stage)
                 continue
             stored = load_cams(r.run_dir)
             if not stored.matches(picks, seed, stage):

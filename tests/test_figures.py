@@ -195,7 +195,7 @@ def test_long_titles_and_labels_stay_within_the_print_width(tmp_path: Path) -> N
     fig = figures.plot_curves(curves, title=LONG_TITLE, highlight="ESG-ConvNeXt", ordered=True, val_size=109)
     ends = [t for t in fig.axes[0].texts if "Row 4" in t.get_text()]
     assert len(ends) == 1 and "\n" in ends[0].get_text()                   # the longest label is broken
-    assert fig.axes[0].get_title().count("\n") >= 2
+    assert fig._suptitle.get_text().count("\n") >= 2 and fig._suptitle.get_text().startswith("Fig. 11")
     _saved(fig, tmp_path, "long_curves")
     cm = np.eye(7, dtype=int) * 5
     short = ["FRP", "ISA", "OSPS", "OSTS", "RI", "SI", "SS"]
@@ -224,6 +224,26 @@ def test_saving_a_figure_wider_than_print_width_warns(tmp_path: Path) -> None:
     ax.text(1.02, 0.5, "a note drawn past the right edge of the figure", transform=ax.transAxes)
     with pytest.warns(UserWarning, match="over the print width"):
         figures.save_figure(fig, tmp_path, "wide")
+
+
+# Committed figures still wider than the print width, each with its reason (docs/results.md says the
+# same): drawn before the width fix from runs whose files are on no machine now. Each leaves this list
+# when it is redrawn.
+WIDER_WITH_REASON = {
+    f"{name}_neu-cls-64.png": "NEU-CLS-64 runs trained on a lent GPU; redrawn once all nine models have reruns"
+    for name in ("fig09_val_accuracy", "fig10_confusion", "fig12_tsne")
+}
+
+
+def test_committed_figures_fit_the_print_width_or_say_why_not() -> None:
+    folder = Path(__file__).resolve().parents[1] / "figures" / "cpu"
+    pngs = sorted(folder.glob("*.png"))
+    assert pngs, folder
+    wide = {png.name: round(figures.saved_width(png, 150), 2) for png in pngs
+            if figures.saved_width(png, 150) > figures.MAX_WIDTH + 0.01}
+    assert set(wide) <= set(WIDER_WITH_REASON), {k: v for k, v in wide.items() if k not in WIDER_WITH_REASON}
+    fixed = set(WIDER_WITH_REASON) - set(wide)
+    assert not fixed, f"these now fit: take them off WIDER_WITH_REASON and docs/results.md: {sorted(fixed)}"
 
 
 # ------------------------------------------------------------------- figures from run records

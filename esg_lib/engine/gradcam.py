@@ -21,7 +21,6 @@ images, seed :data:`CAM_SEED`, ``stage="auto"``); other choices need the checkpo
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -34,9 +33,6 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from esg_lib.errors import UserError
 
-from .config import ModelSpec
-from .models import build_model
-from .runtime import load_checkpoint
 
 __all__ = ["CAM_FILE", "CAM_IMAGES", "CAM_SEED", "CamExplanation", "StoredCams", "cam_target", "explain",
            "gradcam_maps", "load_cams", "load_run_model", "pick_images", "save_cams", "write_run_cams"]
@@ -125,15 +121,11 @@ def gradcam_maps(model: nn.Module, x: torch.Tensor, targets: list[int] | None = 
     return explain(model, x, targets, stage).maps
 
 
-def load_run_model(run_dir: str | Path) -> tuple[nn.Module, ModelSpec]:
-    """The best checkpoint of a run folder as an eval-mode CPU model, with its model spec."""
-    run_dir = Path(run_dir)
-    cfg = json.loads((run_dir / "config.json").read_text())
-    s = cfg["model_spec"]
-    spec = ModelSpec(s["label"], s["name"], s.get("kwargs") or {}, s.get("min_input"))
-    model = build_model(spec, cfg["num_classes"], cfg["config"]["img_size"])
-    model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
-    return model.eval(), spec
+def load_run_model(run_dir: str | Path) -> nn.Module:
+    """The best checkpoint of a run folder as an eval-mode CPU model (Grad-CAM runs on the CPU)."""
+    from .inference import load_run_model as load_checkpoint_model   # one way to rebuild a run's model
+
+    return load_checkpoint_model(Path(run_dir) / "best.pt", device="cpu")[1]
 
 
 def pick_images(labels: np.ndarray, n_classes: int, n_images: int = CAM_IMAGES, seed: int = CAM_SEED) -> list[int]:
@@ -184,5 +176,5 @@ def write_run_cams(run_dir: str | Path, bundle: Any, n_images: int = CAM_IMAGES,
     (:func:`save_cams`); ``bundle``: the run's data (its test split decides the images)."""
     test = bundle.test
     picks = pick_images(test.labels.numpy(), len(bundle.class_names), n_images, seed)
-    model = load_run_model(run_dir)[0]
+    model = load_run_model(run_dir)
     return save_cams(run_dir, picks, seed, stage, explain(model, test.normalize(test.images[picks]), stage=stage))
