@@ -42,9 +42,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-__all__ = ["set_style", "save_figure", "fit_lines", "text_width", "saved_width", "set_axes_title", "show_saved",
-           "in_kernel", "plot_activations", "plot_sample_grid", "plot_class_counts", "plot_curves", "plot_confusion_matrices", "plot_tsne", "tsne_embedding", "plot_cam_grid",
-           "plot_metric_bars", "PALETTE", "MAX_WIDTH", "line_styles", "ordered_colors"]
+__all__ = ["set_style", "save_figure", "fit_lines", "text_width", "saved_width", "title_and_layout",
+           "show_saved", "in_kernel", "plot_activations", "plot_sample_grid", "plot_class_counts", "plot_curves",
+           "plot_confusion_matrices", "plot_tsne", "tsne_embedding", "plot_cam_grid", "plot_metric_bars", "PALETTE", "MAX_WIDTH",
+           "line_styles", "ordered_colors"]
 
 PALETTE = "colorblind"
 MAX_WIDTH = 7.1   # inches: the journal's full text width
@@ -110,13 +111,24 @@ def fit_lines(text: str, fontsize: float, width: float = MAX_WIDTH - 0.3, weight
     return "\n".join(out)
 
 
-def set_axes_title(ax: plt.Axes, title: str, fontsize: float | str | None = None, **kwargs) -> None:
-    """Set ``ax``'s title broken into lines no wider than the axes: centred on the axes, such lines
-    stay clear of the figure's edges whatever the margins (a later ``tight_layout`` only widens it)."""
+def title_and_layout(ax: plt.Axes, title: str, fontsize: float | str | None = None, **kwargs) -> None:
+    """Give ``ax`` its title and lay its figure out (``tight_layout``). A title that then reaches past
+    the figure's edges (where ``savefig.bbox = "tight"`` would widen the saved image) is broken into
+    lines that fit the room on its nearer side, and the figure laid out again: measured where the
+    title really is, since the layout moves the axes."""
+    fig = ax.figure
     fontsize = fontsize or matplotlib.rcParams["axes.titlesize"]
-    width = ax.get_position().width * ax.figure.get_figwidth()
-    ax.set_title(fit_lines(title, fontsize, width, weight=matplotlib.rcParams["axes.titleweight"]) if title else title,
-                 fontsize=fontsize, **kwargs)
+    ax.set_title(title, fontsize=fontsize, **kwargs)
+    fig.tight_layout()
+    if not title:
+        return
+    box = ax.title.get_window_extent(fig.canvas.get_renderer())
+    centre = (box.x0 + box.x1) / 2 / fig.dpi
+    room = 2 * min(centre, fig.get_figwidth() - centre) - 0.3   # savefig.pad_inches on each side, and a margin
+    weight = matplotlib.rcParams["axes.titleweight"]
+    if text_width(title, fontsize, weight) > room:
+        ax.set_title(fit_lines(title, fontsize, room, weight=weight), fontsize=fontsize, **kwargs)
+        fig.tight_layout()
 
 
 def saved_width(path: str | Path, dpi: float | None = None) -> float:
@@ -280,9 +292,8 @@ def plot_class_counts(counts: Mapping[str, Sequence[int]], class_names: Sequence
     ax.set_ylim(0, top * 1.45)   # room above the tallest bar's label for the legend's one row
     ax.set_ylabel("images", fontsize=8)
     ax.tick_params(axis="y", labelsize=7)
-    set_axes_title(ax, title or "Images per class and split", fontsize=9)
     ax.legend(fontsize=7, frameon=False, loc="upper center", ncol=4)
-    fig.tight_layout()
+    title_and_layout(ax, title or "Images per class and split", fontsize=9)
     return fig
 
 
@@ -442,23 +453,26 @@ def plot_tsne(embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]], class_nam
     """Paper Fig. 12: one t-SNE scatter per model, coloured by true class (at most 7.1 in wide)."""
     rows, cols = _grid(len(embeddings), max_cols)
     side = MAX_WIDTH / cols
-    fig, axes = plt.subplots(rows, cols, figsize=(MAX_WIDTH, side * rows + 0.6), squeeze=False)
+    # the legend under the grid: as many columns as fit the print width (a column: marker, gap, the
+    # longest name), and the figure that much taller so it covers no panel
+    column = 0.45 + max(text_width(c, 8) for c in class_names)
+    ncol = max(1, min(len(class_names), 5, int((MAX_WIDTH - 0.3) // column)))
+    legend_h = 0.1 + 0.2 * -(-len(class_names) // ncol)
+    height = side * rows + 0.6 + legend_h
+    fig, axes = plt.subplots(rows, cols, figsize=(MAX_WIDTH, height), squeeze=False)
     colors = sns.color_palette(PALETTE, n_colors=len(class_names))
     for ax, (label, (xy, y)) in zip(axes.flat, embeddings.items()):
         for c, name in enumerate(class_names):
             mask = np.asarray(y) == c
             ax.scatter(xy[mask, 0], xy[mask, 1], s=6, color=colors[c], label=name)
-        ax.set(title=label, xticks=[], yticks=[])
+        ax.set(xticks=[], yticks=[])
+        ax.set_title(label, fontsize=9)
     for ax in list(axes.flat)[len(embeddings):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    # as many columns as fit the print width (a column: marker, gap, the longest name)
-    column = 0.45 + text_width(max(class_names, key=lambda c: text_width(c, 8)), 8)
-    ncol = max(1, min(len(class_names), 5, int((MAX_WIDTH - 0.3) // column)))
-    fig.legend(handles, labels, loc="lower center", ncol=ncol, markerscale=3, fontsize=8,
-               bbox_to_anchor=(0.5, -0.02))
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, markerscale=3, fontsize=8, bbox_to_anchor=(0.5, 0.0))
     fig.suptitle(fit_lines(title or "t-SNE of pre-logit features (random_state=42)", 9), fontsize=9)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout(rect=(0, legend_h / height, 1, 1))
     return fig
 
 
@@ -559,10 +573,9 @@ def plot_metric_bars(frame, x: str, y: str, hue: str | None = None, err: str | N
     ax.set_xticks(np.arange(len(xs)), [_wrap_label(str(v)) for v in xs])
     ax.grid(False, axis="x")   # vertical grid lines would cut through the bars
     ax.set(ylabel=ylabel or y, xlabel="")
-    set_axes_title(ax, title, pad=22 if hue else 6)
     if hue:   # one row between title and bars: inside the print width, over no bar
         ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(hues), frameon=False)
-    fig.tight_layout()
+    title_and_layout(ax, title, pad=22 if hue else 6)
     return fig
 
 

@@ -390,8 +390,7 @@ def plot_ablation(frame, title: str = "", metric_label: str = "test accuracy (%)
                Line2D([], [], color="0.4", lw=2.5, label="ours: mean ± 1 SD"),
                Line2D([], [], marker="D", mfc="none", mec="0.1", ls="", label=paper_label)]
     ax.legend(handles=handles, fontsize=6.5, loc="lower left", frameon=True)
-    figures.set_axes_title(ax, title, fontsize=9)
-    fig.tight_layout()
+    figures.title_and_layout(ax, title, fontsize=9)
     return fig
 
 
@@ -411,8 +410,7 @@ def plot_recall_heatmap(frame, title: str = "", short_names: Mapping[str, str] |
     ax.set_xticklabels(ax.get_xticklabels(), rotation=30, ha="right")
     ax.figure.axes[-1].tick_params(labelsize=6)
     ax.figure.axes[-1].yaxis.label.set_size(7)
-    figures.set_axes_title(ax, title, fontsize=9)
-    fig.tight_layout()
+    figures.title_and_layout(ax, title, fontsize=9)
     return fig
 
 

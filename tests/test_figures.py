@@ -22,7 +22,7 @@ def _saved(fig, tmp_path: Path, name: str) -> list[Path]:
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes()[:4] == b"%PDF"
     from PIL import Image
 
-    with Image.open(paths[0]) as image:   # the journal's print width, as saved (bbox "tight" only crops)
+    with Image.open(paths[0]) as image:   # the journal's print width, as saved (bbox "tight" also grows)
         assert image.size[0] <= figures.MAX_WIDTH * 150 + 1, (name, image.size)
     return paths
 
