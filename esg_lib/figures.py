@@ -112,23 +112,14 @@ def fit_lines(text: str, fontsize: float, width: float = MAX_WIDTH - 0.3, weight
 
 
 def title_and_layout(ax: plt.Axes, title: str, fontsize: float | str | None = None, **kwargs) -> None:
-    """Give ``ax`` its title and lay its figure out (``tight_layout``). A title that then reaches past
-    the figure's edges (where ``savefig.bbox = "tight"`` would widen the saved image) is broken into
-    lines that fit the room on its nearer side, and the figure laid out again: measured where the
-    title really is, since the layout moves the axes."""
-    fig = ax.figure
+    """Give ``ax`` its title and lay its figure out (``tight_layout``, which keeps the title inside
+    the figure by narrowing the axes, as long as the title is narrower than the figure). A title
+    wider than the figure is first broken into lines that fit it (less ``tight_layout``'s padding)."""
     fontsize = fontsize or matplotlib.rcParams["axes.titlesize"]
-    ax.set_title(title, fontsize=fontsize, **kwargs)
-    fig.tight_layout()
-    if not title:
-        return
-    box = ax.title.get_window_extent(fig.canvas.get_renderer())
-    centre = (box.x0 + box.x1) / 2 / fig.dpi
-    room = 2 * min(centre, fig.get_figwidth() - centre) - 0.3   # savefig.pad_inches on each side, and a margin
-    weight = matplotlib.rcParams["axes.titleweight"]
-    if text_width(title, fontsize, weight) > room:
-        ax.set_title(fit_lines(title, fontsize, room, weight=weight), fontsize=fontsize, **kwargs)
-        fig.tight_layout()
+    room = ax.figure.get_figwidth() - 0.4
+    ax.set_title(fit_lines(title, fontsize, room, weight=matplotlib.rcParams["axes.titleweight"]) if title else title,
+                 fontsize=fontsize, **kwargs)
+    ax.figure.tight_layout()
 
 
 def saved_width(path: str | Path, dpi: float | None = None) -> float:
@@ -397,7 +388,10 @@ def plot_confusion_matrices(matrices: Mapping[str, np.ndarray], class_names: Seq
     rows, cols = _grid(len(matrices), max_cols)
     side = (MAX_WIDTH - 0.6) / cols
     key_lines = max(1, int(np.ceil(len(class_names) / 3)))
-    fig, axes = plt.subplots(rows, cols, figsize=(MAX_WIDTH, side * rows + 0.5 + 0.16 * key_lines),
+    first, *rest = (title or "Confusion matrices").split("\n", 1)   # "shown" belongs to the first line
+    title = fit_lines("\n".join([first + (f" ({shown})" if shown else ""), *rest]), 9)
+    title_h = 0.2 + 0.15 * title.count("\n")   # the grid keeps its size however many lines the title takes
+    fig, axes = plt.subplots(rows, cols, figsize=(MAX_WIDTH, side * rows + 0.3 + title_h + 0.16 * key_lines),
                              squeeze=False)
     fs = 6 if len(class_names) > 7 else 7
     for i, (ax, (label, cm)) in enumerate(zip(axes.flat, matrices.items())):
@@ -420,9 +414,8 @@ def plot_confusion_matrices(matrices: Mapping[str, np.ndarray], class_names: Seq
         text = "\n".join("    ".join(key[j:j + per_line]) for j in range(0, len(key), per_line))
         fig.text(0.5, 0.005, text, ha="center", va="bottom", fontsize=6.5, color="0.25")
         bottom = (0.08 + 0.12 * (text.count("\n") + 1)) / fig.get_figheight()
-    first, *rest = (title or "Confusion matrices").split("\n", 1)   # "shown" belongs to the first line
-    fig.suptitle(fit_lines("\n".join([first + (f" ({shown})" if shown else ""), *rest]), 9), fontsize=9)
-    fig.tight_layout(rect=(0, bottom, 0.88, 1 - 0.35 / fig.get_figheight()), pad=0.3)   # room for the title
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, bottom, 0.88, 1 - title_h / fig.get_figheight()), pad=0.3, h_pad=1.2)
     cax = fig.add_axes((0.895, 0.3, 0.015, 0.4))
     bar = fig.colorbar(ScalarMappable(Normalize(0, 1), "rocket_r"), cax=cax)
     bar.set_label("row share (recall)", fontsize=7)
