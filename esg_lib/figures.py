@@ -96,18 +96,29 @@ def text_width(text: str, fontsize: float, weight: str = "normal") -> float:
 
 def fit_lines(text: str, fontsize: float, width: float = MAX_WIDTH - 0.3, weight: str = "normal") -> str:
     """``text`` with each of its lines broken at spaces into lines at most ``width`` inches wide
-    (measured, not counted in characters). A single word wider than ``width`` stays whole. The
-    default leaves room for ``savefig.pad_inches`` (0.1 in) on both sides of a full-width line."""
-    out = []
-    for line in text.split("\n"):
-        current = ""
+    (measured, not counted in characters), as even as the same number of lines allows (no lone last
+    word). A single word wider than ``width`` stays whole. The default leaves room for
+    ``savefig.pad_inches`` (0.1 in) on both sides of a full-width line."""
+    def greedy(line: str, room: float) -> list[str]:
+        out, current = [], ""
         for word in line.split(" "):
             trial = f"{current} {word}" if current else word
-            if current and text_width(trial, fontsize, weight) > width:
+            if current and text_width(trial, fontsize, weight) > room:
                 out.append(current)
                 trial = word
             current = trial
-        out.append(current)
+        return [*out, current]
+
+    out = []
+    for line in text.split("\n"):
+        lines = greedy(line, width)
+        if len(lines) > 1:   # the narrowest width that still needs no more lines: even lines
+            low, high = 0.0, width
+            for _ in range(12):
+                mid = (low + high) / 2
+                low, high = (mid, high) if len(greedy(line, mid)) > len(lines) else (low, mid)
+            lines = greedy(line, high)
+        out.extend(lines)
     return "\n".join(out)
 
 

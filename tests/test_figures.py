@@ -182,6 +182,9 @@ def test_fit_lines_breaks_at_spaces_to_the_measured_width() -> None:
     assert fitted.count("\n") > LONG_TITLE.count("\n")
     assert all(figures.text_width(line, 9) <= 4.0 for line in fitted.split("\n"))
     assert figures.fit_lines("short", 9) == "short"
+    note = "drawn from reruns (same run ids) on CPU AMD EPYC, 2 cores, 1 thread; the tables keep the records' numbers"
+    first, last = figures.fit_lines(note, 9, width=6.8).split("\n")          # even lines, no lone last word
+    assert figures.text_width(last, 9) > 0.7 * figures.text_width(first, 9)
     assert figures.text_width("WWWW", 9) > figures.text_width("iiii", 9)    # measured, not counted
     assert figures.text_width("drawn from reruns", 9, "bold") > figures.text_width("drawn from reruns", 9)
 
