@@ -366,7 +366,7 @@ def plot_curves(curves: Mapping[str, Sequence[Sequence[float]]], metric: str = "
     if title:   # over the whole figure (axes and end labels): fewer lines than over the axes alone
         text = fit_lines(title, 9, weight="bold")
         height = fig.get_figheight()
-        fig.subplots_adjust(top=1 - (0.2 + 0.16 * (text.count("\n") + 1)) / height)
+        fig.subplots_adjust(top=1 - (0.35 + 0.16 * (text.count("\n") + 1)) / height)   # and room for end labels above the axes
         fig.suptitle(text, fontsize=9, fontweight="bold", y=1 - 0.05 / height, va="top")
     if seeds == {1}:   # one seed per line: there is no mean and no band to describe
         note = "one seed per line (n = 1): no mean, no band"
