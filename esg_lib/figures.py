@@ -10,7 +10,9 @@ wide as saved, so it reads at print size and inside a JupyterLab cell. ``savefig
 crops white margins but also *grows* the image to take in anything drawn past the figure's edge,
 so titles and notes are broken into lines that fit (:func:`fit_lines`, measured in the font they
 are drawn in), end-of-line labels get a margin sized from the longest one, and
-:func:`save_figure` warns when a saved figure is still wider than :data:`MAX_WIDTH`. Lines that must be told apart (nine models) differ in hue *and* in line style
+:func:`save_figure` warns when a saved figure is still wider than :data:`MAX_WIDTH`.
+
+Lines that must be told apart (nine models) differ in hue *and* in line style
 and marker (:func:`line_styles`); ordered things (the ablation rows 1 → 5) get an ordered palette.
 """
 from __future__ import annotations
@@ -44,8 +46,8 @@ import seaborn as sns  # noqa: E402
 
 __all__ = ["set_style", "save_figure", "fit_lines", "text_width", "saved_width", "title_and_layout",
            "show_saved", "in_kernel", "plot_activations", "plot_sample_grid", "plot_class_counts", "plot_curves",
-           "plot_confusion_matrices", "plot_tsne", "tsne_embedding", "plot_cam_grid", "plot_metric_bars", "PALETTE", "MAX_WIDTH",
-           "line_styles", "ordered_colors"]
+           "plot_confusion_matrices", "plot_tsne", "tsne_embedding", "plot_cam_grid", "plot_metric_bars",
+           "PALETTE", "MAX_WIDTH", "line_styles", "ordered_colors"]
 
 PALETTE = "colorblind"
 MAX_WIDTH = 7.1   # inches: the journal's full text width
@@ -366,7 +368,8 @@ def plot_curves(curves: Mapping[str, Sequence[Sequence[float]]], metric: str = "
     if title:   # over the whole figure (axes and end labels): fewer lines than over the axes alone
         text = fit_lines(title, 9, weight="bold")
         height = fig.get_figheight()
-        fig.subplots_adjust(top=1 - (0.35 + 0.16 * (text.count("\n") + 1)) / height)   # and room for end labels above the axes
+        # the title's lines, and room above the axes for an end label pushed over the top line
+        fig.subplots_adjust(top=1 - (0.35 + 0.16 * (text.count("\n") + 1)) / height)
         fig.suptitle(text, fontsize=9, fontweight="bold", y=1 - 0.05 / height, va="top")
     if seeds == {1}:   # one seed per line: there is no mean and no band to describe
         note = "one seed per line (n = 1): no mean, no band"
