@@ -165,10 +165,10 @@ def save_figure(fig: plt.Figure, folder: str | Path, name: str, close: bool = Tr
     paths = [folder / f"{name}.png", folder / f"{name}.pdf"]
     fig.savefig(paths[0])
     fig.savefig(paths[1], metadata={"CreationDate": None})
-    if matplotlib.rcParams["savefig.dpi"] != "figure" and saved_width(paths[0]) > MAX_WIDTH + 0.01:
+    if matplotlib.rcParams["savefig.dpi"] != "figure" and (width := saved_width(paths[0])) > MAX_WIDTH + 0.01:
         import warnings
 
-        warnings.warn(f"{paths[0].name} is {saved_width(paths[0]):.2f} in wide as saved, over the print width "
+        warnings.warn(f"{paths[0].name} is {width:.2f} in wide as saved, over the print width "
                       f"of {MAX_WIDTH} in: something is drawn past the figure's edge", stacklevel=2)
     if in_kernel():
         show_saved(paths[0], fig)
