@@ -44,9 +44,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-__all__ = ["set_style", "save_figure", "fit_lines", "text_width", "saved_width", "title_and_layout",
-           "show_saved", "in_kernel", "plot_activations", "plot_sample_grid", "plot_class_counts", "plot_curves",
-           "plot_confusion_matrices", "plot_tsne", "tsne_embedding", "plot_cam_grid", "plot_metric_bars",
+__all__ = ["set_style", "save_figure", "fit_lines", "fit_suptitle", "text_width", "saved_width",
+           "title_and_layout", "show_saved", "in_kernel", "plot_activations", "plot_sample_grid",
+           "plot_class_counts", "plot_curves", "plot_confusion_matrices", "plot_tsne", "tsne_embedding", "plot_cam_grid", "plot_metric_bars",
            "PALETTE", "MAX_WIDTH", "line_styles", "ordered_colors"]
 
 PALETTE = "colorblind"
@@ -122,6 +122,12 @@ def fit_lines(text: str, fontsize: float, width: float = MAX_WIDTH - 0.3, weight
             lines = greedy(line, high)
         out.extend(lines)
     return "\n".join(out)
+
+
+def fit_suptitle(fig: plt.Figure, title: str, fontsize: float, **kwargs) -> matplotlib.text.Text:
+    """Give ``fig`` a centred title at ``fontsize`` points, broken by :func:`fit_lines` into lines of the
+    full print width; ``kwargs`` go to ``Figure.suptitle``."""
+    return fig.suptitle(fit_lines(title, fontsize), fontsize=fontsize, **kwargs)
 
 
 def title_and_layout(ax: plt.Axes, title: str, fontsize: float | str | None = None, **kwargs) -> None:
@@ -478,7 +484,7 @@ def plot_tsne(embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]], class_nam
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=ncol, markerscale=3, fontsize=8, bbox_to_anchor=(0.5, 0.0))
-    fig.suptitle(fit_lines(title or "t-SNE of pre-logit features (random_state=42)", 9), fontsize=9)
+    fit_suptitle(fig, title or "t-SNE of pre-logit features (random_state=42)", 9)
     fig.tight_layout(rect=(0, legend_h / height, 1, 1))
     return fig
 
@@ -536,7 +542,7 @@ def plot_cam_grid(images: np.ndarray, cams: Mapping[str, np.ndarray], column_tit
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(fit_lines(title or "Grad-CAM", 8), fontsize=8)
+    fit_suptitle(fig, title or "Grad-CAM", 8)
     bottom = cap_h / fig.get_figheight()
     if caption:
         fig.text(0.2 / MAX_WIDTH, 0.005, caption, ha="left", va="bottom", fontsize=6, color="0.25")

@@ -315,7 +315,7 @@ def plot_accuracy_vs_cost(frame, title: str = "", metric_label: str = "test accu
                 Line2D([], [], marker="o", mfc="none", mec="0.2", ls="", label=paper_label + " (hollow)")]
     fig.legend(handles, [h.get_label() for h in handles], loc="lower center", ncol=4, fontsize=6.5,
                frameon=False, bbox_to_anchor=(0.5, 0.0))
-    fig.suptitle(figures.fit_lines(title, 9), fontsize=9)
+    figures.fit_suptitle(fig, title, 9)
     fig.tight_layout(rect=(0, 0.17, 1, 1))
     return fig
 
@@ -352,7 +352,7 @@ def plot_forest(frames: Mapping[str, "pd.DataFrame"], title: str = "", metric_la
         ax.set_xlabel(f"{target_label} − model, {metric_label} (points)", fontsize=7)
         ax.text(0.99, 0.01, f"{seeds} paired seeds", transform=ax.transAxes, ha="right", va="bottom",
                 fontsize=6.5, color="0.35")
-    fig.suptitle(figures.fit_lines(title, 8), fontsize=8)
+    figures.fit_suptitle(fig, title, 8)
     fig.text(0.5, 0.005, "dots: one seed's paired difference (same split for both models); diamond: mean; "
              "bar: 95 % t interval.\nBlue: ESG-ConvNeXt better, vermilion: worse, grey: the interval contains 0 "
              "(not told apart at this many seeds).", ha="center", va="bottom", fontsize=6.5, color="0.3")
@@ -438,7 +438,7 @@ def plot_stages(tables: Mapping[str, "pd.DataFrame"], title: str = "") -> plt.Fi
         ax.set_ylim(0, 1)
         ax.axis("off")
         ax.set_title(name, fontsize=8, loc="left")
-    fig.suptitle(figures.fit_lines(title, 9), fontsize=9)
+    figures.fit_suptitle(fig, title, 9)
     fig.tight_layout()
     return fig
 

@@ -189,6 +189,18 @@ def test_fit_lines_breaks_at_spaces_to_the_measured_width() -> None:
     assert figures.text_width("drawn from reruns", 9, "bold") > figures.text_width("drawn from reruns", 9)
 
 
+def test_fit_suptitle_breaks_a_figure_title_to_the_print_width() -> None:
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(figures.MAX_WIDTH, 2))
+    text = figures.fit_suptitle(fig, LONG_TITLE, 9, y=0.9)
+    assert fig.get_suptitle() == text.get_text() and text.get_fontsize() == 9 and text.get_position()[1] == 0.9
+    lines = text.get_text().split("\n")
+    assert len(lines) > LONG_TITLE.count("\n") + 1
+    assert all(figures.text_width(line, 9) <= figures.MAX_WIDTH - 0.3 for line in lines)
+    plt.close(fig)
+
+
 def test_long_titles_and_labels_stay_within_the_print_width(tmp_path: Path) -> None:
     """The widest texts the notebooks draw (a rerun note naming two machines, Table 2's row names,
     X-SDD's long class names) are broken into lines instead of widening the saved image."""
