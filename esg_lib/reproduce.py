@@ -278,6 +278,11 @@ def _run(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {}
     if args.device:
         params["device"] = args.device
+    if args.dataset:
+        if not args.notebooks:   # 00_reproduce_all has no dataset of its own: each notebook picks one
+            raise UserError("--dataset needs --notebooks: it replaces each named notebook's dataset "
+                            "(e.g. esg reproduce --profile cpu --notebooks 03 05 06 --dataset x-sdd)")
+        params["dataset"] = args.dataset
     if args.reuse_only or (args.profile in SLOW_PROFILES and not args.train_missing and not args.check):
         params["train_missing"] = False
         folders = run_folders(args.profile, root)
@@ -316,6 +321,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", choices=PROFILES, default="smoke")
     p.add_argument("--notebooks", nargs="+", metavar="NAME", help="run only these notebooks: full names or number prefixes (03 05)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the profile's)")
+    p.add_argument("--dataset", metavar="NAME",
+                   help="with --notebooks: run them on this dataset (x-sdd, neu-cls-64 or a folder) instead "
+                        "of each one's own (03, 05, 06 default to NEU-CLS-64 when its runs are here)")
     p.add_argument("--kernel", help=f"Jupyter kernel (default: {KERNEL} if registered, else python3)")
     p.add_argument("--reuse-only", action="store_true",
                    help="train nothing: tables and figures from the finished runs only (the default for "

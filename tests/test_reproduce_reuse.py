@@ -2,13 +2,16 @@
 skipped (and say so) when none of the committed runs has one here."""
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from esg_lib import reproduce as RP
+from esg_lib.errors import UserError
 
 
 def _root(tmp_path: Path, with_folder: bool) -> Path:
@@ -90,3 +93,21 @@ def test_the_committed_reruns_match_their_records_and_the_results_page():
                 predictions = list(csv.DictReader(fh))
             assert [int(predictions[i]["label"]) for i in picks] == list(range(len(picks)))
             assert [int(predictions[i]["pred"]) for i in picks] == [int(p) for p in cam_predictions], path.parent
+
+
+def test_reproduce_dataset_option_reaches_each_named_notebook_and_needs_notebooks(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(RP, "project_root", lambda: tmp_path)
+    monkeypatch.setattr(RP, "run_notebooks", lambda profile, names, params, *a, **k:
+                        calls.append((names, params)) or RP.ReproduceReport(profile))
+    parser = argparse.ArgumentParser()
+    RP.register(parser.add_subparsers())
+    args = parser.parse_args(["reproduce", "--profile", "cpu", "--notebooks", "03", "06", "--dataset", "x-sdd"])
+    assert args.func(args) == 0
+    [(names, params)] = calls
+    assert names == ["03_model_comparison.ipynb", "06_gradcam.ipynb"]
+    assert params == {"dataset": "x-sdd", "train_missing": False}
+    args = parser.parse_args(["reproduce", "--profile", "cpu", "--dataset", "x-sdd"])
+    with pytest.raises(UserError, match="--dataset needs --notebooks"):
+        args.func(args)
+    assert len(calls) == 1
