@@ -44,7 +44,11 @@ from esg_lib.reproduce import project_root as _project_root
 __all__ = ["Experiment", "RunResult", "PAPER_MODELS", "COMPARISON_MODELS", "ABLATION_MODELS", "PROTOCOLS",
            "paper_table", "main_dataset", "paired_difference", "dataset_available", "PAPER_LABELS",
            "records_frame", "summarize", "side_by_side", "paired_differences", "protocol_table",
-           "markdown_table", "CamSet"]
+           "markdown_table", "CamSet", "GRADCAM_FILES"]
+
+# what a run needs for Fig. 13 (one of them): its checkpoint, or the maps a kept rerun saved from it
+GRADCAM_FILES = ("best.pt", CAM_FILE)
+
 
 def dataset_available(name: str) -> bool:
     """Whether a known dataset (or folder) can be loaded here without downloading."""
@@ -69,7 +73,7 @@ def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, prof
     it falls back too (e.g. NEU-CLS-64 fetched but its `cpu` runs not trained yet). With ``models``
     (the notebook's model keys) each of them needs a finished leak-free run there: the ablation
     notebook must not switch to a dataset on which only the full network has been trained. With
-    ``files`` (e.g. ``(("best.pt", "gradcam.npz"),)`` for Grad-CAM: a tuple inside means any one of them;
+    ``files`` (e.g. ``(GRADCAM_FILES,)`` for Grad-CAM: a tuple inside means any one of them;
     ``("test_features.npz",)`` for t-SNE) such a run
     must also hold them: runs trained elsewhere may come back without their checkpoints."""
     if not dataset_available(requested):
@@ -231,7 +235,7 @@ class Experiment:
     def figure_runs(self, runs: Sequence[RunResult], needs: str | Sequence[str]) -> list[RunResult]:
         """The runs a figure can draw: each run that holds the file ``needs`` (``log.jsonl`` for
         curves, ``test_confusion.csv``, ``test_features.npz``; a tuple means any one of them, as
-        ``("best.pt", "gradcam.npz")`` for Grad-CAM), else its committed rerun
+        :data:`GRADCAM_FILES` for Grad-CAM), else its committed rerun
         (``results/<profile>/reruns/``, same run id, retrained on other hardware) when that holds it.
 
         A run with neither is left out; when that leaves a model of ``runs`` without any run, the

@@ -32,8 +32,9 @@ import numpy as np
 
 from .config import ProfileRef, profile_name
 
+CAM_FILE = "gradcam.npz"   # a run's Grad-CAM maps of Fig. 13's images (written by esg_lib.engine.gradcam)
 SMALL_FILES = ("config.json", "meta.json", "metrics.json", "log.jsonl", "fps.json", "test_confusion.csv",
-               "test_report.json", "gradcam.npz")
+               "test_report.json", CAM_FILE)
 # The t-SNE figure (Fig. 12) plots one seed per model: its features are committed, the others are not.
 FEATURE_SEEDS = (0,)
 RERUNS = "reruns"

@@ -31,13 +31,12 @@ import torch.nn as nn
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+from esg_lib.engine.artifacts import CAM_FILE
 from esg_lib.errors import UserError
-
 
 __all__ = ["CAM_FILE", "CAM_IMAGES", "CAM_SEED", "CamExplanation", "StoredCams", "cam_target", "explain",
            "gradcam_maps", "load_cams", "load_run_model", "pick_images", "save_cams", "write_run_cams"]
 
-CAM_FILE = "gradcam.npz"
 CAM_IMAGES = 9      # Fig. 13 (notebook 06): one test image per class, up to nine
 CAM_SEED = 42       # numpy.random.default_rng seed of the picks
 

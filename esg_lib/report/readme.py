@@ -22,7 +22,7 @@ import pandas as pd
 from esg_lib.engine import plan as P
 from esg_lib.engine import runs as R
 from esg_lib.engine import tuning as T
-from esg_lib.engine.artifacts import RERUN_FILE, reruns_dir
+from esg_lib.engine.artifacts import CAM_FILE, RERUN_FILE, reruns_dir
 from esg_lib.engine.config import ProfileRef, get_profile, profile_name
 from esg_lib.engine.fps import load_fps
 from esg_lib.markdown import markdown_table, replace_block
@@ -188,7 +188,7 @@ def per_class_section(records, dataset: str, keys: Sequence[str]) -> str:
 
 # what each light file of a rerun lets a figure draw, in the order the table lists them
 _RERUN_FILES = (("log.jsonl", "curves"), ("test_confusion.csv", "confusion"), ("test_features.npz", "t-SNE"),
-                ("gradcam.npz", "Grad-CAM"))
+                (CAM_FILE, "Grad-CAM"))
 
 
 def reruns_section(profile: ProfileRef, results: str | Path = "results") -> str:
