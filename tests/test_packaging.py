@@ -75,13 +75,15 @@ def test_console_script_and_module_entry_point_agree() -> None:
 
 
 def test_git_ignores_what_must_never_be_committed() -> None:
-    """NEU-CLS-64 (no license) and its sample-image grid, checkpoints and run folders stay out of git."""
+    """NEU-CLS-64 (no license) and the figures showing its pictures, checkpoints and run folders stay out of git."""
     if not (PROJECT_ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     must_ignore = ["data/fetched/neu-cls-64/crazing/cr_1.bmp", "figures/cpu/data_samples_neu-cls-64.png",
-                   "figures/paper/data_samples_neu-cls-64.pdf", "runs/cpu/x-sdd/resnet18/s0-x/best.pt",
+                   "figures/paper/data_samples_neu-cls-64.pdf", "figures/cpu/fig13_gradcam_neu-cls-64.png",
+                   "runs/cpu/x-sdd/resnet18/s0-x/best.pt",
                    "weights.safetensors"]
     must_keep = ["figures/cpu/data_samples_x-sdd.png", "figures/cpu/data_counts_neu-cls-64.png",
+                 "figures/cpu/fig13_gradcam_x-sdd.png", "figures/cpu/fig12_tsne_neu-cls-64.png",
                  "results/cpu/leak_audit_neu-cls-64.md"]
     checked = subprocess.run(["git", "check-ignore", "--no-index", *must_ignore, *must_keep], cwd=PROJECT_ROOT,
                              capture_output=True, text=True)
