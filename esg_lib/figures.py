@@ -46,8 +46,8 @@ import seaborn as sns  # noqa: E402
 
 __all__ = ["set_style", "save_figure", "fit_lines", "fit_suptitle", "text_width", "saved_width",
            "title_and_layout", "show_saved", "in_kernel", "plot_activations", "plot_sample_grid",
-           "plot_class_counts", "plot_curves", "plot_confusion_matrices", "plot_tsne", "tsne_embedding", "plot_cam_grid", "plot_metric_bars",
-           "PALETTE", "MAX_WIDTH", "line_styles", "ordered_colors"]
+           "plot_class_counts", "plot_curves", "plot_confusion_matrices", "plot_tsne", "tsne_embedding",
+           "plot_cam_grid", "plot_metric_bars", "PALETTE", "MAX_WIDTH", "line_styles", "ordered_colors"]
 
 PALETTE = "colorblind"
 MAX_WIDTH = 7.1   # inches: the journal's full text width
