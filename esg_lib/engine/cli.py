@@ -40,7 +40,7 @@ def _add_common_overrides(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """The engine's commands: each one's arguments are declared by its own ``_add_<command>``."""
-    for add in (_add_train, _add_evaluate, _add_predict, _add_runs, _add_report, _add_tune, _add_fps, _add_queue, _add_verify):
+    for add in (_add_train, _add_evaluate, _add_predict, _add_runs, _add_report, _add_tune, _add_search, _add_fps, _add_queue, _add_verify):
         add(subparsers)
 
 
@@ -146,6 +146,33 @@ def _add_tune(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_tune)
+
+
+def _add_search(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("search", help="Optuna recipe search on the validation part (resumable)",
+                              description="Search each model's training recipe with Optuna (TPE sampler, "
+                              "successive-halving pruning on optimiser steps; esg_lib.engine.search): the "
+                              "same space and trial budget for every model, round-robin, on seed 0's "
+                              "validation part. Studies are journal files in RESULTS/<profile>/search/; a "
+                              "stopped search resumes (an interrupted trial is retried from its last epoch). "
+                              "The trial table goes to RESULTS/<profile>/search.md.",
+                              epilog="examples:\n  esg search --profile cpu2 --threads 2 --until 18:40\n"
+                              "  esg search --profile cpu2 --model resnet18 --trials 10\n"
+                              "  esg search --profile cpu2 --report          # rebuild the table only\n"
+                              "  setsid nohup esg search --profile cpu2 > search.log 2>&1 &",
+                              formatter_class=_FMT)
+    p.add_argument("--profile", default="cpu2")
+    p.add_argument("--model", nargs="+", default=None, metavar="KEY",
+                   help="model-table keys (default: esg-convnext resnet18 densenet121 convnextv2)")
+    p.add_argument("--trials", type=int, default=None, help="finished trials per model (default: 10)")
+    p.add_argument("--limit", type=int, default=None, help="stop after this many trials")
+    p.add_argument("--until", default=None, help="start no trial after this: '18:40' or '90m' from now")
+    p.add_argument("--out", default="runs", help="trial runs go under OUT/search/<profile>/")
+    p.add_argument("--results", default="results")
+    p.add_argument("--report", action="store_true", help="only rebuild RESULTS/<profile>/search.md")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_search)
 
 
 def _add_fps(subparsers: argparse._SubParsersAction) -> None:
@@ -423,6 +450,25 @@ def cmd_tune(args: argparse.Namespace) -> int:
         T.run_tuning(profile, tuple(args.model or T.TUNED_MODELS), args.out, args.results,
                      force=args.force, **_runtime(args))
     path = T.write_tuning_table(profile, args.results)
+    print(path.read_text())
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from . import search as S
+
+    profile = get_profile(args.profile)
+    models = tuple(args.model or S.SEARCH_MODELS)
+    unknown = [m for m in models if m not in profile.models]
+    if unknown:
+        raise UserError(f"not a row of the {profile.name} model table: {', '.join(unknown)}")
+    if args.trials is not None and args.trials < 1:
+        raise UserError("--trials must be >= 1")
+    if not args.report:
+        until = S.parse_until(args.until)
+        S.run_search(profile, models, args.trials or S.DEFAULT_TRIALS, args.out, args.results, until,
+                     args.limit, **_runtime(args))
+    path = S.write_search_table(profile, args.results, models)
     print(path.read_text())
     return 0
 

@@ -292,6 +292,26 @@ PROFILES["cpu-gap"] = dataclasses.replace(
     PROFILES["cpu"], name="cpu-gap",
     description=("the `cpu` profile's recipes, seeds and splits, with one change per experiment arm "
                  "(more optimiser steps, 128 px): why ESG-ConvNeXt trails ResNet18"))
+# Issue 33's comparison again: the `cpu` profile's data, size and splits, 5 seeds (the paper's count),
+# and for each row the winner of an equal Optuna search (:mod:`esg_lib.engine.search`, the studies
+# in results/cpu2/search/). The searched rows' recipes enter CPU2_RECIPES when their studies are
+# finished (a test checks them against the studies); until then `esg queue --profile cpu2` waits.
+# Rows not searched take their family's recipe (CPU2_FAMILY): BatchNorm CNNs ResNet18's, the
+# ConvNeXt rows ConvNeXtV2's, the ablation rows ESG-ConvNeXt's; the transformers get a search of
+# their own later (none yet).
+CPU2_RECIPES: dict[str, dict[str, Any]] = {}
+CPU2_FAMILY: dict[str, str] = {"mobilenetv3": "resnet18", "inceptionv3": "resnet18",
+                               "convnextv2-param": "convnextv2",
+                               **{f"esg-abl{k}": "esg-convnext" for k in range(1, 6)}}
+PROFILES["cpu2"] = dataclasses.replace(
+    PROFILES["cpu"], name="cpu2", seeds=(0, 1, 2, 3, 4),
+    models=_table("esg_convnext_atto", 64, "vit_tiny_patch16_224", 8, 4,
+                  recipes={**CPU2_RECIPES, **{k: CPU2_RECIPES[v] for k, v in CPU2_FAMILY.items()
+                                              if v in CPU2_RECIPES}}),
+    description=("X-SDD leak-free at 64 px, 5 seeds, each row's recipe from an equal Optuna search "
+                 "(results/cpu2/search.md)"),
+    dataset_defaults={})
+
 # Profiles that are another profile under a new name (same defaults, models, recipes and seeds):
 # they share its model table, and their time-left estimates borrow its finished runs.
 BASE_PROFILE: dict[str, str] = {"cpu-gap": "cpu"}

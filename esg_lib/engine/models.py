@@ -172,12 +172,20 @@ def _file_num_classes(path: Path, name: str) -> int | None:
     return None
 
 
-def model_for_config(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, ModelSpec]:
-    """The run's model; ``drop_path_rate`` > 0 is passed to timm (stochastic depth), and a model
-    without residual blocks to drop (timm's DenseNet, InceptionV3) is refused with a clear error."""
+def spec_for_config(cfg: TrainConfig) -> ModelSpec:
+    """The run's :class:`ModelSpec`: the table row, with ``drop_path_rate`` in its kwargs when set
+    (it is part of the spec that the run identity hashes, so the planned folder must see it too)."""
     spec = resolve_model(cfg.model, cfg.profile)
     if cfg.drop_path_rate:
         spec = dataclasses.replace(spec, kwargs={**spec.kwargs, "drop_path_rate": cfg.drop_path_rate})
+    return spec
+
+
+def model_for_config(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, ModelSpec]:
+    """The run's model; ``drop_path_rate`` > 0 is passed to timm (stochastic depth), and a model
+    without residual blocks to drop (timm's DenseNet, InceptionV3) is refused with a clear error."""
+    spec = spec_for_config(cfg)
+    if cfg.drop_path_rate:
         try:
             return build_model(spec, num_classes, cfg.img_size, cfg.pretrained_file), spec
         except TypeError as exc:

@@ -56,7 +56,7 @@ from . import provenance as P
 from . import runs as R
 from .compile import compile_model
 from .config import TrainConfig, validate
-from .models import check_input_size, model_for_config, no_weight_decay_names, resolve_model
+from .models import check_input_size, model_for_config, no_weight_decay_names, spec_for_config
 from .runtime import (Dist, gather_rng, load_checkpoint, reduce_values, resolve_device, save_checkpoint,
                       seed_everything, set_rng_state, setup_distributed, setup_threads,
                       tune_malloc)
@@ -110,7 +110,7 @@ def matching_bundle(cfg: TrainConfig, bundle: Any = None):
 def planned_run_dir(cfg: TrainConfig, bundle: Any) -> Path:
     """The folder :func:`fit` would use for ``cfg`` on ``bundle``, without building the model."""
     bundle = matching_bundle(cfg, bundle)
-    spec = resolve_model(cfg.model, cfg.profile)
+    spec = spec_for_config(cfg)
     return R.run_dir(cfg, bundle.dataset_name, R.run_hash(R.run_identity(cfg, spec, bundle.identity)))
 
 
@@ -166,24 +166,28 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_pe
 
 
 # ----------------------------------------------------------------------------------- fit
-def fit(config: TrainConfig, bundle: Any = None, force: bool = False) -> FitResult:
+def fit(config: TrainConfig, bundle: Any = None, force: bool = False,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None) -> FitResult:
     """Train (or resume, or reuse) one run and score it on the test split.
 
     ``bundle`` is a prepared :class:`esg_lib.data.DataBundle` (prepared from the config when
     omitted). A finished run with the same identity is reused unless ``force``; an unfinished one
-    resumes from its ``last.pt``.
+    resumes from its ``last.pt``. ``on_epoch`` gets each epoch's log record (a resumed run's logged
+    epochs first) after its checkpoint is written, so an exception it raises (a pruned search trial,
+    :mod:`.search`) stops the run with its state saved.
     """
     cfg = config
     validate(cfg)
     dist = setup_distributed(cfg.device)
     try:
-        return _fit(cfg, bundle, force, dist)
+        return _fit(cfg, bundle, force, dist, on_epoch)
     finally:
         if dist.initialized_here:
             torch.distributed.destroy_process_group()
 
 
-def _fit(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist) -> FitResult:
+def _fit(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist,
+         on_epoch: Callable[[dict[str, Any]], None] | None = None) -> FitResult:
     t_start = time.time()
     device = resolve_device(cfg.device, dist)
     threads = setup_threads(cfg.threads, dist)
@@ -217,6 +221,7 @@ def _fit(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist) -> FitResult:
             return done
         trainer = Trainer(cfg, bundle, model, spec, RunPlace(folder, run_id, payload), dist, device, threads,
                           t_start, fresh=force)
+        trainer.on_epoch = on_epoch
         return trainer.run()
     finally:
         lock.release()
@@ -290,6 +295,8 @@ class Trainer:
         self.meta_static: dict[str, Any] = {}
         self.common: dict[str, Any] = {}
         self.train_model: nn.Module = model
+        self.on_epoch: Callable[[dict[str, Any]], None] | None = None
+        self.last_record: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------ steps
     def run(self) -> FitResult:
@@ -297,6 +304,10 @@ class Trainer:
         self.resume()
         self._write_run_files()
         self.train_model = self._wrapped_model()
+        if self.on_epoch is not None and self.start_epoch and (self.folder / "log.jsonl").is_file():
+            for line in (self.folder / "log.jsonl").read_text().splitlines():
+                if line.strip():
+                    self.on_epoch(json.loads(line))
         for epoch in range(self.start_epoch, self.cfg.epochs):
             if self.global_step >= self.total_steps:
                 break
@@ -304,6 +315,8 @@ class Trainer:
             record.update(self.validate())
             improved = self._record_epoch(epoch, record)
             self.checkpoint(epoch, improved)
+            if self.on_epoch is not None:
+                self.on_epoch(dict(self.last_record))
         if self.run_bar is not None:
             self.run_bar.close()
         metrics = self.finish() if self.dist.main else {}
@@ -483,9 +496,10 @@ class Trainer:
         if improved:
             self.best = {"epoch": epoch + 1, "value": record.get(self.cfg.select_metric),
                          "metrics": {k: record[k] for k in ("val_loss", "val_acc", "val_f1")}}
+        self.last_record = {**record, "best": improved}
         if self.dist.main:
             with open(self.folder / "log.jsonl", "a") as fh:
-                fh.write(json.dumps({**record, "best": improved}) + "\n")
+                fh.write(json.dumps(self.last_record) + "\n")
         if self.run_bar is not None:
             self.run_bar.set_postfix(epoch=f"{epoch + 1}/{self.cfg.epochs}", loss=f"{record['train_loss']:.4f}",
                                      val_acc=_fmt(record["val_acc"]), val_f1=_fmt(record["val_f1"]))
