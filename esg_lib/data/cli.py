@@ -48,6 +48,26 @@ def data_kwargs(args: argparse.Namespace) -> dict:
     return kw
 
 
+VERIFY_EPILOG = """\
+output (stdout):
+  per-class counts (for a known dataset, the table against its manifest), then
+  byte-identical groups: N (...)      files with the same bytes, if any
+  note: skipped non-image file C/F    non-image and hidden files inside class folders
+  cannot decode: C/F: WHY             one line per bad file, WHY being one of: empty file
+                                      (0 bytes); not an image Pillow can read; truncated or
+                                      corrupt image data; decompression bomb, refused
+  and a last line, one of:
+  OK: N images, K classes (...)
+  FAILED: N of M file(s) cannot be decoded
+  DIFFERS from the committed manifest: ...
+
+exit status:
+  0  every image decodes (and a known dataset matches its manifest)
+  1  some file cannot be decoded, or a known dataset differs from its manifest
+  2  bad usage, or no dataset there (missing folder, no class folders): one line on stderr
+"""
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("data", help="datasets: list, info, verify, fetch, audit, split",
                               description="Datasets: where they are, are they intact, get them, audit splits.")
@@ -61,10 +81,16 @@ def register(subparsers) -> None:
     q.add_argument("name", choices=list(KNOWN))
     q.set_defaults(func=cmd_info)
 
-    q = sub.add_parser("verify", help="per-class counts; a known dataset is checked against its manifest")
+    q = sub.add_parser("verify", help="per-class counts, every image decoded; a known dataset is checked "
+                       "against its manifest", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Count, hash and decode every image of a dataset (with the decoder\n"
+                       "training uses); check a known dataset against its committed manifest.",
+                       epilog=VERIFY_EPILOG)
     q.add_argument("dataset", nargs="?", default="x-sdd", help="known name or folder (default x-sdd)")
-    q.add_argument("--decode", action="store_true", help="also decode every image")
-    q.set_defaults(func=cmd_verify)
+    q.add_argument("--no-decode", dest="decode", action="store_false",
+                   help="only list and hash the files (quicker; a file that cannot be decoded goes unnoticed)")
+    q.add_argument("--decode", dest="decode", action="store_true", help=argparse.SUPPRESS)  # the default now
+    q.set_defaults(func=cmd_verify, decode=True)
 
     q = sub.add_parser("fetch", help="download (or copy) a known dataset into the fetched-data folder, verified")
     q.add_argument("name", choices=list(KNOWN))
