@@ -5,14 +5,28 @@ hand-made files (a few kB) and no training: the whole file runs in seconds.
 """
 from __future__ import annotations
 
+import contextlib
+import copy
+import json
+import os
+import signal
 import struct
 import zlib
 from pathlib import Path
 
 import pytest
+import torch
 
 from esg_lib.cli import main
 from esg_lib.data.testing import make_folder_dataset, make_image
+
+RECORD = {  # a committed run record's fields that the tables read (values as esg report writes them)
+    "run": "s0-0123456789", "run_id": "0123456789abcdef", "profile": "cpu", "dataset": "x-sdd",
+    "model": "resnet18", "timm_name": "resnet18", "label": "ResNet18", "seed": 0, "status": "done",
+    "protocol": "leak-free", "variant": "abcdef12", "acc": 0.9, "precision": 0.8, "recall": 0.85, "f1": 0.82,
+    "loss": 0.3, "test_n": 272, "fps": 100.0, "params": 11_000_000, "steps": 100, "train_seconds": 10.0,
+    "hardware": "CPU test x2",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -80,3 +94,181 @@ def test_data_verify_help_documents_output_and_exit_status(capsys):
     for text in ("cannot decode: C/F: WHY", "empty file", "decompression bomb", "FAILED: N of M",
                  "exit status:", "0  every image decodes", "1  some file cannot be decoded", "2  bad usage"):
         assert text in out, text
+
+
+# ----------------------------------------------------------------------------------- run records
+def _records_folder(results: Path, profile: str = "cpu") -> Path:
+    folder = results / profile / "runs"
+    folder.mkdir(parents=True)
+    (folder / "x-sdd__resnet18__s0-0123456789.json").write_text(json.dumps(RECORD))
+    return folder
+
+
+@pytest.mark.parametrize("content, why", [
+    (b'{"model": "resnet18", "acc": 0.9', "not valid JSON"),
+    (b"", "an empty file"),
+    (b"\x89PNG\r\n\x1a\n\x00\xff", "not valid JSON"),
+    (b"[1, 2, 3]", "holds a JSON list"),
+    (b"{}", "an empty record"),
+    (json.dumps({**RECORD, "model": None}).encode(), "'model' is missing"),
+    (json.dumps({**RECORD, "seed": "zero"}).encode(), "'seed' is missing or not an integer"),
+    (json.dumps({**RECORD, "acc": "high"}).encode(), "'acc' is not a number"),
+])
+def test_a_corrupt_record_is_named_and_counted_never_skipped_in_silence(tmp_path, content, why):
+    from esg_lib.report import load_records
+    from esg_lib.report.tables import RecordWarning
+
+    folder = _records_folder(tmp_path)
+    (folder / "x-sdd__vit__s1-broken.json").write_bytes(content)
+    with pytest.warns(RecordWarning) as caught:
+        records = load_records("cpu", tmp_path)
+    assert [r["model"] for r in records] == ["resnet18"]
+    message = str(caught[0].message)
+    assert "skipped 1 of 2 run record(s)" in message and "x-sdd__vit__s1-broken.json" in message
+    assert why in message and "using the other 1" in message
+
+
+def test_esg_report_says_how_many_records_it_skipped(tmp_path, capsys):
+    from esg_lib.report.tables import RecordWarning
+
+    folder = _records_folder(tmp_path / "results")
+    (folder / "x-sdd__vit__s1-broken.json").write_text('{"truncated": ')
+    with pytest.warns(RecordWarning, match=r"skipped 1 of 2 .*x-sdd__vit__s1-broken\.json: not valid JSON"):
+        code = main(["report", "--profile", "cpu", "--out", str(tmp_path / "runs"),
+                     "--results", str(tmp_path / "results")])
+    assert code == 0
+    table = (tmp_path / "results" / "cpu" / "x-sdd.csv").read_text()
+    assert "resnet18" in table and "vit" not in table      # built from the good record alone
+
+
+# ----------------------------------------------------------------------------------- checkpoints
+class _RunsCode:
+    """Pickles into a call of ``exec``: what an untrusted checkpoint could hide."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.marker)!r}, 'w').write('ran')",))
+
+
+def _bad_checkpoints(tmp: Path) -> dict[str, tuple[Path, str]]:
+    """name -> (file, what the one error line must say)."""
+    good = tmp / "good.pt"
+    torch.save({"model": {"w": torch.zeros(64)}, "model_spec": {"name": "resnet18"}}, good)
+    whole = good.read_bytes()
+    files = {
+        "random bytes": (os.urandom(4096), "not a PyTorch checkpoint"),
+        "truncated": (whole[: len(whole) // 2], "truncated or damaged"),
+        "empty": (b"", "empty (0 bytes)"),
+        "text": (b"hello\n", "not a PyTorch checkpoint"),
+    }
+    out = {}
+    for name, (data, why) in files.items():
+        path = tmp / f"{name.replace(' ', '-')}.pt"
+        path.write_bytes(data)
+        out[name] = (path, why)
+    torch.save([1, 2, 3], tmp / "list.pt")
+    out["wrong type (a list)"] = (tmp / "list.pt", "holds a list, not the contents of an esg training checkpoint")
+    torch.save({"model": {}, "epoch": 3}, tmp / "partial.pt")
+    out["dict without the run's description"] = (tmp / "partial.pt", "not an esg training checkpoint (no model_spec")
+    torch.save({"model": {}, "model_spec": {"label": "x"}, "config": {}, "num_classes": 7, "class_names": [],
+                "mean": [0.5], "std": [0.5]}, tmp / "damaged.pt")
+    out["damaged model description"] = (tmp / "damaged.pt", "its model description is damaged")
+    torch.save({"model": _RunsCode(tmp / "marker")}, tmp / "code.pt")
+    out["pickle that runs code"] = (tmp / "code.pt", "refuses to load such objects")
+    return out
+
+
+def test_a_checkpoint_that_fails_to_load_is_one_line_in_our_words(tmp_path, capsys):
+    bad = _bad_checkpoints(tmp_path)
+    for name, (path, why) in bad.items():
+        for argv in (["predict", "--checkpoint", str(path), str(tmp_path / "a.png")],
+                     ["evaluate", "--checkpoint", str(path)]):
+            line = _one_line_error(capsys, main(argv))
+            assert line.startswith(f"esg {argv[0]}: error: cannot read checkpoint {path}: "), (name, line)
+            assert why in line, (name, line)
+            assert "weights_only" not in line and "trust" not in line, (name, line)   # never PyTorch's advice
+    assert not (tmp_path / "marker").exists()          # loading stays weights_only: the code never ran
+
+
+def test_checkpoints_still_load_with_weights_only(monkeypatch, tmp_path):
+    from esg_lib.engine import runtime
+
+    seen = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(runtime.torch, "load", spy)
+    runtime.save_checkpoint(tmp_path / "last.pt", {"w": torch.ones(3)})
+    assert torch.equal(runtime.load_checkpoint(tmp_path / "last.pt")["w"], torch.ones(3))
+    assert seen == [True]
+
+
+# ----------------------------------------------------------------------------------- nothing half-written
+@contextlib.contextmanager
+def file_size_limit(limit: int):
+    """Writes past ``limit`` bytes fail with EFBIG, as on a full disk (RLIMIT_FSIZE; Linux/macOS)."""
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+
+
+def _only(folder: Path, *names: str) -> None:
+    assert sorted(p.name for p in folder.iterdir()) == sorted(names)   # no temporary file left behind
+
+
+def test_a_failed_checkpoint_save_leaves_the_previous_one_whole(tmp_path):
+    from esg_lib.engine.runtime import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"epoch": 1, "w": torch.zeros(8)})
+    before = path.read_bytes()
+    with file_size_limit(64 * 1024), pytest.raises(Exception):
+        save_checkpoint(path, {"epoch": 2, "w": torch.zeros(256 * 1024)})   # 1 MB: the "disk" fills up
+    assert path.read_bytes() == before and load_checkpoint(path)["epoch"] == 1
+    _only(tmp_path, "last.pt")
+
+
+def test_checkpoint_bytes_are_those_of_a_direct_save(tmp_path):
+    from esg_lib.engine.runtime import save_checkpoint
+
+    payload = {"epoch": 1, "w": torch.arange(10.0)}
+    (tmp_path / "direct").mkdir()
+    torch.save(payload, tmp_path / "direct" / "best.pt")
+    save_checkpoint(tmp_path / "best.pt", payload)
+    assert (tmp_path / "best.pt").read_bytes() == (tmp_path / "direct" / "best.pt").read_bytes()
+
+
+def test_a_failed_record_write_leaves_the_previous_one_whole(tmp_path):
+    from esg_lib.engine.runs import read_json, write_json
+
+    path = tmp_path / "metrics.json"
+    write_json(path, {"status": "done"})
+    before = path.read_text()
+    assert before == json.dumps({"status": "done"}, indent=1)            # same text as before the change
+    with file_size_limit(4096), pytest.raises(OSError):
+        write_json(path, {"status": "done", "log": ["x" * 100] * 1000})
+    assert path.read_text() == before and read_json(path) == {"status": "done"}
+    _only(tmp_path, "metrics.json")
+
+
+def test_a_failed_table_write_leaves_the_previous_tables_whole(tmp_path):
+    from esg_lib.report import aggregate_records, write_tables
+
+    write_tables(aggregate_records([RECORD]), tmp_path, "cpu")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == ["x-sdd.csv", "x-sdd.md"]
+    many = [{**copy.deepcopy(RECORD), "model": f"model-{i:03d}", "label": f"Model {i}"} for i in range(200)]
+    with file_size_limit(4096), pytest.raises(OSError):
+        write_tables(aggregate_records(many), tmp_path, "cpu")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -26,17 +26,46 @@ from .train import prepare_bundle
 __all__ = ["load_run_model", "evaluate_checkpoint", "predict_images", "load_image"]
 
 
+# what every checkpoint written by ``esg train`` holds (best.pt and last.pt alike), and what use needs
+CHECKPOINT_KEYS = ("model", "model_spec", "config", "num_classes", "class_names", "mean", "std")
+
+
 def load_run_model(path: str | Path, device: str = "auto"):
-    """``(checkpoint dict, model in eval mode, device)`` from an ``esg train`` checkpoint."""
+    """``(checkpoint dict, model in eval mode, device)`` from an ``esg train`` checkpoint.
+
+    A file that is not one (unreadable, truncated, random bytes, another program's pickle, a
+    checkpoint whose weights do not fit the model it names) raises one :class:`UserError` line naming
+    it; loading stays ``weights_only`` (see :func:`.runtime.load_checkpoint`).
+    """
     ck = load_checkpoint(path)
-    if not isinstance(ck, dict) or "model" not in ck or "model_spec" not in ck:
-        raise UserError(f"{path} is not an esg training checkpoint")
-    s = ck["model_spec"]
-    spec = ModelSpec(s["label"], s["name"], s.get("kwargs") or {}, s.get("min_input"))
-    model = build_model(spec, ck["num_classes"], ck["config"]["img_size"])
-    model.load_state_dict(ck["model"])
+    if not isinstance(ck, dict):
+        raise UserError(f"cannot read checkpoint {path}: it holds a {type(ck).__name__}, not the contents of "
+                        "an esg training checkpoint (a last.pt or best.pt written by esg train)")
+    missing = [k for k in CHECKPOINT_KEYS if k not in ck]
+    if missing:
+        raise UserError(f"cannot read checkpoint {path}: it is not an esg training checkpoint (no "
+                        f"{', '.join(missing)}); use a last.pt or best.pt written by esg train")
+    try:
+        s = ck["model_spec"]
+        spec = ModelSpec(s["label"], s["name"], s.get("kwargs") or {}, s.get("min_input"))
+        model = build_model(spec, int(ck["num_classes"]), int(ck["config"]["img_size"]))
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged description of the model
+        raise UserError(f"cannot read checkpoint {path}: its model description is damaged "
+                        f"({type(exc).__name__}: {_first_line(exc)})") from None
+    try:
+        model.load_state_dict(ck["model"])
+    except Exception as exc:  # noqa: BLE001 - missing, extra or misshapen weights
+        raise UserError(f"cannot read checkpoint {path}: its weights do not fit the model it names "
+                        f"({spec.label}): {_first_line(exc)}") from None
     dev = resolve_device(device, Dist())
     return ck, model.to(dev).eval(), dev
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return " ".join(lines[:2])[:limit] if lines else type(exc).__name__
 
 
 def evaluate_checkpoint(path: str | Path, dataset: str | None = None, split: str = "test",

@@ -41,6 +41,7 @@ from .artifacts import export_artifacts
 from .config import ModelSpec, ProfileRef, TrainConfig, identity_fields, profile_name, result_fields
 from .models import build_model
 from .provenance import hardware_text
+from .runtime import atomic_write
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -162,10 +163,11 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
+    """``obj`` as JSON, written whole or not at all (:func:`~.runtime.atomic_write`: a temporary file
+    of its own, synced, then ``os.replace``); the text is serialised before the file is touched."""
+    text = json.dumps(obj, indent=1, default=str)
+    with atomic_write(path) as fh:
+        fh.write(text)
 
 
 # ----------------------------------------------------------------------------------- listing

@@ -6,14 +6,18 @@ are no-ops for one process, so the trainer calls them unconditionally.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import random
+import re
+import secrets
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Iterator
 
 import numpy as np
 import torch
@@ -138,20 +142,92 @@ def _to_tuples(x: Any) -> Any:
     return tuple(_to_tuples(v) for v in x) if isinstance(x, list) else x
 
 
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "w", **open_kw: Any) -> Iterator[IO]:
+    """Open a temporary file beside ``path`` for writing; on success it is flushed, synced and renamed
+    over ``path`` (``os.replace``, atomic on one file system), on any error (disk full, a kill signal
+    turned into ``SystemExit``) it is removed. A reader, or a process killed mid-write, therefore
+    sees either the old file or the new one, never half of one. The temporary name is unique
+    (``.<name>.<pid>.<random>.tmp``), so two writers of one path never share a temporary file, and it
+    is created with the usual permissions (0666 less the umask), so the final file's mode is unchanged.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    try:
+        with os.fdopen(fd, mode, **open_kw) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` to a temporary file beside ``path``, synced, then ``os.replace``-d over it: a save
+    that is killed or fails (disk full) leaves the previous checkpoint whole, and the temporary file
+    is removed on any error that Python sees. The temporary name keeps ``path``'s stem before its
+    last dot (``last.tmp-<pid>-<random>``): ``torch.save`` names the archive's inner folder after it,
+    so the bytes are those a direct save to ``path`` would write."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        torch.save(payload, tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def _checkpoint_problem(path: Path, exc: BaseException) -> str:
+    """Why ``path`` could not be loaded, in this project's words. PyTorch's own message is never
+    passed on: for a file that is not a plain checkpoint it advises loading it with pickle's full
+    power, which for a file of unknown origin means running whatever code it holds."""
+    text = str(exc)
+    if path.stat().st_size == 0:
+        return "the file is empty (0 bytes)"
+    found = _UNSUPPORTED_GLOBAL.search(text)
+    if found:
+        return (f"it refers to a Python object ({found.group(1)}) that a checkpoint written by esg train "
+                "never holds, and esg refuses to load such objects because unpickling them can run code")
+    if "central directory" in text or "zip archive" in text or isinstance(exc, EOFError):
+        return "the file is truncated or damaged (an interrupted copy or download?)"
+    return "it is not a PyTorch checkpoint, or its bytes are damaged"
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's contents, loaded with ``weights_only=True`` (tensors and plain values only).
+
+    Any file that fails to load raises one :class:`UserError` line naming the file and saying why in
+    this project's words (see :func:`_checkpoint_problem`); PyTorch's warnings about odd files are
+    kept out of the output.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
-        raise UserError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0][:200]}") from None
+        try:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else _checkpoint_problem(path, exc)
+        except OSError as os_exc:  # the file went away or became unreadable meanwhile
+            why = os_exc.strerror or type(os_exc).__name__
+        raise UserError(f"cannot read checkpoint {path}: {why}; use a last.pt or best.pt written by "
+                        "esg train") from None
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -25,6 +25,7 @@ import pandas as pd
 
 from esg_lib.engine.config import BASE_PROFILE, ProfileRef, get_profile
 from esg_lib.engine.plan import PIVOTAL, expected_variant, plan
+from esg_lib.engine.runtime import atomic_write
 from esg_lib.markdown import markdown_table, replace_block
 
 from .frames import paired_difference, records_frame
@@ -230,9 +231,12 @@ def write_gap_report(profile: ProfileRef = "cpu-gap", results: str | Path = "res
     out.mkdir(parents=True, exist_ok=True)
     frame = arm_frame(prof, results)
     md, csv = out / f"gap_{DATASET}.md", out / f"gap_{DATASET}.csv"
-    md.write_text(gap_markdown(prof, results, frame=frame))
+    markdown = gap_markdown(prof, results, frame=frame)
+    with atomic_write(md) as fh:  # whole or not at all (a temporary file, then os.replace)
+        fh.write(markdown)
     cols = ["arm", "key", "model", "seed", "epochs", "img_size", "steps", "acc", "f1", "train_seconds"]
-    frame.sort_values(["epochs", "img_size", "key", "seed"])[cols].to_csv(csv, index=False, float_format="%.6g")
+    with atomic_write(csv, "w", newline="") as fh:
+        frame.sort_values(["epochs", "img_size", "key", "seed"])[cols].to_csv(fh, index=False, float_format="%.6g")
     written = [md, csv]
     if figures is not None and len(frame):
         from esg_lib.figures import save_figure
