@@ -299,6 +299,8 @@ PROFILES["cpu-gap"] = dataclasses.replace(
 # Rows not searched take their family's recipe (CPU2_FAMILY): BatchNorm CNNs ResNet18's, the
 # ConvNeXt rows ConvNeXtV2's, the ablation rows ESG-ConvNeXt's; the transformers get a search of
 # their own later (none yet).
+# Searched on their own (esg search), ESG-ConvNeXt and the rows it is compared with most closely first.
+SEARCH_MODELS: tuple[str, ...] = ("esg-convnext", "resnet18", "densenet121", "convnextv2")
 CPU2_RECIPES: dict[str, dict[str, Any]] = {}
 CPU2_FAMILY: dict[str, str] = {"mobilenetv3": "resnet18", "inceptionv3": "resnet18",
                                "convnextv2-param": "convnextv2",

@@ -87,9 +87,24 @@ _GAP_PLAN = (
           "the backbone alone at 128 px", {"img_size": 128}),
 )
 
+# Issue 33's comparison again, in the order the issue fixes: the five pivotal rows first (ESG-ConvNeXt,
+# ablation row 4 = everything but PReLU, ResNet18, DenseNet121, ConvNeXtV2-atto), then the rest of
+# Table 3, then ablation rows 1-3. Every row trains on its search winner's recipe (config.CPU2_RECIPES),
+# so a row waits in the queue until its search (or its family's) is finished.
+CPU2_PIVOTAL = ("esg-convnext", "esg-abl4", "resnet18", "densenet121", "convnextv2")
+_CPU2_PLAN = (
+    Stage("X-SDD pivotal rows (searched recipes)", "x-sdd", "leak-free", CPU2_PIVOTAL,
+          "ESG-ConvNeXt against ResNet18 and DenseNet121, PReLU's effect (row 5 vs row 4), the backbone"),
+    Stage("X-SDD: the rest of Table 3", "x-sdd", "leak-free",
+          tuple(k for k in COMPARISON if k not in CPU2_PIVOTAL), "the paper's other baselines"),
+    Stage("X-SDD ablation (Table 2 rows 1-3)", "x-sdd", "leak-free", ABLATION[:3],
+          "the attention's effect (row 4 vs row 3) and the earlier rows"),
+)
+
 PLANS: dict[str, tuple[Stage, ...]] = {
     "cpu": _FULL_PLAN,
     "cpu-gap": _GAP_PLAN,
+    "cpu2": _CPU2_PLAN,
     "paper": _FULL_PLAN,
     "smoke": (Stage("smoke: ESG-ConvNeXt and ResNet18", "x-sdd", "leak-free", ("esg-convnext", "resnet18")),),
 }

@@ -51,10 +51,8 @@ from typing import Any, Mapping, Sequence
 from esg_lib.errors import UserError
 from esg_lib.markdown import markdown_rows
 
-from .config import ProfileRef, TrainConfig, build_config, get_profile, profile_name
+from .config import SEARCH_MODELS, ProfileRef, TrainConfig, build_config, get_profile, profile_name
 
-# Searched on their own, ESG-ConvNeXt and the rows it is compared with most closely first.
-SEARCH_MODELS: tuple[str, ...] = ("esg-convnext", "resnet18", "densenet121", "convnextv2")
 SEARCH_SEED = 0                      # seed 0's split; its test part is never read
 SCORE_EPOCHS = 3
 STARTUP_TRIALS = 4                   # random trials before TPE, and finished trials before pruning

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from esg_lib.markdown import markdown_rows
 
-from .config import SHARED_RECIPE, ConfigError, ProfileRef, TrainConfig, build_config, get_profile, profile_name
+from .config import CPU2_FAMILY, CPU2_RECIPES, SEARCH_MODELS, SHARED_RECIPE, ConfigError, ProfileRef, TrainConfig, build_config, get_profile, profile_name
 
 TUNED_FIELDS: tuple[str, ...] = ("lr", "online_augment", "label_smoothing")
 # ESG-ConvNeXt and its two closest references first, then the paper's other baselines: every
@@ -37,6 +37,8 @@ TUNED_MODELS: tuple[str, ...] = ("esg-convnext", "resnet18", "convnextv2", "mobi
 # Profiles whose production runs wait for their row's tuning (esg queue skips them until then).
 TUNING_REQUIRED: dict[str, tuple[str, ...]] = {"cpu": TUNED_MODELS}
 TUNING_SEED = 0
+# Profiles whose rows take their recipe from the Optuna search instead of this grid.
+SEARCHED_PROFILES: tuple[str, ...] = ("cpu2",)
 
 
 def _candidate(name: str, lr: float, online_augment: bool, label_smoothing: float) -> dict[str, Any]:
@@ -204,6 +206,8 @@ def write_tuning_table(profile: ProfileRef, results: str | Path = "results") -> 
 def recipe_ready(profile: ProfileRef, model: str, results: str | Path = "results") -> tuple[bool, str]:
     """Whether production runs of ``model`` may start: its row (or the row whose recipe it shares)
     needs no tuning in this profile, or its tuning is finished and the table holds the winner."""
+    if profile_name(profile) in SEARCHED_PROFILES:
+        return searched_recipe_ready(profile, model)
     key = SHARED_RECIPE.get(model, model)
     if key not in TUNING_REQUIRED.get(profile_name(profile), ()):
         return True, ""
@@ -217,6 +221,19 @@ def recipe_ready(profile: ProfileRef, model: str, results: str | Path = "results
         return False, (f"the {prof.name} model table's recipe for {key} ({have}) is not the tuning winner "
                        f"{won['name']!r} ({won['fields']}): update the profile's recipes")
     return True, ""
+
+
+def searched_recipe_ready(profile: ProfileRef, model: str) -> tuple[bool, str]:
+    """For a profile whose recipes come from :mod:`.search` (`cpu2`): ready when the row's recipe,
+    or its family's (:data:`~.config.CPU2_FAMILY`), is in :data:`~.config.CPU2_RECIPES`."""
+    key = CPU2_FAMILY.get(model, model)
+    if key in CPU2_RECIPES:
+        return True, ""
+    name = profile_name(profile)
+    if key in SEARCH_MODELS:
+        return False, (f"the search of {key} is not finished (esg search --profile {name}; its winner then goes "
+                       f"into CPU2_RECIPES)")
+    return False, f"{model} has no searched recipe yet (no {name} search covers it)"
 
 
 def adopt_tuning_run(cfg: TrainConfig, run_folder: Path) -> bool:

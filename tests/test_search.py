@@ -1,0 +1,186 @@
+"""The Optuna recipe search (esg_lib.engine.search, `esg search`) and the `cpu2` profile it feeds."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from esg_lib.cli import main as cli_main
+from esg_lib.engine import search as S
+from esg_lib.engine import train as train_module
+from esg_lib.engine.config import CPU2_FAMILY, CPU2_RECIPES, SEARCH_MODELS, build_config
+from esg_lib.engine.tuning import recipe_ready
+from esg_lib.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------------- pure parts
+def test_online_only_trials_get_the_same_optimiser_steps_as_offline_ones():
+    params = {**S.cpu_recipe_params("resnet18"), "steps": 915}
+    offline = S.recipe_fields({**params, "data": "offline x4"}, train_images=3912, batch_size=64)
+    online = S.recipe_fields({**params, "data": "online"}, train_images=978, batch_size=64)
+    assert offline["epochs"] * (3912 // 64) == 915
+    assert abs(online["epochs"] * (978 // 64) - 915) <= 978 // 64
+    assert (offline["augment_copies"], online["augment_copies"]) == (3, 0)
+    assert online["online_augment"] and not offline["online_augment"]
+
+
+@pytest.mark.parametrize("model", SEARCH_MODELS)
+def test_the_cpu_recipe_is_a_point_of_the_search_space(model):
+    """Trial 0 of each study is the `cpu` recipe: the same training fields, expressed in the space."""
+    cfg = build_config("cpu", model=model)
+    fields = S.recipe_fields(S.cpu_recipe_params(model), train_images=3912, batch_size=cfg.batch_size)
+    assert fields == {k: getattr(cfg, k) for k in S.RECIPE_FIELDS}
+    space = S.distributions(model)
+    for name, value in S.cpu_recipe_params(model).items():
+        assert space[name]._contains(space[name].to_internal_repr(value)), name
+
+
+def test_running_score_is_the_mean_of_the_last_epochs():
+    assert S.running_score([0.1, 0.5, 0.6, 0.7]) == pytest.approx((0.5 + 0.6 + 0.7) / 3)
+    assert S.running_score([0.4]) == 0.4
+    assert S.running_score([None, None]) is None
+
+
+def _log(train, val):
+    return [{"train_acc": t, "val_acc": v, "step": 10 * (i + 1)} for i, (t, v) in enumerate(zip(train, val))]
+
+
+def test_curve_verdicts():
+    assert S.curve_verdict(_log([0.5, 0.7, 0.8, 0.84], [0.6, 0.81, 0.86, 0.88])) == "under-trained"
+    assert S.curve_verdict(_log([0.9, 1.0, 1.0], [0.5, 0.52, 0.52])) == "memorising"
+    assert S.curve_verdict(_log([0.9, 0.97, 0.98], [0.9, 0.95, 0.94])) == "converged"
+    assert S.curve_verdict([]) == "no epochs"
+
+
+def test_until_accepts_minutes_and_clock_times_and_refuses_the_rest():
+    import time
+
+    assert S.parse_until(None) is None
+    assert S.parse_until("30m") == pytest.approx(time.time() + 1800, abs=5)
+    assert isinstance(S.parse_until("18:40"), float)
+    with pytest.raises(S.SearchError, match="--until"):
+        S.parse_until("soon")
+
+
+# ----------------------------------------------------------------------------------- adopting `cpu`
+def test_the_cpu_trial_is_adopted_once_from_its_committed_rerun_log(tmp_path):
+    found = S.rerun_log("resnet18", ROOT / "results")
+    if found is None:
+        pytest.skip("no committed resnet18 seed-0 rerun")
+    (tmp_path / "cpu" / "reruns" / "x-sdd").mkdir(parents=True)
+    src = found[0].parent
+    dst = tmp_path / "cpu" / "reruns" / "x-sdd" / "resnet18" / src.name
+    dst.mkdir(parents=True)
+    for name in ("log.jsonl", "metrics.json", "meta.json", "config.json"):
+        (dst / name).write_bytes((src / name).read_bytes())
+    study = S.load_study("cpu2", "resnet18", tmp_path, create=True)
+    assert S.adopt_cpu_trial(study, "resnet18", tmp_path)
+    assert not S.adopt_cpu_trial(study, "resnet18", tmp_path)   # once
+    (trial,) = study.trials
+    accs = [json.loads(line)["val_acc"] for line in (src / "log.jsonl").read_text().splitlines()]
+    assert trial.value == pytest.approx(sum(accs[-3:]) / 3)
+    assert trial.user_attrs["val_n"] == json.loads((src / "metrics.json").read_text())["split_sizes"]["val"]
+    assert not any("test" in key for key in trial.user_attrs)
+
+
+# ----------------------------------------------------------------------------------- running
+@pytest.fixture
+def tiny_search(monkeypatch):
+    """Budgets small enough for the smoke profile: 1-2 epochs of 18 steps, offline data only."""
+    monkeypatch.setattr(S, "STEP_BUDGETS", (20, 40))
+    monkeypatch.setattr(S, "MIN_RESOURCE_STEPS", 10)
+    monkeypatch.setattr(S, "STARTUP_TRIALS", 1)
+    monkeypatch.setattr(S, "DATA_MODES", {"offline x4": {"augment_copies": 3, "online_augment": False}})
+
+
+def test_a_search_runs_round_robin_writes_its_studies_and_table(tmp_path, tiny_search):
+    ran = S.run_search("smoke", ("resnet18", "convnextv2"), n_trials=2, out=tmp_path / "runs",
+                       results=tmp_path / "results", threads=1, progress=False)
+    assert ran == 4
+    for model in ("resnet18", "convnextv2"):
+        assert S.study_path("smoke", model, tmp_path / "results").is_file()
+        rows = S.trial_rows("smoke", model, tmp_path / "results")
+        assert [r["state"] for r in rows].count("RUNNING") == 0 and len(rows) == 2
+        assert all(r["steps_done"] and r["fields"] for r in rows)
+    table = (tmp_path / "results" / "smoke" / "search.md").read_text()
+    # two trial rows and one budget row per model
+    assert table.count("| resnet18 |") == 3 and table.count("| convnextv2 |") == 3
+    # a finished search runs nothing more
+    assert S.run_search("smoke", ("resnet18", "convnextv2"), n_trials=2, out=tmp_path / "runs",
+                        results=tmp_path / "results", threads=1, progress=False) == 0
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing in the search catches it."""
+
+
+def test_a_killed_trial_is_retried_with_its_parameters_and_resumes_its_run(tmp_path, tiny_search, monkeypatch):
+    monkeypatch.setattr(S, "STEP_BUDGETS", (40,))
+
+    def kill_in_epoch_two(step):
+        if step == 25:
+            raise _Killed()
+
+    monkeypatch.setattr(train_module, "STEP_HOOK", kill_in_epoch_two)
+    with pytest.raises(_Killed):
+        S.run_search("smoke", ("resnet18",), n_trials=1, out=tmp_path / "runs", results=tmp_path / "results",
+                     threads=1, progress=False)
+    monkeypatch.setattr(train_module, "STEP_HOOK", None)
+    # the killed process left its trial RUNNING and its run folder with epoch 1 logged
+    (first,) = S.load_study("smoke", "resnet18", tmp_path / "results").trials
+    assert first.state.name == "RUNNING"
+    logs = list((tmp_path / "runs").rglob("log.jsonl"))
+    assert len(logs) == 1 and len(logs[0].read_text().splitlines()) == 1
+
+    assert S.run_search("smoke", ("resnet18",), n_trials=1, out=tmp_path / "runs", results=tmp_path / "results",
+                        threads=1, progress=False) == 1
+    failed, retry = S.load_study("smoke", "resnet18", tmp_path / "results").trials
+    assert failed.state.name == "FAIL" and retry.state.name == "COMPLETE"
+    assert retry.params == first.params and retry.user_attrs["retry_of"] == first.number
+    assert list((tmp_path / "runs").rglob("log.jsonl")) == logs            # the same run folder, resumed
+    assert [json.loads(line)["epoch"] for line in logs[0].read_text().splitlines()] == [1, 2]
+    assert sorted(retry.intermediate_values) == [18, 36]                  # epoch 1 replayed to the pruner
+
+
+def test_a_second_search_of_the_same_model_is_refused(tmp_path):
+    from esg_lib.engine import runs as R
+
+    lock = R.RunLock(S.study_path("smoke", "resnet18", tmp_path).with_suffix(".search")).acquire()
+    try:
+        with pytest.raises(S.SearchError, match="another process"):
+            S.run_search("smoke", ("resnet18",), n_trials=1, out=tmp_path / "runs", results=tmp_path)
+    finally:
+        lock.release()
+
+
+# ----------------------------------------------------------------------------------- cpu2 and the CLI
+def test_cpu2_rows_wait_for_their_search_and_recipes_match_the_committed_winners():
+    results = ROOT / "results"
+    for model, recipe in CPU2_RECIPES.items():
+        best = S.winner("cpu2", model, results)
+        assert best is not None, f"{model}: CPU2_RECIPES holds a recipe but no committed study has a winner"
+        assert len([r for r in S.trial_rows("cpu2", model, results)
+                    if r["state"] in ("COMPLETE", "PRUNED")]) >= S.DEFAULT_TRIALS
+        assert recipe == {k: best["fields"][k] for k in S.RECIPE_FIELDS}
+    for model in SEARCH_MODELS:
+        ready, why = recipe_ready("cpu2", model)
+        assert ready == (model in CPU2_RECIPES), why
+    for row, family in CPU2_FAMILY.items():
+        assert recipe_ready("cpu2", row)[0] == (family in CPU2_RECIPES)
+
+
+def test_search_cli_refuses_bad_arguments_in_one_line(tmp_path, capsys):
+    assert cli_main(["search", "--profile", "cpu2", "--model", "nope", "--results", str(tmp_path)]) == 2
+    assert "not a row" in capsys.readouterr().err
+    assert cli_main(["search", "--profile", "cpu2", "--until", "later", "--results", str(tmp_path)]) == 2
+    assert "--until" in capsys.readouterr().err
+    assert cli_main(["search", "--profile", "cpu2", "--report", "--results", str(tmp_path)]) == 0
+    assert "No `cpu2` search studies" in (tmp_path / "cpu2" / "search.md").read_text()
+
+
+def test_report_of_a_missing_study_names_the_command():
+    with pytest.raises(UserError, match="esg search"):
+        S.load_study("cpu2", "resnet18", "/nonexistent-results")
