@@ -1,0 +1,482 @@
+"""The hand-written prose around the generated tables says what the committed records say (issue 34).
+
+Every number below is recomputed here from the committed run records (``results/cpu/runs/*.json``,
+``results/cpu-gap/runs/*.json``), the committed reruns (``results/cpu/reruns/**``: ``rerun.json``,
+``metrics.json``, ``config.json``, ``meta.json``), the generated tables (``results/cpu/*.csv``) and the
+paper's own numbers (``esg_lib/paper_results.csv``), then looked for in the README, ``docs/`` and the
+notebooks' markdown. Nothing here is a typed result: a record that changes makes the prose that quoted
+it fail, so the prose has to be rewritten with the record.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import re
+import statistics
+from collections.abc import Iterable, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import PROJECT_ROOT
+
+RESULTS = PROJECT_ROOT / "results"
+WORDS = {n: w for n, w in enumerate("zero one two three four five six seven eight nine ten".split())}
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+def _json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+@cache
+def records(profile: str = "cpu") -> tuple[dict[str, Any], ...]:
+    found = tuple(_json(p) for p in sorted((RESULTS / profile / "runs").glob("*.json")))
+    assert found, f"no records under results/{profile}/runs"
+    return found
+
+
+@cache
+def reruns() -> tuple[dict[str, Any], ...]:
+    """Each committed rerun: its verdict (``rerun.json``) with the folder's other light files."""
+    out = []
+    for path in sorted((RESULTS / "cpu" / "reruns").glob("**/rerun.json")):
+        folder = path.parent
+        out.append({"dir": folder, "dataset": folder.parts[-3], "model": folder.parts[-2],
+                    "run": folder.name, "seed": int(folder.name.split("-")[0][1:]),
+                    "verdict": _json(path), "metrics": _json(folder / "metrics.json"),
+                    "config": _json(folder / "config.json"), "meta": _json(folder / "meta.json")})
+    assert out, "no committed reruns"
+    return tuple(out)
+
+
+@cache
+def paper() -> tuple[dict[str, str], ...]:
+    lines = [ln for ln in (PROJECT_ROOT / "esg_lib" / "paper_results.csv").read_text().splitlines()
+             if ln and not ln.startswith("#")]
+    return tuple(csv.DictReader(lines))
+
+
+def table(name: str) -> list[dict[str, str]]:
+    with open(RESULTS / "cpu" / name, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def run_seconds(rec: dict[str, Any]) -> float:
+    """What a finished run cost: ``wall_seconds`` covers only the process that finished it, while
+    ``train_seconds`` adds up every process of a resumed run; the larger is the run's cost (the rule of
+    the progress table, ``plan.record_seconds``)."""
+    return max(float(rec.get("wall_seconds") or 0.0), float(rec.get("train_seconds") or 0.0))
+
+
+def comparison_models() -> list[str]:
+    """The comparison rows: every model with NEU-CLS-64 records (the ablation rows have none)."""
+    models = sorted({r["model"] for r in records() if r["dataset"] == "neu-cls-64"})
+    assert len(models) == 9 and "esg-convnext" in models and "resnet18" in models
+    return models
+
+
+def seed0_split(dataset: str) -> dict[str, int]:
+    """Seed 0's leak-free split in original images, from a seed-0 rerun (its metrics and data identity)."""
+    rr = next(r for r in reruns() if r["dataset"] == dataset and r["seed"] == 0)
+    data = rr["config"]["identity"]["data"]
+    assert data["protocol"] == "leak-free"
+    sizes, copies = rr["metrics"]["split_sizes"], data["augment_copies"]
+    assert sizes["train"] % (copies + 1) == 0
+    split = {"train": sizes["train"] // (copies + 1), "val": sizes["val"], "test": sizes["test"],
+             "train_augmented": sizes["train"], "images": data["n_images_in_folder"], "copies": copies,
+             "steps_per_epoch": rr["metrics"]["steps_per_epoch"], "batch": rr["config"]["config"]["batch_size"]}
+    assert split["train"] + split["val"] + split["test"] == split["images"]
+    return split
+
+
+# --------------------------------------------------------------------------------------------- prose
+
+def _flat(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+@cache
+def prose(rel: str) -> str:
+    """A page's text with line breaks and runs of spaces made single spaces (prose is wrapped freely);
+    a notebook's markdown cells only."""
+    path = PROJECT_ROOT / rel
+    if path.suffix == ".ipynb":
+        cells = json.loads(path.read_text())["cells"]
+        text = "\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    else:
+        text = path.read_text()
+    return _flat(text)
+
+
+def assert_says(rel: str, *fragments: str) -> None:
+    text = prose(rel)
+    for fragment in fragments:
+        assert _flat(fragment) in text, f"{rel} should say (from the records): {fragment!r}"
+
+
+def assert_never_says(rel: str, *fragments: str) -> None:
+    text = prose(rel)
+    for fragment in fragments:
+        assert _flat(fragment) not in text, f"{rel} still says {fragment!r}, which the records contradict"
+
+
+def signed(x: float, digits: int = 2) -> str:
+    """``+4.03`` / ``−3.66`` (typographic minus, as the docs write it) / ``0.00``."""
+    text = f"{abs(x):.{digits}f}"
+    if float(text) == 0:
+        return text
+    return ("+" if x > 0 else "−") + text
+
+
+def listed(names: Sequence[str]) -> str:
+    """``A``, ``A and B``, ``A, B and C``."""
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def span(values: Iterable[float], digits: int = 0) -> str:
+    values = list(values)
+    return f"{min(values):.{digits}f}–{max(values):.{digits}f}"
+
+
+# ------------------------------------------------------------------------------ 1. split and steps
+
+def test_split_fractions_and_counts_are_the_records() -> None:
+    fractions = set()
+    for dataset in ("x-sdd", "neu-cls-64"):
+        s = seed0_split(dataset)
+        fractions.add("/".join(str(round(100 * s[k] / s["images"])) for k in ("train", "val", "test")))
+        # second way: every leak-free record of the dataset scored that many test images, and the leak
+        # audit's table gives the same seed-0 split
+        assert {r["test_n"] for r in records()
+                if r["dataset"] == dataset and r["protocol"] == "leak-free"} == {s["test"]}
+        (audit,) = [r for r in table(f"leak_audit_{dataset}.csv") if r["protocol"] == "leak-free"]
+        assert (int(audit["train_items"]), int(audit["val_items"]), int(audit["test_items"])) == (
+            s["train_augmented"], s["val"], s["test"])
+    assert len(fractions) == 1, fractions
+    (frac,) = fractions
+    x, n = seed0_split("x-sdd"), seed0_split("neu-cls-64")
+    assert_says("docs/training.md", f"leak-free split {frac} (train/val/test",
+                f"X-SDD {x['train']} / {x['val']} / {x['test']} of {x['images']:,} images",
+                f"NEU-CLS-64 {n['train']} / {n['val']} / {n['test']} of {n['images']:,}",
+                f"has {x['train_augmented']} training images (seed 0) = {x['steps_per_epoch']} steps")
+    assert_says("docs/deviations.md", f"the split is {frac}: X-SDD {x['val']} of {x['images']:,} images for validation")
+    assert_never_says("docs/training.md", "70/10/20")
+
+
+def _steps(dataset: str) -> tuple[int, int, int]:
+    """(steps, epochs, steps per epoch) of the dataset's `cpu` records, which all agree."""
+    found = {(r["steps"], r["epochs"]) for r in records() if r["dataset"] == dataset}
+    assert len(found) == 1, found
+    ((steps, epochs),) = found
+    assert steps % epochs == 0
+    per_epoch = steps // epochs
+    # second way: the seed-0 rerun's own count, and ⌊augmented training images / batch⌋
+    s = seed0_split(dataset)
+    assert per_epoch == s["steps_per_epoch"] == s["train_augmented"] // s["batch"]
+    return steps, epochs, per_epoch
+
+
+def _comparison_hours() -> tuple[float, int]:
+    runs = [r for r in records() if r["dataset"] == "x-sdd" and r["protocol"] == "leak-free"
+            and r["model"] in comparison_models()]
+    return sum(run_seconds(r) for r in runs) / 3600, len(runs)
+
+
+def test_steps_per_epoch_and_the_cpu_budget_are_the_records() -> None:
+    x_steps, x_epochs, _ = _steps("x-sdd")
+    n_steps, n_epochs, n_per_epoch = _steps("neu-cls-64")
+    hours, runs = _comparison_hours()
+    assert runs == 27
+    assert_says("docs/training.md",
+                f"| {x_epochs} = {x_steps} steps on X-SDD; {n_epochs} = {n_steps} steps on NEU-CLS-64 |",
+                f"an epoch is {n_per_epoch} steps (the records: {n_steps} steps in {n_epochs} epochs)",
+                f"{x_epochs} epochs ({x_epochs * n_per_epoch} steps) would make its 27 runs cost "
+                f"≈ {hours * x_epochs * n_per_epoch / x_steps:.0f} h",
+                f"from the {hours:.1f} h that X-SDD's 27 comparison runs took at {x_steps} steps",
+                f"the 27 finished runs took {hours:.1f} h by their records' own seconds",
+                f"{n_epochs} epochs ({n_steps} steps, {n_steps / x_steps:.1f}× X-SDD's {x_steps}",
+                f"(≈ {hours * n_steps / x_steps:.1f} h on the CPU by the same scaling")
+    assert_says("docs/deviations.md",
+                f"{x_epochs} epochs on X-SDD ({x_steps} optimiser steps) and {n_epochs} on NEU-CLS-64 "
+                f"({n_steps} steps, {n_steps / x_steps:.1f}× X-SDD's)")
+    assert_never_says("docs/deviations.md", "about the same number of optimiser steps", "table above",
+                      "reasoning above")
+    assert_never_says("docs/training.md", "≈316 steps", "≈1260 steps")
+
+
+# ----------------------------------------------------- 2. the paper's steps, and which hardware trained
+
+def _paper_steps(dataset: str) -> tuple[int, int, int, int]:
+    """The paper's optimiser steps as its text gives them: the dataset grown ×4 (X-SDD 5440, NEU-CLS-64
+    28,904), 8:2, batch 64, 100 epochs (our `paper` profile's numbers: a second source)."""
+    from esg_lib.engine.config import PROFILES
+
+    prof = PROFILES["paper"].defaults
+    s = seed0_split(dataset)
+    augmented = s["images"] * (s["copies"] + 1)
+    per_epoch = int(augmented * (1 - 0.2) // prof["batch_size"])
+    assert (prof["batch_size"], prof["epochs"], prof["augment_copies"]) == (64, 100, s["copies"])
+    return augmented, per_epoch, per_epoch * prof["epochs"], _steps(dataset)[0]
+
+
+def test_fewer_steps_than_the_paper_is_stated_per_dataset() -> None:
+    xa, x_epoch, x_paper, x_ours = _paper_steps("x-sdd")
+    na, n_epoch, n_paper, n_ours = _paper_steps("neu-cls-64")
+    x_ratio, n_ratio = round(x_paper / x_ours), round(n_paper / n_ours)
+    assert_says("docs/training.md",
+                f"the budget has ≈ {x_ratio}× fewer optimiser steps than the paper's 100 epochs: "
+                f"{x_ours} against ≈ {round(x_paper, -2):,}",
+                f"the paper's {xa} augmented images × 0.8 / 64 = {x_epoch} steps per epoch",
+                f"On NEU-CLS-64 it is {n_ours} against ≈ {round(n_paper, -2):,} ({na} × 0.8 / 64 = {n_epoch} "
+                f"per epoch), ≈ {n_ratio}× fewer")
+    assert_says("README.md", f"≈ {x_ratio}× fewer steps on X-SDD and ≈ {n_ratio}× fewer on NEU-CLS-64")
+    assert_says("docs/deviations.md", f"with ≈ {x_ratio}× (X-SDD) and ≈ {n_ratio}× (NEU-CLS-64) fewer steps")
+
+
+def test_hardware_of_the_runs_is_counted_from_the_records() -> None:
+    neu = [r for r in records() if r["dataset"] == "neu-cls-64"]
+    gpu = [r for r in neu if r["hardware"].startswith("NVIDIA H100")]
+    cpu = [r for r in neu if r["hardware"].startswith("CPU")]
+    assert len(gpu) + len(cpu) == len(neu)
+    assert all(r["hardware"].startswith("CPU") and "2 cores" in r["hardware"]
+               for r in records() if r["dataset"] == "x-sdd")
+    g, n, c = len(gpu), len(neu), len(cpu)
+    assert_says("README.md", f"X-SDD on a 2-core CPU, {g} of the {n} NEU-CLS-64 runs on a GPU",
+                f"{g} of the {n} NEU-CLS-64 runs on a lent H100", f"the other {c} on the CPU")
+    assert_says("docs/results.md", f"{g} of the {n} NEU-CLS-64 runs ran on one lent NVIDIA H100",
+                f"other {c} NEU-CLS-64 runs were trained on the CPU")
+    assert_says("docs/training.md", f"{g} of the {n} runs trained on a lent H100 instead")
+
+
+# ------------------------------------------------------------------------- 3. deviations: the ViT used
+
+def test_deviations_name_the_vit_the_cpu_runs_use() -> None:
+    vit = [r for r in records() if r["model"] == "vit"]
+    assert {r["timm_name"] for r in vit} == {"vit_tiny_patch16_224"}
+    (params,) = {round(r["params"] / 1e6, 2) for r in vit if r["dataset"] == "x-sdd"}
+    kwargs = {json.dumps(r["config"]["identity"]["model"]["kwargs"], sort_keys=True)
+              for r in reruns() if r["model"] == "vit"}
+    assert len(kwargs) == 1
+    kw = json.loads(kwargs.pop())
+    assert_says("docs/deviations.md",
+                f"`cpu`: `vit_tiny` with {kw['patch_size']}-px patches at {kw['img_size']} px, "
+                f"{params:.2f} M parameters")
+
+
+# ------------------------------------------------------------------------------------ 4. run times
+
+def test_run_times_on_the_results_page_are_the_records() -> None:
+    def minutes(pred) -> list[float]:
+        found = [run_seconds(r) / 60 for r in records() if pred(r)]
+        assert found
+        return found
+
+    esg = minutes(lambda r: r["dataset"] == "x-sdd" and r["model"] == "esg-convnext")
+    resnet = minutes(lambda r: r["dataset"] == "x-sdd" and r["model"] == "resnet18")
+    small = minutes(lambda r: r["dataset"] == "x-sdd" and r["model"] in ("mobilenetv3", "convnextv2"))
+    gpu = minutes(lambda r: r["dataset"] == "neu-cls-64" and r["hardware"].startswith("NVIDIA"))
+    assert_says("docs/results.md",
+                f"the X-SDD records took {span(esg)} min per ESG-ConvNeXt run on the 2-core CPU, "
+                f"{span(resnet)} min per ResNet18 run, {span(small)} min per MobileNetV3 or "
+                f"ConvNeXtV2-atto run; the NEU-CLS-64 records {span(gpu, 1)} min per run on the H100")
+    assert_never_says("docs/results.md", "20–35 min per ESG-ConvNeXt run")
+
+
+# ------------------------------------------------------------------------------------ 5. docs/gap.md
+
+def test_gap_page_hours_are_the_records() -> None:
+    def partner_minutes(model: str) -> float:
+        base = [run_seconds(r) / 60 for r in records() if r["dataset"] == "x-sdd"
+                and r["protocol"] == "leak-free" and r["model"] == model]
+        assert len(base) == 3
+        return statistics.mean(base)
+
+    esg = partner_minutes("esg-convnext")
+    (resnet60,) = [r for r in records("cpu-gap") if r["model"] == "resnet18" and r["epochs"] == 60]
+    assert resnet60["hardware"].startswith("CPU x86_64")        # no processor model named
+    r18 = partner_minutes("resnet18")
+    ratios = [run_seconds(r) / 60 / partner_minutes(r["model"]) for r in records("cpu-gap")]
+    assert_says("docs/gap.md",
+                f"about {4 * esg / 60:.1f} h of one core at the {esg:.0f}-min mean of its three leak-free "
+                f"15-epoch `cpu` records",
+                f"the 60-epoch ResNet18 took {resnet60['train_seconds'] / 3600:.1f} h of training at 1 thread",
+                f"which names no processor model either), {run_seconds(resnet60) / 60 / r18:.0f}× the "
+                f"{r18:.0f}-min mean of its 15-epoch records",
+                f"took {span(ratios, 1)}× the mean of their model's `cpu` records")
+    assert_never_says("docs/gap.md", "Intel VM", "at 1 thread there")
+
+
+# -------------------------------------------------------------------- 3 (issue). reruns, stated exactly
+
+def _rerun_diffs(dataset: str | None = None) -> list[float]:
+    return [100 * r["verdict"]["differences"]["acc"] for r in reruns()
+            if dataset is None or r["dataset"] == dataset]
+
+
+def test_rerun_spread_is_the_committed_reruns() -> None:
+    # none could be bit-identical: every rerun differs from its record in processor, threads or device
+    for r in reruns():
+        assert not r["verdict"]["exact"] and not r["verdict"]["same_hardware"]
+    assert not any("versions" in rec for rec in records())              # the records name no versions
+    d = _rerun_diffs()
+    n = len(d)
+    line = (f"by {signed(min(d))} to {signed(max(d))} points (median {signed(statistics.median(d))}, "
+            f"median absolute difference {statistics.median(abs(x) for x in d):.2f}; n = {n}")
+    assert_says("README.md", f"none of the {n} committed reruns could be bit-identical", line,
+                "bit-identical only on the same processor model, with the same thread count and the same "
+                "library versions")
+    rows = []
+    for label, ds in (("all", None), ("X-SDD (records: a CPU they do not name)", "x-sdd"),
+                      ("NEU-CLS-64 (records: H100 GPU)", "neu-cls-64")):
+        v = _rerun_diffs(ds)
+        rows.append(f"| {label} | {len(v)} | {signed(min(v))} | {signed(statistics.median(v))} | "
+                    f"{signed(max(v))} | {statistics.median(abs(x) for x in v):.2f} |")
+    x = [r for r in reruns() if r["dataset"] == "x-sdd"]
+    two_threads = sum(r["verdict"]["record_hardware"].endswith(", 2 threads") for r in x)
+    gpu = sum(r["verdict"]["record_hardware"].startswith("NVIDIA") for r in reruns())
+    assert {r["verdict"]["hardware"] for r in reruns()} == {"CPU AMD EPYC, 2 cores, 1 threads"}
+    top, bottom = max(d), min(d)
+
+    def at(value: float) -> list[tuple[str, int]]:
+        return sorted((r["model"], r["seed"]) for r in reruns()
+                      if round(100 * r["verdict"]["differences"]["acc"], 2) == round(value, 2))
+
+    assert at(top) == [("convnextv2-param", 0), ("esg-abl3", 0)]
+    assert at(bottom) == [("mobilenetv3", 2)]
+    test_n = x[0]["metrics"]["test"]["n"]
+    assert_says("docs/reviewer.md", *rows,
+                f"None of the {n} committed reruns", f"the {len(records())} `cpu` records name no library versions",
+                f"the {len(x)} X-SDD records behind reruns name no processor model (`CPU x86_64`; "
+                f"{two_threads} of them ran at 2 threads), and the {gpu} NEU-CLS-64 ones ran on an H100 GPU",
+                f"The largest moves are {signed(top)} points ({round(top / 100 * test_n)} of the {test_n} "
+                f"X-SDD test images)",
+                f"and {signed(min(d))} for MobileNetV3 seed 2")
+
+
+def test_the_three_verdicts_of_one_record_are_told_apart() -> None:
+    (rr,) = [r for r in reruns() if r["run"] == "s0-cd14ed10c3"]
+    (rec,) = [r for r in records() if r["run"] == "s0-cd14ed10c3" and r["dataset"] == "x-sdd"]
+    n = rec["test_n"]
+    diff = rr["verdict"]["differences"]["acc"]
+    assert rr["meta"]["threads"] == 1 and rec["hardware"].endswith(", 2 threads")
+    one_image = 100 / n
+    cheapest = min((r for r in records() if r["dataset"] == "x-sdd"), key=lambda r: r["train_seconds"])
+    assert cheapest is rec
+    assert_says("docs/reviewer.md",
+                f"the cheapest X-SDD record, {rec['train_seconds'] / 60:.0f} min of recorded training",
+                f"recorded as `{rec['hardware']}`, {round(rec['acc'] * n)} of {n} test images right = "
+                f"{100 * rec['acc']:.2f} %",
+                f"| {rr['meta']['threads']} | {signed(100 * diff)} ({round(-diff * n)} images) | yes: its `rerun.json`",
+                f"| 0.00 |", f"| −{one_image:.2f} (1 image) |",
+                f"F1 39.24 vs {100 * rec['f1']:.2f} %", f"the best epoch was the same ({rec['best_epoch']})",
+                f"vs the record's {100 * rec['val']['val_acc']:.1f} %")
+    # the results page's reruns table (generated) shows the kept one
+    assert_says("docs/results.md", f"| s0-cd14ed10c3 | {signed(100 * diff)} |")
+
+
+# ------------------------------------------------------------------ 7. the paper's Table 2, and ours
+
+def test_the_paper_table_2_is_read_as_it_is() -> None:
+    rows = sorted((r for r in paper() if r["table"] == "2"), key=lambda r: int(r["row"]))
+    acc = [float(r["accuracy"]) for r in rows]
+    drops = [(k + 1, k + 2) for k in range(len(acc) - 1) if acc[k + 1] < acc[k]]
+    assert drops, "the paper's Table 2 now climbs at every row: rewrite the prose that says it does not"
+    for lo, hi in drops:
+        fragment = f"its row {hi} ({acc[hi - 1]:.1f}) is below its row {lo} ({acc[lo - 1]:.1f})"
+        assert_says("docs/results.md", fragment)
+        assert_says("notebooks/04_ablation.ipynb", fragment)
+        assert_says("notebooks/09_records_overview.ipynb", fragment)
+    assert acc[-1] == max(acc)
+    assert_says("docs/results.md", f"its row {len(acc)} ({acc[-1]:.1f}) is its best")
+    assert_says("notebooks/09_records_overview.ipynb",
+                f"The paper's rows rise from {acc[0]:.1f} (row 1) to {acc[-1]:.1f} (row {len(acc)})")
+    for rel in ("docs/results.md", "notebooks/09_records_overview.ipynb", "notebooks/04_ablation.ipynb"):
+        assert_never_says(rel, "climbs row by row", "step by step", "each step adding accuracy")
+
+
+def test_our_ablation_order_is_what_the_results_page_says() -> None:
+    means = {r["model"]: float(r["acc_mean"]) for r in table("x-sdd.csv")}
+    ours = [means[f"esg-abl{k}"] for k in range(1, 5)] + [means["esg-convnext"]]
+    # second way: the Table 2 beside the paper's, as printed
+    printed = [float(r["Acc ours"].split(" ± ")[0]) for r in table("table2_x-sdd.csv")]
+    assert printed == [round(100 * m, 1) for m in ours]
+    assert all(a < b for a, b in zip(ours[:3], ours[1:4])), "rows 1-4 no longer climb"
+    assert ours[4] < ours[3], "row 5 is no longer below row 4"
+    assert_says("docs/results.md", "Mean accuracy climbs from row 1 to row 4",
+                "and row 5 is below row 4")
+
+
+# ----------------------------------------------------------------- 8. above or below the paper, per model
+
+def _above_below(dataset: str, table_no: str) -> tuple[list[str], list[str], dict[str, tuple[float, float]]]:
+    ours = {r["label"]: 100 * float(r["acc_mean"]) for r in table(f"{dataset}.csv")}
+    printed = {r["model"]: float(r["Acc ours"].split(" ± ")[0]) for r in
+               table("table3_x-sdd.csv" if dataset == "x-sdd" else "table1_neu-cls-64.csv")}
+    above, below, pairs = [], [], {}
+    for row in (r for r in paper() if r["table"] == table_no and r["model"] != "ESG-ConvNeXt"):
+        name = row["model"]
+        mine, theirs = ours[name], float(row["accuracy"])
+        assert round(mine, 1) == printed[name]          # second way: the generated table's value
+        assert mine != theirs
+        (above if mine > theirs else below).append(name)
+        pairs[name] = (mine, theirs)
+    return above, below, pairs
+
+
+def test_which_baselines_are_above_or_below_the_paper() -> None:
+    x_above, x_below, x_pairs = _above_below("x-sdd", "3")
+    worst = max(x_below, key=lambda m: x_pairs[m][1] - x_pairs[m][0])
+    x_below_text = [f"{m} ({x_pairs[m][0]:.1f} vs {x_pairs[m][1]:.1f})" if m == worst else m for m in x_below]
+    n_above, n_below, _ = _above_below("neu-cls-64", "1")
+    assert_says("docs/results.md",
+                f"on X-SDD only {listed(x_above)} are above the paper's accuracy, while "
+                f"{listed(x_below_text)} are below it",
+                f"on NEU-CLS-64 {listed(n_above)} are above it, and {listed(n_below)} below")
+    assert_never_says("docs/results.md", "which makes them stronger than in the paper")
+
+
+# ------------------------------------------------------------------------ 9. one recipe per row
+
+def test_no_page_says_every_model_had_the_same_recipe() -> None:
+    from esg_lib.engine.config import CPU_RECIPES
+
+    assert len({json.dumps(r, sort_keys=True) for r in CPU_RECIPES.values()}) > 1
+    assert_never_says("notebooks/03_model_comparison.ipynb", "budget and recipe")
+    assert_says("notebooks/03_model_comparison.ipynb", "each row has its own recipe")
+    assert_never_says("README.md", "same budget and tuning,", "with the same recipe (fp32)")
+    assert_says("README.md", "the same tuning procedure (each model its own tuned recipe)")
+
+
+# ------------------------------------------------------------------------ 10. Fig. 15's caption
+
+def test_fig_15_caption_names_the_seeds_each_line_has() -> None:
+    labels = {r["model"]: r["label"] for r in records()}
+    order = [r["model"] for r in table("x-sdd.csv")]
+    seeds: dict[str, set[int]] = {}
+    for r in reruns():
+        if r["dataset"] == "x-sdd" and r["model"] in comparison_models():
+            seeds.setdefault(r["model"], set()).add(r["seed"])
+    assert set(seeds) == set(comparison_models())         # every line of Fig. 15 has a rerun
+    full = [labels[m] for m in order if seeds.get(m) == {0, 1, 2}]
+    only0 = [m for m in seeds if seeds[m] == {0}]
+    assert len(full) + len(only0) == len(seeds)
+    assert_says("docs/results.md",
+                f"Fig. 15: validation accuracy per epoch (X-SDD, reruns: seeds 0–2 for {listed(full)}, "
+                f"seed 0 only for the other {WORDS[len(only0)]} models)",
+                f"Fig. 15 has seeds 0–2 for {WORDS[len(full)]} of its {WORDS[len(seeds)]} models",
+                f"Fig. 15 shows seeds 0–2 (±1 SD band) for {listed(full)}")
+    assert_never_says("docs/results.md", "(X-SDD, seed-0 reruns)", "seed 0 only, like Fig. 15")
+
+
+@pytest.mark.parametrize("rel", ["README.md", "docs/results.md", "docs/reviewer.md", "docs/gap.md"])
+def test_no_page_names_a_processor_the_records_do_not(rel: str) -> None:
+    """The `cpu` records (and the 60-epoch ResNet18 of `cpu-gap`) say `CPU x86_64`: no page may put them
+    on a named processor."""
+    assert all(not r["hardware"].startswith("CPU") or r["hardware"].startswith("CPU x86_64") for r in records())
+    assert_never_says(rel, "made on another x86 processor", "the 2-core Intel VM that trained",
+                      "a different processor from the Intel Xeon")
