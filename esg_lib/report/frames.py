@@ -18,7 +18,7 @@ from scipy import stats
 
 __all__ = ["PAPER_MODELS", "COMPARISON_MODELS", "ABLATION_MODELS", "PROTOCOLS", "PAPER_LABELS", "METRICS",
            "paper_table", "records_frame", "summarize", "side_by_side", "paired_differences", "protocol_table",
-           "paired_difference"]
+           "paired_difference", "holm"]
 
 # The paper's seven models (Tables 1 and 3, Figs. 12 and 13), by model-table key.
 PAPER_MODELS = ("mobilenetv3", "inceptionv3", "convnextv2", "vit", "densenet121", "swin-t", "esg-convnext")
@@ -94,11 +94,13 @@ def side_by_side(summary: pd.DataFrame, table: int,
 
 
 def paired_differences(frame: pd.DataFrame, target: str = "esg-convnext",
-                       metric: str = "acc") -> pd.DataFrame:
+                       metric: str = "acc", alpha: float = 0.05) -> pd.DataFrame:
     """``target`` minus every other model of a :func:`records_frame`: mean paired per-seed difference
-    (points) with a 95 % t interval, and whether it is within noise (the interval contains 0;
-    "untested" with a single seed, which has no interval). One test image is worth
-    ``100 / test size`` points, shown beside."""
+    (points) with a 95 % t interval (n - 1 degrees of freedom), whether it is within noise (the
+    interval contains 0; "untested" with a single seed, which has no interval), the paired t test's
+    two-sided p, and that p after Holm's correction over the *family* of this table's rows (every
+    comparison of ``target`` on this dataset and metric): "beyond noise (Holm)" is Holm p < ``alpha``.
+    One test image is worth ``100 / test size`` points, shown beside."""
     mine = frame[frame["key"] == target].set_index("seed")[metric]
     sizes = frame["test_n"].dropna()
     test_size = int(sizes.iloc[0]) if len(sizes) else None
@@ -114,7 +116,14 @@ def paired_differences(frame: pd.DataFrame, target: str = "esg-convnext",
                      "95% interval": "—" if d["low"] != d["low"] else f"[{d['low']:.2f}, {d['high']:.2f}]",
                      "within noise": ("untested (1 seed)" if d["n"] < 2
                                       else "yes" if d["within_noise"] else "no"),
-                     "one test image (points)": round(100 / test_size, 2) if test_size else "—"})
+                     "one test image (points)": round(100 / test_size, 2) if test_size else "—",
+                     "_p": d["p"]})
+    adjusted = holm([r["_p"] for r in rows])
+    for row, p_holm in zip(rows, adjusted):
+        p = row.pop("_p")
+        row["p (paired t)"] = "—" if p != p else f"{p:.3f}"
+        row["p (Holm)"] = "—" if p_holm != p_holm else f"{p_holm:.3f}"
+        row["beyond noise (Holm)"] = "untested" if p_holm != p_holm else "yes" if p_holm < alpha else "no"
     return pd.DataFrame(rows)
 
 
@@ -161,10 +170,32 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
         raise ValueError("no paired values")
     mean = float(diff.mean())
     if diff.size < 2:
-        return {"mean": mean, "low": math.nan, "high": math.nan, "n": 1, "within_noise": None}
-    half = float(stats.t.ppf(0.5 + confidence / 2, diff.size - 1) * diff.std(ddof=1) / math.sqrt(diff.size))
+        return {"mean": mean, "low": math.nan, "high": math.nan, "n": 1, "within_noise": None, "p": math.nan}
+    sd = float(diff.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, diff.size - 1) * sd / math.sqrt(diff.size))
+    if sd > 0:
+        p = float(stats.ttest_1samp(diff, 0.0).pvalue)
+    else:   # every seed moved by the same amount: no spread to test against
+        p = 1.0 if mean == 0 else 0.0
     return {"mean": mean, "low": mean - half, "high": mean + half, "n": int(diff.size),
-            "within_noise": bool(mean - half <= 0 <= mean + half)}
+            "within_noise": bool(mean - half <= 0 <= mean + half), "p": p}
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (controls the family-wise error rate).
+
+    The i-th smallest of the m defined p-values is multiplied by m - i (i from 0), made monotone and
+    capped at 1; NaN (an untested comparison) stays NaN and is not counted in m. scipy has no Holm
+    (``scipy.stats.false_discovery_control`` is Benjamini-Hochberg), and the rule is these four lines.
+    """
+    ps = [float(p) for p in pvalues]
+    tested = sorted((p, i) for i, p in enumerate(ps) if p == p)
+    out = [math.nan] * len(ps)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))
+        out[i] = running
+    return out
 
 
 def _pm(mean: float, std: float) -> str:

@@ -90,7 +90,7 @@ def _paired(a: pd.Series, b: pd.Series) -> dict[str, Any]:
         return {}
     d = paired_difference(a.loc[seeds].to_numpy(), b.loc[seeds].to_numpy())
     interval = "—" if d["low"] != d["low"] else f"[{d['low']:+.1f}, {d['high']:+.1f}]"
-    noise = "untested (1 seed)" if d["n"] < 2 else "within noise" if d["within_noise"] else "beyond noise"
+    noise = "untested (1 seed)" if d["n"] < 2 else "within noise" if d["within_noise"] else "interval excludes 0"
     return {"seeds": " ".join(str(s) for s in seeds), "difference (points)": f"{d['mean']:+.1f}",
             "95% interval": interval, "reading": noise, "_mean": d["mean"], "_low": d["low"],
             "_high": d["high"], "_n": d["n"]}
@@ -201,7 +201,8 @@ def gap_markdown(profile: ProfileRef = "cpu-gap", results: str | Path = "results
         f"test {metric}, %)", "",
         f"Arms: `{base}` runs ({BASE_ARM}, 915 optimiser steps) and the `{name}` stages, each changing "
         "one thing. Seeds pair runs that share a split; intervals are 95 % t intervals of the per-seed "
-        "differences; \"within noise\" means the interval contains 0. Rebuild: "
+        "differences; \"within noise\" means the interval contains 0 and \"interval excludes 0\" the "
+        "opposite, before any correction for multiple comparisons. Rebuild: "
         f"`esg report --profile {name}`.", "",
         "## Reading: each candidate reason, measured", "", *reading(frame, metric), "",
         "## Runs per arm", "", _markdown(_summary(frame, metric)), "",

@@ -27,8 +27,8 @@ from esg_lib.engine.config import ProfileRef, get_profile, profile_name
 from esg_lib.engine.fps import load_fps
 from esg_lib.markdown import markdown_table, replace_block
 
-from .frames import (ABLATION_MODELS, COMPARISON_MODELS, paired_difference, paired_differences, protocol_table,
-                     records_frame, side_by_side, summarize)
+from .frames import (ABLATION_MODELS, COMPARISON_MODELS, holm, paired_difference, paired_differences,
+                     protocol_table, records_frame, side_by_side, summarize)
 from .tables import aggregate_records, load_records, table_markdown
 
 __all__ = ["README_BEGIN", "README_END", "readme_results", "update_readme", "results_block", "current_records"]
@@ -118,10 +118,15 @@ def paired_section(records, dataset: str, keys: Sequence[str]) -> str:
         if t.empty:
             return ""
         parts.append(markdown_table(t))
+    n_tests = len(t)
     return (f"##### ESG-ConvNeXt minus each model, paired per seed ({dataset}, leak-free)\n\n"
             "Each seed is its own split, shared by all models, so the split's luck cancels in the "
-            "difference. 95 % t interval over the seeds; *within noise* means the interval contains "
-            "0 (*untested* with one seed: no interval). Accuracy, then macro F1 (points):\n\n"
+            "difference. 95 % t interval over the seeds (n − 1 degrees of freedom); *within noise* means "
+            "the interval contains 0 (*untested* with one seed: no interval), before any correction. "
+            "*p (paired t)* is the two-sided paired t test; *p (Holm)* corrects it for the family of "
+            f"the {n_tests} comparisons in the table (ESG-ConvNeXt against each other row on {dataset}, "
+            "one family per metric), and *beyond noise (Holm)* means p (Holm) < 0.05. "
+            "Accuracy, then macro F1 (points):\n\n"
             + "\n\n".join(parts) + "\n")
 
 
@@ -135,21 +140,29 @@ def verdict_section(records, dataset: str = "x-sdd", aim: float = 94.0) -> str:
     mean, n = esg["acc"].mean(), len(esg)
     lines.append(f"- Aim: ESG-ConvNeXt ≥ {aim:g} % mean test accuracy — "
                  f"{'met' if mean >= aim else 'not met'}: {mean:.1f} % over {n} seed(s).")
+    compared = []
     for key, part in frame[frame["key"] != "esg-convnext"].groupby("key", sort=False):
         other = part.set_index("seed")["acc"]
         mine = esg.set_index("seed")["acc"]
         seeds = sorted(set(mine.index) & set(other.index))
-        if not seeds:
-            continue
-        d = paired_difference(mine.loc[seeds].to_numpy(), other.loc[seeds].to_numpy())
+        if seeds:
+            compared.append((part["model"].iloc[0], len(seeds),
+                             paired_difference(mine.loc[seeds].to_numpy(), other.loc[seeds].to_numpy())))
+    adjusted = holm([d["p"] for _, _, d in compared])
+    tested = sum(p == p for p in adjusted)
+    family = f"{tested} comparison{'s' if tested != 1 else ''}"
+    for (label, n_seeds, d), p_holm in zip(compared, adjusted):
         if d["n"] < 2:
             word = "one paired seed, no interval yet: not yet tested against noise"
-        elif d["within_noise"]:
-            word = "no difference beyond noise"
+        elif p_holm >= 0.05:
+            word = ("no difference beyond noise" if d["within_noise"] else
+                    f"interval excludes 0, but not beyond noise once corrected for {family} "
+                    f"(Holm p = {p_holm:.2f})")
         else:
-            word = "ESG-ConvNeXt better" if d["mean"] > 0 else "ESG-ConvNeXt worse"
+            word = ("ESG-ConvNeXt better" if d["mean"] > 0 else "ESG-ConvNeXt worse") + \
+                f", beyond noise after Holm's correction for {family} (p = {p_holm:.3f})"
         ci = "" if d["low"] != d["low"] else f", 95 % interval [{d['low']:+.1f}, {d['high']:+.1f}]"
-        lines.append(f"- vs {part['model'].iloc[0]}: {d['mean']:+.1f} points accuracy over {len(seeds)} "
+        lines.append(f"- vs {label}: {d['mean']:+.1f} points accuracy over {n_seeds} "
                      f"paired seed(s){ci} — {word}.")
     return "\n".join(lines) + "\n"
 
