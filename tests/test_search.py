@@ -184,3 +184,51 @@ def test_search_cli_refuses_bad_arguments_in_one_line(tmp_path, capsys):
 def test_report_of_a_missing_study_names_the_command():
     with pytest.raises(UserError, match="esg search"):
         S.load_study("cpu2", "resnet18", "/nonexistent-results")
+
+
+# ----------------------------------------------------------------------------------- crop and RandAugment
+def test_online_crop_and_rand_augment_are_off_by_default_and_named_in_the_identity_when_on():
+    import torch
+
+    from esg_lib.data.augment import training_transform, training_transform_identity
+
+    assert training_transform(False, 32) is None
+    assert set(training_transform_identity(True)) == {"online_augment"}       # as before the options existed
+    ident = training_transform_identity(False, online_crop=0.5, rand_augment=2)
+    assert ident["online_augment"] is False and ident["online_crop"]["scale"] == [0.5, 1.0]
+    assert ident["rand_augment"]["num_ops"] == 2
+    x = torch.rand(3, 32, 32)
+    x = (x * 255).round() / 255                                                # uint8 values, as the dataset holds
+    torch.manual_seed(0)
+    y = training_transform(True, 32, online_crop=0.5, rand_augment=2)(x)
+    assert y.shape == x.shape and y.dtype == torch.float32 and 0.0 <= float(y.min()) <= float(y.max()) <= 1.0
+    assert not torch.equal(x, y)
+
+
+def test_a_bundle_switches_to_the_crop_and_rand_augment_of_a_config_and_gets_a_new_identity(tiny_bundle_cfg):
+    from esg_lib.engine.train import matching_bundle, prepare_bundle
+
+    cfg = tiny_bundle_cfg
+    base = prepare_bundle(cfg)
+    same = matching_bundle(cfg, base)
+    assert same is base
+    cropped_cfg = build_config("smoke", model="resnet18", online_crop=0.8, rand_augment=2)
+    cropped = matching_bundle(cropped_cfg, base)
+    assert cropped is not base and cropped.train.transform is not None and base.train.transform is None
+    assert cropped.identity["online_crop"]["scale"] == [0.8, 1.0] and "online_crop" not in base.identity
+    assert matching_bundle(cfg, cropped).identity == base.identity             # and back again
+
+
+@pytest.fixture
+def tiny_bundle_cfg():
+    return build_config("smoke", model="resnet18")
+
+
+def test_the_crop_and_rand_augment_reach_the_trial_config_and_stay_out_of_old_identities():
+    from esg_lib.engine.config import identity_fields
+
+    params = {**S.cpu_recipe_params("resnet18"), "crop": 0.5, "rand_augment": 2}
+    fields = S.recipe_fields(params, train_images=3912, batch_size=64)
+    assert (fields["online_crop"], fields["rand_augment"]) == (0.5, 2)
+    assert "online_crop" not in identity_fields(build_config("cpu", model="resnet18"))
+    assert identity_fields(build_config("cpu", model="resnet18", **fields))["online_crop"] == 0.5

@@ -20,6 +20,15 @@ copies. Grayscale datasets are augmented on one channel, so noise keeps them gre
 Online augmentation (``online_augment=True``, training part only, drawn from the global torch RNG each
 time an item is read): horizontal and vertical flips (p = 0.5 each), a right-angle rotation (0/90/180/
 270), brightness factor in [0.7, 1.3], and Gaussian noise sigma 0.04 with p = 0.5.
+
+Two more online options, each off by default and independent of ``online_augment`` (issue 33's search
+space; they run first, in this order, before the options above): ``online_crop`` > 0 is torchvision's
+``RandomResizedCrop`` back to the image size with area scale in [online_crop, 1] and aspect ratio in
+[3/4, 4/3] (a random zoom and translation); ``rand_augment`` > 0 is torchvision's ``RandAugment`` with
+that many operations at magnitude 9 (on the uint8 pixels, which the float image holds exactly).
+:func:`training_transform` builds the composition and :func:`training_transform_identity` describes
+it for the bundle identity; with both options off the description is exactly the earlier one, so run
+identities made before these options existed are unchanged.
 """
 from __future__ import annotations
 
@@ -85,6 +94,41 @@ def online_transform() -> v2.Transform:
         v2.ColorJitter(brightness=BRIGHTNESS),
         v2.RandomApply([v2.GaussianNoise(mean=0.0, sigma=NOISE_SIGMA, clip=True)], p=0.5),
     ])
+
+
+RAND_AUGMENT_MAGNITUDE = 9
+CROP_RATIO: tuple[float, float] = (3 / 4, 4 / 3)
+
+
+def training_transform(online_augment: bool, img_size: int, online_crop: float = 0.0,
+                       rand_augment: int = 0) -> v2.Transform | None:
+    """The training part's float [0, 1] -> float [0, 1] transform, or None when every option is off."""
+    ops: list[v2.Transform] = []
+    if online_crop:
+        ops.append(v2.RandomResizedCrop(img_size, scale=(online_crop, 1.0), ratio=CROP_RATIO, antialias=True))
+    if rand_augment:
+        ops += [v2.ToDtype(torch.uint8, scale=True),
+                v2.RandAugment(num_ops=rand_augment, magnitude=RAND_AUGMENT_MAGNITUDE),
+                v2.ToDtype(torch.float32, scale=True)]
+    if online_augment:
+        ops.append(online_transform())
+    if not ops:
+        return None
+    return ops[0] if len(ops) == 1 else v2.Compose(ops)
+
+
+def training_transform_identity(online_augment: bool, online_crop: float = 0.0, rand_augment: int = 0) -> dict:
+    """The bundle-identity entries of :func:`training_transform`: ``online_augment`` always, the other
+    two only when on (so that identities from before they existed stay as they were)."""
+    out: dict = {"online_augment": online_params() if online_augment else False}
+    if online_crop:
+        out["online_crop"] = {"op": "RandomResizedCrop", "scale": [online_crop, 1.0], "ratio": list(CROP_RATIO)}
+    if rand_augment:
+        out["rand_augment"] = {"op": "RandAugment", "num_ops": rand_augment, "magnitude": RAND_AUGMENT_MAGNITUDE}
+    return out
+
+
+TRANSFORM_IDENTITY_KEYS: tuple[str, ...] = ("online_augment", "online_crop", "rand_augment")
 
 
 def copy_seed(seed: int, sha256: str, copy: int) -> int:

@@ -19,7 +19,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from .augment import OFFLINE_OPS, augmentation_params, make_copies, online_params, online_transform
+from .augment import (OFFLINE_OPS, augmentation_params, make_copies, training_transform,
+                      training_transform_identity)
 from .decode import DECODE_VERSION, RESAMPLE, decode_images
 from .errors import (CorruptImageError, DataError, DataWarning, DatasetLayoutError, DatasetNotFoundError,
                      ManifestMismatchError)
@@ -52,6 +53,8 @@ class DataConfig:
     augment_copies: int = 3
     online_augment: bool = False
     skip_bad_files: bool = False
+    online_crop: float = 0.0          # RandomResizedCrop's smallest area scale; 0 = off (augment.training_transform)
+    rand_augment: int = 0             # RandAugment operations per image; 0 = off
 
     def split_fields(self) -> dict:
         """The keywords of :func:`plan_data` (what decides the split, not the pixels)."""
@@ -340,6 +343,9 @@ def prepare_data(
         online_augment, skip_bad_files)
     if not isinstance(cfg.img_size, int) or cfg.img_size < 8:
         raise DataError(f"img_size must be an integer >= 8, got {cfg.img_size!r}")
+    if not 0.0 <= cfg.online_crop < 1.0 or cfg.rand_augment < 0:
+        raise DataError(f"online_crop must be in [0, 1) and rand_augment >= 0, got {cfg.online_crop!r}, "
+                        f"{cfg.rand_augment!r}")
     check_split_args(cfg.protocol, cfg.seed, cfg.val_fraction, cfg.test_fraction, cfg.augment_copies)
     base = plan_data(cfg.dataset, **cfg.split_fields())
     resolved, scan = base.dataset, base.scan
@@ -351,8 +357,8 @@ def prepare_data(
     mean, std = channel_stats(parts["train"].images)
     for split in SPLITS:
         parts[split].set_stats(mean, std)
-    if cfg.online_augment:
-        parts["train"].transform = online_transform()
+    parts["train"].transform = training_transform(cfg.online_augment, cfg.img_size, cfg.online_crop,
+                                                  cfg.rand_augment)
     split_rows = plan.rows()
     identity = _data_identity(cfg, plan, decoded, parts, skipped, (mean, std),
                               sha256_text(split_manifest_text(split_rows)))
@@ -432,7 +438,7 @@ def _data_identity(cfg: DataConfig, plan: SplitPlan, decoded, parts: dict[str, T
         "max_images": cfg.max_images,
         "augment_copies": cfg.augment_copies,
         "augmentation": augmentation_params(cfg.augment_copies),
-        "online_augment": online_params() if cfg.online_augment else False,
+        **training_transform_identity(cfg.online_augment, cfg.online_crop, cfg.rand_augment),
         "skip_bad_files": cfg.skip_bad_files,
         "skipped_files": [rel for rel, _ in skipped],
         "decode": {"version": DECODE_VERSION, "color_mode": decoded.color_mode, "resample": RESAMPLE},

@@ -113,6 +113,8 @@ class TrainConfig:
     max_images: int | None = 100
     augment_copies: int = 1
     online_augment: bool = False
+    online_crop: float = 0.0           # RandomResizedCrop, smallest area scale (0 = off; esg_lib.data.augment)
+    rand_augment: int = 0              # RandAugment operations per image (0 = off)
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     # optimisation
@@ -407,6 +409,10 @@ def validate(cfg: TrainConfig) -> None:
     for name in ("drop_path_rate", "random_erasing"):
         if not 0.0 <= getattr(cfg, name) < 1.0:
             raise ConfigError(f"{name} must be in [0, 1)")
+    if not 0.0 <= cfg.online_crop < 1.0:
+        raise ConfigError("online_crop must be in [0, 1) (0 = off)")
+    if cfg.rand_augment < 0:
+        raise ConfigError("rand_augment must be >= 0 (0 = off)")
     if cfg.mixup_alpha < 0 or cfg.cutmix_alpha < 0:
         raise ConfigError("mixup_alpha and cutmix_alpha must be >= 0")
     if cfg.ema_decay is not None and not 0.0 < cfg.ema_decay < 1.0:
@@ -442,7 +448,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 # value is left out of identities and config variants, so every earlier run keeps its id and its
 # table row; set to anything else, it names a new run (issue 18's recipe candidates).
 LATER_FIELDS: dict[str, Any] = {"drop_path_rate": 0.0, "mixup_alpha": 0.0, "cutmix_alpha": 0.0,
-                                "random_erasing": 0.0, "ema_decay": None}
+                                "random_erasing": 0.0, "ema_decay": None, "online_crop": 0.0, "rand_augment": 0}
 
 
 def result_fields(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -31,9 +31,10 @@ The space (:func:`suggest_recipe`): peak learning rate 3e-5..1e-2 (log; the old 
 it; timm's schedulers offer no one-cycle), the data mode -- the paper's offline x4 copies, online
 augmentation only (flips, right-angle rotations, brightness, noise; ``augment_copies=0``, epochs x4
 so the optimiser steps are the same), or both -- label smoothing, mixup or CutMix, random erasing,
-stochastic depth (where the model has it: not DenseNet121 or InceptionV3), EMA, and the step budget.
-Not searched yet (stated in docs/deviations.md): random-resized crop or translation, and
-RandAugment, for which the data pipeline has no field yet.
+stochastic depth (where the model has it: not DenseNet121 or InceptionV3), EMA, random-resized crop
+(a random zoom and translation; :data:`CROP_CHOICES`), RandAugment (:data:`RAND_AUGMENT_CHOICES`) and
+the step budget. The crop and RandAugment joined the space after the first trials: a trial that
+lacks them ran with both off. Not searched: one-cycle schedules (timm has none).
 
 A winner is the COMPLETE trial with the highest objective; its fields become the row's recipe in the
 `cpu2` profile (:data:`~.config.CPU2_RECIPES`; a test checks that table against the committed
@@ -71,6 +72,12 @@ MIXES: dict[str, dict[str, float]] = {"none": {"mixup_alpha": 0.0, "cutmix_alpha
                                       "mixup 0.2": {"mixup_alpha": 0.2, "cutmix_alpha": 0.0},
                                       "cutmix 1.0": {"mixup_alpha": 0.0, "cutmix_alpha": 1.0}}
 EMA_CHOICES: dict[str, float | None] = {"off": None, "0.99": 0.99, "0.998": 0.998}
+# Online geometric and photometric augmentation beyond flips and right angles (esg_lib.data.augment):
+# RandomResizedCrop's smallest area scale (0 = off) and RandAugment's operations per image (0 = off).
+# Added after the first trials had run; a trial without these parameters ran with both off.
+CROP_CHOICES: tuple[float, ...] = (0.0, 0.5, 0.8)
+RAND_AUGMENT_CHOICES: tuple[int, ...] = (0, 2)
+PARAMS_ADDED_LATER: dict[str, Any] = {"crop": 0.0, "rand_augment": 0}
 NO_DROP_PATH: frozenset[str] = frozenset({"densenet121", "inceptionv3"})   # timm has no stochastic depth there
 # The model-table keys whose `cpu` seed-0 rerun logs start each study (results/cpu/reruns/x-sdd/<key>/)
 ADOPT_FROM_PROFILE = "cpu"
@@ -103,6 +110,8 @@ def suggest_recipe(trial: Any, model: str) -> dict[str, Any]:
         "mix": trial.suggest_categorical("mix", list(MIXES)),
         "random_erasing": trial.suggest_categorical("random_erasing", [0.0, 0.25]),
         "ema": trial.suggest_categorical("ema", list(EMA_CHOICES)),
+        "crop": trial.suggest_categorical("crop", list(CROP_CHOICES)),
+        "rand_augment": trial.suggest_categorical("rand_augment", list(RAND_AUGMENT_CHOICES)),
     }
     if model not in NO_DROP_PATH:
         params["drop_path_rate"] = trial.suggest_float("drop_path_rate", 0.0, 0.3)
@@ -121,7 +130,9 @@ def distributions(model: str) -> dict[str, Any]:
            "label_smoothing": d.CategoricalDistribution([0.0, 0.1]),
            "mix": d.CategoricalDistribution(list(MIXES)),
            "random_erasing": d.CategoricalDistribution([0.0, 0.25]),
-           "ema": d.CategoricalDistribution(list(EMA_CHOICES))}
+           "ema": d.CategoricalDistribution(list(EMA_CHOICES)),
+           "crop": d.CategoricalDistribution(list(CROP_CHOICES)),
+           "rand_augment": d.CategoricalDistribution(list(RAND_AUGMENT_CHOICES))}
     if model not in NO_DROP_PATH:
         out["drop_path_rate"] = d.FloatDistribution(0.0, 0.3)
     return out
@@ -148,6 +159,7 @@ def recipe_fields(params: Mapping[str, Any], train_images: int, batch_size: int 
         **MIXES[params["mix"]], "random_erasing": float(params["random_erasing"]),
         "ema_decay": EMA_CHOICES[params["ema"]],
         "drop_path_rate": float(params.get("drop_path_rate", 0.0)),
+        "online_crop": float(params.get("crop", 0.0)), "rand_augment": int(params.get("rand_augment", 0)),
     }
     return fields
 
@@ -155,7 +167,7 @@ def recipe_fields(params: Mapping[str, Any], train_images: int, batch_size: int 
 # Fields a winner hands to the `cpu2` model table (the epochs follow from steps and data mode).
 RECIPE_FIELDS: tuple[str, ...] = ("lr", "weight_decay", "epochs", "warmup_epochs", "augment_copies",
                                   "online_augment", "label_smoothing", "mixup_alpha", "cutmix_alpha",
-                                  "random_erasing", "ema_decay", "drop_path_rate")
+                                  "random_erasing", "ema_decay", "drop_path_rate", "online_crop", "rand_augment")
 
 
 # ----------------------------------------------------------------------------------- scoring
@@ -239,7 +251,9 @@ def requeue_interrupted(study: Any) -> int:
     for t in study.get_trials(deepcopy=False):
         if t.state == optuna.trial.TrialState.RUNNING:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+            # parameters that joined the space after this trial started were off in it: keep them off
+            params = {**PARAMS_ADDED_LATER, **t.params}
+            study.enqueue_trial(params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
             n += 1
     return n
 
@@ -254,7 +268,7 @@ def cpu_recipe_params(model: str, profile: ProfileRef = ADOPT_FROM_PROFILE, spe:
     params = {"lr": cfg.lr, "weight_decay": cfg.weight_decay,
               "warmup_fraction": cfg.warmup_epochs / cfg.epochs, "steps": cfg.epochs * spe, "data": data,
               "label_smoothing": cfg.label_smoothing, "mix": "none", "random_erasing": cfg.random_erasing,
-              "ema": "off"}
+              "ema": "off", "crop": cfg.online_crop, "rand_augment": cfg.rand_augment}
     if model not in NO_DROP_PATH:
         params["drop_path_rate"] = cfg.drop_path_rate
     return params
@@ -486,12 +500,13 @@ def winner(profile: ProfileRef, model: str, results: str | Path = "results") -> 
 def _fmt_params(params: Mapping[str, Any]) -> str:
     parts = []
     for key in ("lr", "weight_decay", "warmup_fraction", "steps", "data", "label_smoothing", "mix",
-                "random_erasing", "ema", "drop_path_rate"):
+                "random_erasing", "ema", "drop_path_rate", "crop", "rand_augment"):
         if key not in params:
             continue
         v = params[key]
         short = {"weight_decay": "wd", "warmup_fraction": "warm-up", "label_smoothing": "LS",
-                 "random_erasing": "erase", "drop_path_rate": "drop-path"}.get(key, key)
+                 "random_erasing": "erase", "drop_path_rate": "drop-path",
+                 "rand_augment": "RandAugment"}.get(key, key)
         parts.append(f"{short} {v:.2g}" if isinstance(v, float) else f"{short} {v}")
     return ", ".join(parts)
 

@@ -47,7 +47,7 @@ from timm.utils import ModelEmaV3
 from torch import nn
 
 from esg_lib.data import prepare_data
-from esg_lib.data.augment import online_params, online_transform
+from esg_lib.data.augment import TRANSFORM_IDENTITY_KEYS, training_transform, training_transform_identity
 from esg_lib.errors import UserError
 from esg_lib.metrics import classification_metrics
 
@@ -90,20 +90,23 @@ _BUNDLE_FIELDS = ("img_size", "protocol", "val_fraction", "test_fraction", "max_
 
 
 def matching_bundle(cfg: TrainConfig, bundle: Any = None):
-    """``bundle`` made to fit ``cfg``: prepared when None; its online augmentation switched to the
-    config's (models of one seed share the decoded split even when their tuned recipes differ);
-    a bundle prepared for another split, size or protocol is refused rather than silently used."""
+    """``bundle`` made to fit ``cfg``: prepared when None; its online augmentation, online crop and
+    RandAugment switched to the config's (models of one seed share the decoded split even when their
+    tuned recipes differ); a bundle prepared for another split, size or protocol is refused rather
+    than silently used."""
     if bundle is None:
         return prepare_bundle(cfg)
     ident = bundle.identity
     wrong = [f for f in _BUNDLE_FIELDS if f in ident and ident[f] != getattr(cfg, f)]
     if wrong:
         raise ValueError(f"the data bundle does not match the config ({', '.join(wrong)} differ)")
-    if bool(ident.get("online_augment")) == bool(cfg.online_augment):
+    want = training_transform_identity(cfg.online_augment, cfg.online_crop, cfg.rand_augment)
+    have = {k: ident[k] for k in TRANSFORM_IDENTITY_KEYS if k in ident}
+    if {k: v for k, v in have.items() if v} == {k: v for k, v in want.items() if v}:
         return bundle
     train = copy.copy(bundle.train)
-    train.transform = online_transform() if cfg.online_augment else None
-    identity = {**ident, "online_augment": online_params() if cfg.online_augment else False}
+    train.transform = training_transform(cfg.online_augment, cfg.img_size, cfg.online_crop, cfg.rand_augment)
+    identity = {**{k: v for k, v in ident.items() if k not in TRANSFORM_IDENTITY_KEYS}, **want}
     return dataclasses.replace(bundle, train=train, identity=identity)
 
 
