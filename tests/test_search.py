@@ -232,3 +232,26 @@ def test_the_crop_and_rand_augment_reach_the_trial_config_and_stay_out_of_old_id
     assert (fields["online_crop"], fields["rand_augment"]) == (0.5, 2)
     assert "online_crop" not in identity_fields(build_config("cpu", model="resnet18"))
     assert identity_fields(build_config("cpu", model="resnet18", **fields))["online_crop"] == 0.5
+
+
+def test_each_models_random_start_draws_the_same_recipes_and_retries_draw_nothing(tmp_path, tiny_search):
+    """The n-th drawn trial of every model has the same parameters during the random start, also when one
+    model's study holds an interrupted trial and its retry in between."""
+    def draw(model):
+        study = S.load_study("smoke", model, tmp_path, create=True)   # reloaded: the sampler's seed is set here
+        trial = study.ask()
+        return study, trial, S.suggest_recipe(trial, model)
+
+    study, t, resnet_first = draw("resnet18")
+    study.tell(t, 0.4)
+    study, t, resnet_second = draw("resnet18")
+    study.tell(t, 0.4)
+
+    study, t, cnx_first = draw("convnextv2")                 # interrupted: left RUNNING
+    assert S.requeue_interrupted(study) == 1
+    study, retry, retry_params = draw("convnextv2")           # the retry: the enqueued parameters again
+    assert retry_params == cnx_first and retry.user_attrs["retry_of"] == t.number
+    study.tell(retry, 0.5)
+    study, t, cnx_second = draw("convnextv2")
+    assert len(S.drawn_trials(study)) == 2
+    assert cnx_first == resnet_first and cnx_second == resnet_second and resnet_first != resnet_second

@@ -5,7 +5,8 @@ its edge (lr 1e-3). Its models ended either under-trained (ESG-ConvNeXt) or memo
 DenseNet121, ConvNeXtV2). This module searches a wider space with a library instead of a hand loop:
 
 - **Sampler**: Optuna's TPE (multivariate, grouped for the conditional stochastic-depth parameter),
-  after :data:`STARTUP_TRIALS` random trials. Its seed is the study's trial count, so a resumed
+  after :data:`STARTUP_TRIALS` random trials. Its seed is the number of trials drawn so far
+  (:func:`drawn_trials`), so every model's random start is the same list of recipes, and a resumed
   search does not replay the random draws of the trials it already has.
 - **Pruner**: successive halving on optimiser steps (:data:`PRUNER`): rungs at
   :data:`MIN_RESOURCE_STEPS` and 3x that. It is consulted only once :data:`STARTUP_TRIALS` trials of
@@ -223,18 +224,25 @@ def load_study(profile: ProfileRef, model: str, results: str | Path = "results",
                           f"{profile_name(profile)} --model {model})")
     storage = _storage(path)
     name = study_name(profile, model)
-    n = 0
+    drawn = 0
     if path.is_file() and path.stat().st_size:
         try:
-            n = len(optuna.load_study(study_name=name, storage=storage).trials)
+            drawn = len(drawn_trials(optuna.load_study(study_name=name, storage=storage)))
         except KeyError:
-            n = 0
+            drawn = 0
     sampler = optuna.samplers.TPESampler(n_startup_trials=STARTUP_TRIALS, multivariate=True, group=True,
-                                         seed=1000 + n)
+                                         seed=1000 + drawn)
     pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=MIN_RESOURCE_STEPS,
                                                     reduction_factor=REDUCTION_FACTOR)
     return optuna.create_study(study_name=name, storage=storage, direction="maximize", sampler=sampler,
                                pruner=pruner, load_if_exists=True)
+
+
+def drawn_trials(study: Any) -> list[Any]:
+    """Trials whose parameters were drawn or adopted, not retries of an interrupted trial. The sampler's
+    seed is their count: each model's n-th drawn trial gets the same seed (in the random start, the
+    same recipe for every model), a retry draws nothing, and a failed (diverged) trial is not redrawn."""
+    return [t for t in study.get_trials(deepcopy=False) if "retry_of" not in t.user_attrs]
 
 
 def finished(study: Any) -> list[Any]:
