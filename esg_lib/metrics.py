@@ -66,3 +66,42 @@ def format_mean_std(mean: float, std: float, n: int, scale: float = 100.0, digit
     if n == 1:
         return f"{mean * scale:.{digits}f}"
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+
+
+# ----------------------------------------------------------------------------------- training curves
+CURVE_TAIL = 3          # epochs whose validation accuracy tells whether a run still rises
+MEMORISE_GAP = 0.05     # training accuracy >= 0.99 with validation this far below: memorising
+STILL_RISING = 0.01     # the last CURVE_TAIL epochs gained more than this: still rising
+
+
+def curve_verdict(log: Sequence[Mapping[str, Any]], memorise_gap: float = MEMORISE_GAP,
+                  rising: float = STILL_RISING) -> str:
+    """One word on a run's curves (its ``log.jsonl`` records, in epoch order):
+
+    - ``memorising``: the last epoch's training accuracy is >= 0.99 and its validation accuracy is
+      ``memorise_gap`` or more below it;
+    - ``under-trained``: the best validation epoch is the last one and the last :data:`CURVE_TAIL`
+      epochs still gained more than ``rising`` in validation accuracy;
+    - ``converged``: neither; ``no epochs`` for an empty log.
+    """
+    if not log:
+        return "no epochs"
+    accs = [r.get("val_acc") or 0.0 for r in log]
+    last_train = log[-1].get("train_acc") or 0.0
+    if last_train >= 0.99 and last_train - accs[-1] >= memorise_gap:
+        return "memorising"
+    best = max(range(len(accs)), key=lambda i: (accs[i], i))
+    tail = accs[-CURVE_TAIL:]
+    if best == len(accs) - 1 and len(tail) > 1 and tail[-1] - tail[0] > rising:
+        return "under-trained"
+    return "converged"
+
+
+def curve_summary(log: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """What a run record keeps of its curves: the verdict and the numbers it rests on."""
+    accs = [r.get("val_acc") for r in log]
+    known = [(i, a) for i, a in enumerate(accs) if a is not None]
+    best = max(known, key=lambda ia: (ia[1], ia[0]))[0] + 1 if known else None
+    return {"verdict": curve_verdict(log), "epochs": len(log), "best_val_epoch": best,
+            "last_train_acc": log[-1].get("train_acc") if log else None,
+            "last_val_accs": accs[-CURVE_TAIL:]}

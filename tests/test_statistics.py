@@ -134,3 +134,37 @@ def test_the_training_curve_statements_hold():
         said = (f"{label} reached 100 % training accuracy at epoch {first} of {len(log)}" if model == "resnet18"
                 else f"and {label} at epoch {first}")
         assert said in readme
+
+
+# ----------------------------------------------------------------------------------- cpu2's reading
+def test_the_cpu2_block_is_what_esg_report_produces():
+    from esg_lib.report import readme as REP
+
+    page = (ROOT / "docs" / "results.md").read_text()
+    begin, end = REP.README_BEGIN.format(profile="cpu2"), REP.README_END.format(profile="cpu2")
+    assert page.split(begin, 1)[1].split(end, 1)[0].strip() == REP.readme_results("cpu2", ROOT / "results")
+
+
+def _rec(model, seed, acc, curve=None):
+    return {"model": model, "seed": seed, "dataset": "x-sdd", "protocol": "leak-free", "acc": acc,
+            "curve": curve or {"verdict": "converged"}}
+
+
+def test_contrasts_pair_per_seed_and_holm_runs_over_the_four():
+    from esg_lib.report import trained as TR
+
+    records = [_rec("esg-convnext", s, 0.90 + 0.01 * s) for s in range(5)]
+    records += [_rec("resnet18", s, 0.93 + 0.01 * s + (0.002 if s % 2 else 0)) for s in range(5)]
+    records += [_rec("densenet121", s, 0.95) for s in range(3)]                     # 3 seeds only
+    rows = {r["label"]: r for r in TR.contrasts(records)}
+    resnet = rows["ESG-ConvNeXt − ResNet18"]
+    assert resnet["seeds"] == [0, 1, 2, 3, 4]
+    diffs = [100 * (0.90 + 0.01 * s) - 100 * (0.93 + 0.01 * s + (0.002 if s % 2 else 0)) for s in range(5)]
+    assert resnet["diff"]["mean"] == pytest.approx(sum(diffs) / 5)
+    assert rows["ESG-ConvNeXt − DenseNet121"]["seeds"] == [0, 1, 2]
+    assert rows["attention: row 4 − row 3"]["diff"] is None                       # not measured: not in the family
+    tested = [r["diff"]["p"] for r in rows.values() if r["diff"]]
+    assert resnet["p_holm"] == pytest.approx(F.holm(tested)[0])
+    text = TR.trained_section("cpu2", records, [])
+    assert "not measured yet" in text and "esg-convnext: aim ≥ 91 % — met: 92.0 % over 5 seed(s)." in text
+    assert "| esg-convnext | converged 5 |" in text

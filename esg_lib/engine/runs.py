@@ -254,6 +254,9 @@ def export_run_metrics(folders: Iterable[Path], results: Path) -> list[Path]:
         rec["command"] = meta.get("command")
         rec["hardware"] = hardware_text(meta)
         rec["gmacs"] = met.get("gmacs") or run_gmacs(folder)
+        log = folder / "log.jsonl"
+        rec["curve"] = M.curve_summary([json.loads(line) for line in log.read_text().splitlines()
+                                        if line.strip()] if log.is_file() else [])
         dest.mkdir(parents=True, exist_ok=True)
         path = dest / f"{slug(rec['dataset'])}__{slug(rec['model'])}__{rec['run']}.json"
         write_json(path, rec)

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from esg_lib.errors import UserError
+from esg_lib.metrics import curve_verdict
 from esg_lib.markdown import markdown_rows
 
 from .config import SEARCH_MODELS, ProfileRef, TrainConfig, build_config, get_profile, profile_name
@@ -176,24 +177,6 @@ def running_score(val_accs: Sequence[float | None], k: int = SCORE_EPOCHS) -> fl
     """Mean validation accuracy over the last ``k`` epochs logged so far (fewer at the start)."""
     vals = [v for v in val_accs[-k:] if v is not None]
     return sum(vals) / len(vals) if vals else None
-
-
-def curve_verdict(log: Sequence[Mapping[str, Any]], memorise_gap: float = 0.05,
-                  rising: float = 0.01) -> str:
-    """One word on a run's curves: ``under-trained`` (the best validation epoch is the last and the
-    last :data:`SCORE_EPOCHS` epochs still rise by more than ``rising``), ``memorising`` (training
-    accuracy >= 0.99 with validation ``memorise_gap`` or more below it), or ``converged``."""
-    if not log:
-        return "no epochs"
-    accs = [r.get("val_acc") or 0.0 for r in log]
-    last = log[-1]
-    if (last.get("train_acc") or 0.0) >= 0.99 and (last.get("train_acc") or 0.0) - accs[-1] >= memorise_gap:
-        return "memorising"
-    best = max(range(len(accs)), key=lambda i: (accs[i], i))
-    tail = accs[-SCORE_EPOCHS:]
-    if best == len(accs) - 1 and len(tail) > 1 and tail[-1] - tail[0] > rising:
-        return "under-trained"
-    return "converged"
 
 
 # ----------------------------------------------------------------------------------- storage

@@ -30,6 +30,7 @@ from esg_lib.markdown import markdown_table, replace_block
 from .frames import (ABLATION_MODELS, COMPARISON_MODELS, holm, paired_difference, paired_differences,
                      protocol_table, records_frame, side_by_side, summarize)
 from .tables import aggregate_records, load_records, table_markdown
+from .trained import BASE_OF, trained_section
 
 __all__ = ["README_BEGIN", "README_END", "readme_results", "update_readme", "results_block", "current_records"]
 
@@ -263,6 +264,10 @@ def results_block(profile: ProfileRef, results: str | Path = "results") -> str:
                      "runs yet).\n\n"
                      + P.status_markdown(prof, results, out=None) + "\n")
     parts.append(tuning_section(prof, results))
+    if prof.name in BASE_OF:   # a profile trained on searched recipes: its reading against the base profile's
+        base = get_profile(BASE_OF[prof.name])
+        base_records = current_records(base, load_records(base, results))
+        parts.append(trained_section(prof, current_records(prof, records), base_records))
     if not records:
         parts.append(f"No `{prof.name}`-profile runs are committed yet (`results/{prof.name}/runs/` is empty).")
         return "\n".join(p for p in parts if p).strip()
