@@ -251,3 +251,25 @@ def test_the_paper_profile_goes_through_the_notebooks_at_224_px(tmp_path: Path) 
                  "fig07_activations", "fig11_ablation_curves_x-sdd", "protocols_x-sdd", "paired_differences"):
         assert (tmp_path / "figures" / "paper" / f"{name}.png").stat().st_size > 5000, name
     assert (tmp_path / "results" / "paper" / "table3_x-sdd.md").is_file()
+
+
+def test_the_lab_asks_no_news_question_and_checks_for_no_updates(monkeypatch) -> None:
+    """``make lab`` points ``JUPYTER_CONFIG_PATH`` at ``.jupyter/``, whose ``labconfig`` turns off the
+    news feed and the update check (JupyterLab's Notification settings) by default, so the lab does not
+    open with "Would you like to get notified about official Jupyter news?" (it asks while
+    ``fetchNews`` is ``"none"``). The names and values are those of the installed JupyterLab's schema."""
+    import jupyterlab
+    from jupyterlab_server.settings_utils import _get_overrides
+
+    plugin = "@jupyterlab/apputils-extension:notification"
+    wanted = {"checkForUpdates": False, "fetchNews": "false"}
+    settings = json.loads((PROJECT_ROOT / ".jupyter" / "labconfig" / "default_setting_overrides.json").read_text())
+    assert settings == {plugin: wanted}
+    schema = json.loads((Path(jupyterlab.__file__).parent / "schemas" / "@jupyterlab" / "apputils-extension"
+                         / "notification.json").read_text())["properties"]
+    assert schema["checkForUpdates"]["type"] == "boolean"
+    assert "false" in [choice["const"] for choice in schema["fetchNews"]["oneOf"]]
+    # what the lab's server reads as its defaults with the Makefile's JUPYTER_CONFIG_PATH
+    monkeypatch.setenv("JUPYTER_CONFIG_PATH", str(PROJECT_ROOT / ".jupyter"))
+    assert _get_overrides(str(PROJECT_ROOT / "no-such-app-settings"))[0].get(plugin) == wanted
+    assert 'JUPYTER_CONFIG_PATH="$(CURDIR)/.jupyter' in (PROJECT_ROOT / "Makefile").read_text()
