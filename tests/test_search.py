@@ -255,3 +255,17 @@ def test_each_models_random_start_draws_the_same_recipes_and_retries_draw_nothin
     study, t, cnx_second = draw("convnextv2")
     assert len(S.drawn_trials(study)) == 2
     assert cnx_first == resnet_first and cnx_second == resnet_second and resnet_first != resnet_second
+
+
+def test_the_winning_trial_is_adopted_as_the_production_seed_0_run(tmp_path, tiny_search):
+    from esg_lib.engine.train import matching_bundle, planned_run_dir, prepare_bundle
+    from esg_lib.engine.tuning import adopt_tuning_run
+
+    S.run_search("smoke", ("resnet18",), n_trials=1, out=tmp_path / "runs", results=tmp_path / "results",
+                 threads=1, progress=False)
+    best = S.winner("smoke", "resnet18", tmp_path / "results")
+    cfg = build_config("smoke", model="resnet18", seed=0, out=str(tmp_path / "runs"), **best["fields"])
+    folder = planned_run_dir(cfg, matching_bundle(cfg, prepare_bundle(cfg)))
+    assert folder.name.endswith(best["run_id"][:10])          # same identity as the trial
+    assert adopt_tuning_run(cfg, folder) and (folder / "metrics.json").is_file()
+    assert not adopt_tuning_run(cfg, folder)                   # once

@@ -478,7 +478,7 @@ def trial_rows(profile: ProfileRef, model: str, results: str | Path = "results")
                      "epochs_done": t.user_attrs.get("epochs_done"), "verdict": t.user_attrs.get("verdict"),
                      "adopted_from": t.user_attrs.get("adopted_from"),
                      "train_seconds": t.user_attrs.get("train_seconds"), "fields": t.user_attrs.get("fields"),
-                     "val_n": t.user_attrs.get("val_n")})
+                     "val_n": t.user_attrs.get("val_n"), "run_id": t.user_attrs.get("run_id")})
     return rows
 
 

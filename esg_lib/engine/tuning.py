@@ -236,16 +236,22 @@ def searched_recipe_ready(profile: ProfileRef, model: str) -> tuple[bool, str]:
     return False, f"{model} has no searched recipe yet (no {name} search covers it)"
 
 
+# Where runs that may equal a production run live, under the run folder root: the `cpu` grid's tuning
+# runs and the `cpu2` search's trials (the winner's trial is the production seed-0 run).
+ADOPTABLE = ("tuning", "search")
+
+
 def adopt_tuning_run(cfg: TrainConfig, run_folder: Path) -> bool:
-    """Copy a finished tuning run with the same identity into ``run_folder`` (saves retraining the
-    winner's seed-0 run). Returns whether a run was adopted."""
+    """Copy a finished tuning run or search trial with the same identity into ``run_folder`` (saves
+    retraining the winner's seed-0 run). Returns whether a run was adopted."""
     from . import runs as R
 
     if R.is_finished(run_folder):
         return False
     rel = run_folder.relative_to(cfg.out)
-    source = Path(tuning_out(cfg.out)) / rel
-    if not R.is_finished(source):
+    source = next((Path(cfg.out) / sub / rel for sub in ADOPTABLE if R.is_finished(Path(cfg.out) / sub / rel)),
+                  None)
+    if source is None:
         return False
     if run_folder.exists():
         shutil.rmtree(run_folder)
