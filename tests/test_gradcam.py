@@ -1,6 +1,8 @@
 """Grad-CAM target layers and reshape transforms for every model family of the comparison."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -31,6 +33,35 @@ def test_auto_stage_takes_the_earlier_layer_for_small_inputs() -> None:
     assert cam_target(model, 64, "last")[0] is model.stages[-1]
     with pytest.raises(ValueError, match="stage must be"):
         cam_target(model, 64, "first")
+
+
+# The target layers the figures were drawn with before the choice came from feature_info (the class-name
+# rules): (model-table key, image size) -> module path. Same module, same maps, same committed figures.
+EARLIER_TARGETS = {
+    ("esg-convnext", 64): "stages.2", ("esg-convnext", 224): "stages.3",
+    ("convnextv2", 64): "stages.2", ("convnextv2", 224): "stages.3",
+    ("resnet18", 64): "layer3", ("resnet18", 224): "layer4",
+    ("densenet121", 64): "features.denseblock3",
+    ("mobilenetv3", 64): "blocks.4", ("mobilenetv3", 224): "blocks.6",
+    ("inceptionv3", 64): "Mixed_6e", ("inceptionv3", 224): "Mixed_7c",
+    ("vit", 64): "blocks.11.norm1", ("swin-t", 64): "layers.2",
+}
+
+
+@pytest.mark.parametrize("key, img_size", sorted(EARLIER_TARGETS))
+def test_feature_info_picks_the_layers_the_figures_were_drawn_with(key, img_size) -> None:
+    profile = "cpu" if img_size == 64 else "paper"
+    model = build_model(resolve_model(key, profile), num_classes=7, img_size=img_size)
+    layer, reshape = cam_target(model, img_size, "auto")
+    inner = getattr(model, "model", model)
+    assert layer is inner.get_submodule(EARLIER_TARGETS[key, img_size])
+    assert (reshape is None) == (key not in ("vit", "swin-t"))
+
+
+def test_densenets_last_stage_is_the_output_of_its_features() -> None:
+    model = build_model(resolve_model("densenet121", "smoke"), num_classes=7, img_size=32)
+    layer, _ = cam_target(model, 224, "last")
+    assert layer is model.features[-1]         # features.norm5: what the whole `features` block returns
 
 
 @pytest.mark.parametrize("key, img_size, grid", [("esg-convnext", 64, (4, 4)), ("resnet18", 64, (4, 4)),
@@ -82,3 +113,24 @@ def test_saved_maps_come_back_with_what_they_were_made_of(tmp_path) -> None:
     assert stored.explanation.grid == result.grid
     assert list(stored.explanation.predictions) == list(result.predictions)
     np.testing.assert_allclose(stored.explanation.maps, result.maps, atol=1e-3)
+
+
+def test_the_committed_reruns_maps_have_the_grid_of_the_layer_chosen_now() -> None:
+    """Each kept rerun's gradcam.npz records the target layer's grid when it was drawn; the layer chosen
+    from feature_info now has the same grid at the run's size (a second check beside the one above)."""
+    root = Path(__file__).resolve().parents[1] / "results" / "cpu" / "reruns" / "x-sdd"
+    found = sorted(root.glob("*/s0-*/gradcam.npz"))
+    if not found:
+        pytest.skip("no committed Grad-CAM maps")
+    for path in found:
+        key = path.parent.parent.name
+        stored = load_cams(path.parent)
+        model = build_model(resolve_model(key, "cpu"), num_classes=7, img_size=64).eval()
+        layer, reshape = cam_target(model, 64, stored.stage)
+        seen = []
+        handle = layer.register_forward_hook(lambda mod, inp, out: seen.append(out))
+        with torch.no_grad():
+            model(torch.randn(1, 3, 64, 64))
+        handle.remove()
+        out = reshape(seen[0]) if reshape else seen[0]
+        assert tuple(out.shape[-2:]) == stored.explanation.grid, key

@@ -176,12 +176,16 @@ def test_wrong_input_channels_or_size_is_a_clear_error(atto: ESGConvNeXt) -> Non
         atto(torch.randn(1, 3, 16, 64))
 
 
-def test_grad_cam_target_layer_gives_a_heat_map(atto: ESGConvNeXt) -> None:
+def test_feature_info_stage_gives_a_grad_cam_heat_map(atto: ESGConvNeXt) -> None:
+    """Our model describes its stages in timm's feature_info (module path, reduction), which is all
+    Grad-CAM needs to find a target layer."""
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+    assert [(d["module"], d["reduction"]) for d in atto.feature_info] == [
+        ("stages.0", 4), ("stages.1", 8), ("stages.2", 16), ("stages.3", 32)]
     x = torch.randn(2, 3, 64, 64)
-    with GradCAM(model=atto, target_layers=[atto.grad_cam_target_layer(-2)]) as cam:
+    with GradCAM(model=atto, target_layers=[atto.get_submodule("stages.2")]) as cam:
         heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(1), ClassifierOutputTarget(2)])
     assert heat.shape == (2, 64, 64)
     assert (heat >= 0).all() and (heat <= 1).all()

@@ -1,15 +1,18 @@
 """Grad-CAM (pytorch-grad-cam) for every model family of the comparison: the target layer and the
 reshape transform each one needs (paper Fig. 13).
 
-Target layers (``stage="last"``): ESG-ConvNeXt and ConvNeXtV2 ``stages[-1]``; ResNet ``layer4``;
-DenseNet ``features`` (after the last norm); MobileNetV3 ``blocks[-1]``; InceptionV3 ``Mixed_7c``;
-ViT ``blocks[-1].norm1`` with the prefix (class) tokens dropped and the patch tokens reshaped to their
-grid; Swin ``layers[-1].blocks[-1].norm1`` (timm's Swin is NHWC) permuted to NCHW.
+Target layers come from the stages each model describes in timm's ``feature_info`` (:func:`cam_target`),
+so no model family is named here. ``stage="last"``: the stage of largest reduction (stride 32) —
+ESG-ConvNeXt and ConvNeXtV2 ``stages.3``, ResNet ``layer4``, DenseNet ``features.norm5`` (the output of
+``features``), MobileNetV3 ``blocks.6``, InceptionV3 ``Mixed_7c``, Swin ``layers.3`` (NHWC, permuted
+to NCHW); ViT, whose blocks all keep one token grid, ``blocks[-1].norm1`` with the prefix (class)
+tokens dropped and the patch tokens reshaped to their grid.
 
 At 64 px those last layers are 2x2 (ViT keeps its 8x8 token grid), which makes coarse maps, so
-``stage="auto"`` takes the layer one stage earlier (stride 16, 4x4 at 64 px) for inputs under 128 px:
-ConvNeXt ``stages[-2]``, ResNet ``layer3``, DenseNet ``features.denseblock3``, MobileNetV3
-``blocks[-3]``, InceptionV3 ``Mixed_6e``, Swin ``layers[-2]``; ViT is unchanged.
+``stage="auto"`` takes the stage at half that reduction (stride 16, 4x4 at 64 px) for inputs under
+128 px: ConvNeXt ``stages.2``, ResNet ``layer3``, DenseNet ``features.denseblock3``, MobileNetV3
+``blocks.4``, InceptionV3 ``Mixed_6e``, Swin ``layers.2``; ViT is unchanged. (Before the choice came
+from ``feature_info``, Swin's ``last`` was its last block's ``norm1``; no committed figure used it.)
 
 **Stored maps.** Fig. 13 explains each model's best checkpoint on the same test images
 (:func:`pick_images`). A checkpoint is tens of MB and never committed, so a rerun kept by
@@ -61,30 +64,38 @@ def _nhwc_to_nchw(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 3, 1, 2)
 
 
+def _stages(m: nn.Module) -> list[dict[str, Any]]:
+    info = getattr(m, "feature_info", None)
+    if hasattr(info, "get_dicts"):      # a features_only model's FeatureInfo
+        info = info.get_dicts()
+    return [dict(d) for d in info or []]
+
+
 def cam_target(model: nn.Module, img_size: int, stage: str = "auto") -> tuple[nn.Module, Callable | None]:
-    """``(target layer, reshape_transform)`` for Grad-CAM on ``model`` (see the module docstring)."""
+    """``(target layer, reshape_transform)`` for Grad-CAM on ``model``, chosen from the stages the model
+    describes in timm's ``feature_info`` (module path and reduction), fetched with ``get_submodule``:
+
+    - a hierarchy (CNNs, ConvNeXt, ESG-ConvNeXt, Swin): the last stage with the largest reduction, or,
+      for ``penultimate`` and for ``auto`` below 128 px, the stage at half that reduction (stride 16);
+      a model whose ``output_fmt`` is NHWC (Swin) gets its maps permuted to NCHW;
+    - a token model, whose every block has the same reduction (ViT): the last block's ``norm1``, its
+      prefix tokens dropped and the patch tokens reshaped to their grid (pytorch-grad-cam's ViT recipe).
+    """
     if stage not in ("auto", "last", "penultimate"):
         raise ValueError(f"stage must be auto, last or penultimate, got {stage!r}")
     early = stage == "penultimate" or (stage == "auto" and img_size < 128)
     m = _inner(model)
-    name = m.__class__.__name__
-    if hasattr(m, "grad_cam_target_layer"):  # ESG-ConvNeXt
-        return m.grad_cam_target_layer(-2 if early else -1), None
-    if name == "ConvNeXt":
-        return m.stages[-2 if early else -1], None
-    if name == "ResNet":
-        return (m.layer3 if early else m.layer4), None
-    if name == "DenseNet":
-        return (m.features.denseblock3 if early else m.features), None
-    if name == "MobileNetV3":
-        return m.blocks[-3 if early else -1], None
-    if name == "InceptionV3":
-        return (m.Mixed_6e if early else m.Mixed_7c), None
-    if name == "VisionTransformer":
-        return m.blocks[-1].norm1, _vit_reshape(m)
-    if name == "SwinTransformer":
-        return (m.layers[-2] if early else m.layers[-1].blocks[-1].norm1), _nhwc_to_nchw
-    raise ValueError(f"no Grad-CAM target layer known for {name}; add one to esg_lib.gradcam.cam_target")
+    info = _stages(m)
+    if not info:
+        raise ValueError(f"{m.__class__.__name__} describes no stages (timm's feature_info): no Grad-CAM target "
+                         "layer (esg_lib.engine.gradcam.cam_target)")
+    reductions = [int(d["reduction"]) for d in info]
+    if len(set(reductions)) == 1:
+        return m.get_submodule(f"{info[-1]['module']}.norm1"), _vit_reshape(m)
+    want = max(reductions) // 2 if early else max(reductions)
+    entry = next((d for d in reversed(info) if int(d["reduction"]) == want), info[-1])
+    reshape = _nhwc_to_nchw if getattr(m, "output_fmt", "NCHW") == "NHWC" else None
+    return m.get_submodule(entry["module"]), reshape
 
 
 @dataclass(frozen=True)

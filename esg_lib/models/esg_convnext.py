@@ -349,14 +349,6 @@ class ESGConvNeXt(nn.Module):
         self.num_classes = num_classes
         self.head.reset(num_classes, global_pool)
 
-    def grad_cam_target_layer(self, stage: int = -1) -> nn.Module:
-        """The layer Grad-CAM should hook: the output of a stage (NCHW, no reshape transform needed).
-
-        The last stage is the default (as for ConvNeXt); at 64 px it is only 2x2, so for sharper maps
-        pass ``stage=-2`` (4x4) or use a larger input.
-        """
-        return self.stages[stage]
-
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != self.in_chans:
             raise ValueError(f"expected input of shape (B, {self.in_chans}, H, W), got {tuple(x.shape)}; "
