@@ -72,7 +72,6 @@ def _warn_if_busy(env: dict[str, Any]) -> None:
 def main_models(args: argparse.Namespace) -> dict[str, Any]:
     import timm
 
-    import esg_lib  # noqa: F401
     from esg_lib.errors import UserError
 
     from . import throughput as T

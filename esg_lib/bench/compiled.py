@@ -33,8 +33,6 @@ def measure_compile(model_name: str = "esg_convnext_atto", img_size: int = 64, b
 
     import timm
 
-    import esg_lib  # noqa: F401  (registers the ESG models)
-
     torch.manual_seed(0)
     model = timm.create_model(model_name, num_classes=num_classes).train()
     x, y = torch.randn(batch_size, 3, img_size, img_size), torch.randint(0, num_classes, (batch_size,))

@@ -85,8 +85,6 @@ def training_step(model_name: str, img_size: int, batch_size: int, num_classes: 
     can tell the optimizer's operators from the model's there)."""
     import timm
 
-    import esg_lib  # noqa: F401  (registers the ESG models)
-
     torch.manual_seed(0)
     model = timm.create_model(model_name, num_classes=num_classes).train()
     fwd = torch.compile(model) if compile else model

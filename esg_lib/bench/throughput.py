@@ -98,7 +98,6 @@ def _worker(cfg: dict[str, Any]) -> None:
         tune_malloc()
     import timm
 
-    import esg_lib  # noqa: F401  (registers the ESG models)
     from esg_lib.models.zoo import count_gmacs, count_parameters, count_training_gmacs
 
     device = torch.device(cfg["device"])

@@ -68,14 +68,9 @@ class MinInputSize(nn.Module):
         return self.model(self._resize(x))
 
 
-def _ensure_registered() -> None:
-    import esg_lib  # noqa: F401  (registers the ESG-ConvNeXt models in timm)
-
-
 @functools.lru_cache(maxsize=None)
 def count_params(name: str, num_classes: int = 7) -> int:
     """Parameter count of a timm model, built on the meta device where the model allows it."""
-    _ensure_registered()
     try:
         with torch.device("meta"):
             model = timm.create_model(name, pretrained=False, num_classes=num_classes)
@@ -93,7 +88,6 @@ def closest_convnextv2(reference: str, num_classes: int = 7) -> str:
 
 def resolve_model(key: str, profile: ProfileRef) -> ModelSpec:
     """A model-table key of the profile (``swin-t``) or any timm name → a concrete :class:`ModelSpec`."""
-    _ensure_registered()
     table = get_profile(profile).models
     if key in table:
         spec = table[key]
@@ -124,7 +118,6 @@ def model_keys(selection: list[str], profile: ProfileRef) -> list[str]:
 def build_model(spec: ModelSpec, num_classes: int, img_size: int,
                 pretrained_file: str | None = None) -> nn.Module:
     """Create the model (random init unless ``pretrained_file`` is a local checkpoint)."""
-    _ensure_registered()
     kwargs: dict[str, Any] = dict(spec.kwargs)
     if pretrained_file:
         path = Path(pretrained_file)

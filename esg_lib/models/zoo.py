@@ -93,8 +93,6 @@ def complexity(name: str, img_sizes: Sequence[int] = (64, 224), num_classes: int
     """``{"model", "params_m", "gmacs_<size>"...}`` for a timm model name (ours included)."""
     import timm
 
-    import esg_lib  # noqa: F401  (registers the ESG models)
-
     model = timm.create_model(name, num_classes=num_classes)
     row: dict[str, float | str] = {"model": name, "params_m": count_parameters(model) / 1e6}
     for size in img_sizes:
@@ -117,7 +115,6 @@ def format_markdown(rows: list[dict[str, float | str]], img_sizes: Sequence[int]
 def _run(args: argparse.Namespace) -> int:
     import timm
 
-    import esg_lib  # noqa: F401
     from esg_lib.errors import UserError
 
     unknown = [m for m in args.models if not timm.is_model(m)]
