@@ -269,3 +269,20 @@ def test_the_winning_trial_is_adopted_as_the_production_seed_0_run(tmp_path, tin
     assert folder.name.endswith(best["run_id"][:10])          # same identity as the trial
     assert adopt_tuning_run(cfg, folder) and (folder / "metrics.json").is_file()
     assert not adopt_tuning_run(cfg, folder)                   # once
+
+
+def test_reading_a_study_writes_nothing_to_its_journal(tmp_path):
+    """`esg search --report` and the tests read the committed journals: they must stay byte for byte."""
+    import shutil
+
+    committed = ROOT / "results" / "cpu2" / "search"
+    if not committed.is_dir():
+        pytest.skip("no committed cpu2 studies")
+    shutil.copytree(committed, tmp_path / "cpu2" / "search", ignore=shutil.ignore_patterns("*.lock"))
+    before = {p.name: p.read_bytes() for p in (tmp_path / "cpu2" / "search").iterdir()}
+    for model in SEARCH_MODELS:
+        S.trial_rows("cpu2", model, tmp_path)
+        S.load_study("cpu2", model, tmp_path, create=True)
+    S.write_search_table("cpu2", tmp_path)
+    after = {p.name: p.read_bytes() for p in (tmp_path / "cpu2" / "search").iterdir()}
+    assert after == before

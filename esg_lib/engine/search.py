@@ -207,18 +207,21 @@ def load_study(profile: ProfileRef, model: str, results: str | Path = "results",
                           f"{profile_name(profile)} --model {model})")
     storage = _storage(path)
     name = study_name(profile, model)
-    drawn = 0
-    if path.is_file() and path.stat().st_size:
-        try:
-            drawn = len(drawn_trials(optuna.load_study(study_name=name, storage=storage)))
+    existing = None
+    if path.stat().st_size if path.is_file() else 0:
+        try:   # optuna.load_study only reads; create_study(load_if_exists) would append a line each time
+            existing = optuna.load_study(study_name=name, storage=storage)
         except KeyError:
-            drawn = 0
+            existing = None
+    drawn = len(drawn_trials(existing)) if existing is not None else 0
     sampler = optuna.samplers.TPESampler(n_startup_trials=STARTUP_TRIALS, multivariate=True, group=True,
                                          seed=1000 + drawn)
     pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=MIN_RESOURCE_STEPS,
                                                     reduction_factor=REDUCTION_FACTOR)
+    if existing is not None:
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
     return optuna.create_study(study_name=name, storage=storage, direction="maximize", sampler=sampler,
-                               pruner=pruner, load_if_exists=True)
+                               pruner=pruner)
 
 
 def drawn_trials(study: Any) -> list[Any]:
