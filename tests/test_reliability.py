@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import struct
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -172,9 +173,17 @@ def _bad_checkpoints(tmp: Path) -> dict[str, tuple[Path, str]]:
     out["wrong type (a list)"] = (tmp / "list.pt", "holds a list, not the contents of an esg training checkpoint")
     torch.save({"model": {}, "epoch": 3}, tmp / "partial.pt")
     out["dict without the run's description"] = (tmp / "partial.pt", "not an esg training checkpoint (no model_spec")
-    torch.save({"model": {}, "model_spec": {"label": "x"}, "config": {}, "num_classes": 7, "class_names": [],
-                "mean": [0.5], "std": [0.5]}, tmp / "damaged.pt")
+    run = {"model": {}, "model_spec": {"label": "x", "name": "no_such_model"}, "config": {"img_size": 32},
+           "num_classes": 2, "class_names": ["a", "b"], "mean": [0.5], "std": [0.5]}
+    torch.save(run, tmp / "damaged.pt")
     out["damaged model description"] = (tmp / "damaged.pt", "its model description is damaged")
+    torch.save({**run, "class_names": [], "config": {}}, tmp / "no-classes.pt")
+    out["damaged run description"] = (tmp / "no-classes.pt", "its description of the run is damaged (class_names")
+    torch.save({**run, "model_spec": {"label": "x", "name": "resnet18", "kwargs": {"checkpoint_path": "/etc/passwd"}}},
+               tmp / "reads-a-file.pt")
+    out["timm argument that reads a file"] = (tmp / "reads-a-file.pt", "model argument 'checkpoint_path' is not one")
+    torch.save({**run, "model_spec": {"label": "x", "name": "vit_giant_patch14_224"}}, tmp / "giant.pt")
+    out["a giant model named by a small file"] = (tmp / "giant.pt", "is larger than the weights it holds (0 values)")
     torch.save({"model": _RunsCode(tmp / "marker")}, tmp / "code.pt")
     out["pickle that runs code"] = (tmp / "code.pt", "refuses to load such objects")
     return out
@@ -272,3 +281,80 @@ def test_a_failed_table_write_leaves_the_previous_tables_whole(tmp_path):
     with file_size_limit(4096), pytest.raises(OSError):
         write_tables(aggregate_records(many), tmp_path, "cpu")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+# ----------------------------------------------------------------------------------- fuzz harnesses (short)
+# The short version of `make fuzz` (esg_lib.fuzz; docs/reliability.md): each harness with a few hundred
+# inputs, derandomized (the same inputs every run), failing at the first crash with Hypothesis's shrunk
+# example. Two harnesses still find crashes in files outside this change (config.py's parse_overrides, and
+# the records that report/tables.py and engine/plan.py accept); they are strict xfails, so the fix flips them.
+FUZZ_SHORT = {"image decoding": 300, "archive extraction": 200, "run records + report": 150,
+              "checkpoint loading": 150, "--set values": 300}
+FUZZ_KNOWN_CRASHES = {
+    "--set values": "parse_overrides lets YAML's ReaderError and OmegaConf interpolation errors escape "
+                    "(esg_lib/engine/config.py, outside this change; docs/reliability.md)",
+    "run records + report": "a record that is a JSON object with 'protocol', 'variant', 'timm_name' or 'params' "
+                            "of another type passes record_problem and crashes the tables and the plan's "
+                            "progress (report/tables.py, engine/plan.py, outside this change)",
+}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=FUZZ_KNOWN_CRASHES[n], raises=AssertionError,
+                                                                       strict=True))
+                                  if n in FUZZ_KNOWN_CRASHES else n for n in FUZZ_SHORT])
+def test_fuzz_harness_short_run_finds_no_crash(name):
+    pytest.importorskip("hypothesis")
+    from esg_lib.fuzz import HARNESSES, run_harness
+
+    threads = torch.get_num_threads()                   # restored after: the checkpoint seeds come from fit
+    try:
+        tally = run_harness(HARNESSES[name](), FUZZ_SHORT[name], derandomize=True, raise_on_crash=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert tally.inputs >= FUZZ_SHORT[name] and not tally.crashes
+    assert tally.success and tally.user_error            # both outcomes reached: the inputs are not all junk
+
+
+def test_predict_names_a_decompression_bomb_in_one_line(tmp_path, capsys):
+    from esg_lib.engine.inference import load_image
+    from esg_lib.errors import UserError
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_bomb())
+    with pytest.raises(UserError, match=rf"cannot read image {bomb}: decompression bomb, refused without decoding"):
+        load_image(bomb, 32)                                # was: Pillow's DecompressionBombError, a traceback
+
+
+def _tiny_dataset_archive(tmp_path: Path, members: dict[str, bytes]) -> Path:
+    archive = tmp_path / "mine.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return archive
+
+
+def test_fetch_errors_name_the_archive_in_one_line(tmp_path):
+    from esg_lib.data import fetch
+    from esg_lib.data.errors import DataError
+
+    png = make_image(tmp_path / "x.png", size=(8, 8), seed=99).read_bytes()
+    one_class = _tiny_dataset_archive(tmp_path, {"top/X-SDD/datas/red iron/1.png": png})
+    with pytest.raises(DataError) as caught:
+        fetch.fetch_dataset("x-sdd", one_class, log=lambda m: None)
+    assert "mine.zip" in str(caught.value) and ".fetch-" not in str(caught.value)   # not the staging folder
+    pngs = {f"top/X-SDD/datas/{c}/1.png": make_image(tmp_path / f"{i}.png", size=(8, 8), seed=i).read_bytes()
+            for i, c in enumerate(fetch.KNOWN["x-sdd"].class_table)}
+    newline = _tiny_dataset_archive(tmp_path, {**pngs, "top/X-SDD/datas/red iron/odd\nname.png": png})
+    with pytest.raises(DataError) as caught:
+        fetch.fetch_dataset("x-sdd", newline, log=lambda m: None)
+    assert "\n" not in str(caught.value) and "mine.zip" in str(caught.value)
+    from esg_lib.data.manifest import compare
+    summary = compare({"a/1.png": "0" * 64}, {"a/1.png": "0" * 64, "a/odd\nname.png": "1" * 64}).summary()
+    assert summary == "1 extra ('a/odd\\nname.png')"                    # shown escaped, on one line
+
+
+@pytest.mark.parametrize("field, option", [("model", "--model"), ("seed", "--seeds"), ("profile", "--profile"),
+                                           ("dataset", "--dataset")])
+def test_set_of_a_field_with_its_own_option_is_one_line(field, option, capsys, tmp_path):
+    code = main(["train", "--set", f"{field}=1", "--out", str(tmp_path)])
+    assert _one_line_error(capsys, code).endswith(f"--set {field}: use {option} instead")

@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 from .errors import (DataError, DatasetLayoutError, DatasetNotFoundError, DownloadError,
                      ManifestMismatchError, UnsafeArchiveError)
 from .folder import _hidden, scan_folder
-from .manifest import compare, parse_manifest, sha256_file
+from .manifest import compare, parse_manifest, sha256_file, shown_name
 from .registry import KNOWN, DatasetSpec, embedded_dir, fetched_dir
 
 _URL_SCHEMES = ("http", "https", "ftp", "sftp", "doi")
@@ -166,7 +166,7 @@ def verify_against_manifest(class_root: Path, spec: DatasetSpec, *, what: str = 
     if extra_files:
         raise ManifestMismatchError(
             f"{what} does not match the {spec.name} manifest: {len(extra_files)} extra non-image file(s) "
-            f"({', '.join(extra_files[:5])})")
+            f"({', '.join(map(shown_name, extra_files[:5]))})")
 
 
 # ---------------------------------------------------------------- fetch
@@ -243,8 +243,14 @@ def fetch_dataset(
 def _extract(archive: Path, staging: Path, spec: DatasetSpec) -> Path:
     extract_dir = staging / "extract"
     safe_extract(archive, extract_dir)
-    class_root = find_class_root(extract_dir, spec)
-    verify_against_manifest(class_root, spec, what=f"archive {archive.name}")
+    try:
+        class_root = find_class_root(extract_dir, spec)
+        verify_against_manifest(class_root, spec, what=f"archive {archive.name}")
+    except DataError as exc:   # name the archive, not the staging folder that is about to be removed
+        text = str(exc).replace(str(extract_dir), archive.name)
+        if archive.name not in text:
+            text = f"archive {archive.name}: {text}"
+        raise type(exc)(text) from None
     return class_root
 
 

@@ -46,6 +46,12 @@ def format_manifest(entries: Mapping[str, str]) -> str:
     return "".join(f"{r}\t{entries[r]}\n" for r in rels)
 
 
+def shown_name(rel: str) -> str:
+    """A file or folder name as a one-line message shows it: as is, or quoted with escapes when it
+    holds a newline or another control character (an archive entry may hold any)."""
+    return rel if rel.isprintable() else repr(rel)
+
+
 def class_counts(rels: Iterable[str]) -> Counter:
     return Counter(r.split("/", 1)[0] for r in rels)
 
@@ -71,14 +77,15 @@ class ManifestDiff:
         parts = []
         for label, items in (("missing", self.missing), ("extra", self.extra), ("changed", self.changed)):
             if items:
-                shown = ", ".join(items[:limit]) + (f", ... (+{len(items) - limit})" if len(items) > limit else "")
+                shown = ", ".join(shown_name(i) for i in items[:limit]) + (
+                    f", ... (+{len(items) - limit})" if len(items) > limit else "")
                 parts.append(f"{len(items)} {label} ({shown})")
         missing_classes = sorted(set(self.expected_counts) - set(self.found_counts))
         extra_classes = sorted(set(self.found_counts) - set(self.expected_counts))
         if missing_classes:
-            parts.insert(0, f"missing class folders: {', '.join(missing_classes)}")
+            parts.insert(0, f"missing class folders: {', '.join(map(shown_name, missing_classes))}")
         if extra_classes:
-            parts.insert(0, f"unexpected class folders: {', '.join(extra_classes)}")
+            parts.insert(0, f"unexpected class folders: {', '.join(map(shown_name, extra_classes))}")
         return "; ".join(parts)
 
     def table(self) -> str:

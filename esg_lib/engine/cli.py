@@ -253,8 +253,17 @@ def _add_verify(subparsers: argparse._SubParsersAction) -> None:
 
 
 # ----------------------------------------------------------------------------------- train
+# config fields that `esg train` sets from options of their own: a --set of one of them would be
+# overwritten by the option's default (dataset, protocol, out) or clash with it (model, seed, profile)
+OWN_OPTIONS = {"model": "--model", "seed": "--seeds", "profile": "--profile", "dataset": "--dataset",
+               "protocol": "--protocol", "out": "--out", "pretrained_file": "--pretrained-file"}
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     o = parse_overrides(args.set)
+    own = [k for k in o if k in OWN_OPTIONS]
+    if own:
+        raise UserError("; ".join(f"--set {k}: use {OWN_OPTIONS[k]} instead" for k in own))
     for name in ("epochs", "batch_size", "img_size", "lr", "max_images", "device", "threads"):
         value = getattr(args, name, None)
         if value is not None:
