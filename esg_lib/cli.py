@@ -9,6 +9,7 @@ printed as one line without a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import signal
 import sys
@@ -73,6 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"esg {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:   # a plain write on a full disk (the atomic writers raise a UserError for it)
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        print(f"esg {args.command}: error: {exc.strerror or 'no space left on device'}{where}; files written "
+              "whole before it are unchanged: free some space and run the same command again", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __all__ = ["UserError", "ConfigError", "DataError", "DatasetNotFoundError", "DatasetLayoutError",
            "ManifestMismatchError", "CorruptImageError", "UnsafeArchiveError", "DownloadError",
-           "DataWarning"]
+           "DiskWriteError", "DataWarning"]
 
 
 class UserError(Exception):
@@ -45,6 +45,15 @@ class UnsafeArchiveError(DataError):
 
 class DownloadError(DataError):
     """A download failed, was truncated, or the archive is not a readable zip/tar."""
+
+
+class DiskWriteError(UserError, OSError):
+    """A file could not be written for lack of room (full disk or quota, file-size limit): one line
+    naming the file; the previous version of the file is whole. Also an ``OSError`` (``errno`` and
+    ``filename`` set; the message stays the one line)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class DataWarning(UserWarning):

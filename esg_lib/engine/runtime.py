@@ -9,11 +9,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
+import fnmatch
 import os
 import random
 import re
 import secrets
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from esg_lib.errors import UserError
+from esg_lib.errors import DiskWriteError, UserError
 
 
 @dataclass
@@ -142,6 +145,76 @@ def _to_tuples(x: Any) -> Any:
     return tuple(_to_tuples(v) for v in x) if isinstance(x, list) else x
 
 
+# errno values of a write that failed for lack of room: a full disk, a full quota, a file-size limit
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+# Fault injection for tests (docs/reliability.md, tests/test_faults.py). ESG_PAUSE_AT="POINT:NAME[:N]" makes
+# the process print one line to stderr and sleep until it is killed, the N-th time (default 1) it reaches
+# POINT for a file whose name matches the glob NAME. Points: "checkpoint" (save_checkpoint: the temporary
+# file is written, not yet synced or renamed over the checkpoint), "write" (atomic_write: the content is
+# handed to the temporary file, not yet flushed, synced or renamed: run JSON files, records, tables);
+# callers may add their own (the tests pause training after an optimiser step through train.STEP_HOOK).
+PAUSE_ENV = "ESG_PAUSE_AT"
+_pauses_reached: dict[str, int] = {}
+
+
+def pause_point(point: str, name: str) -> None:
+    """Sleep until killed here if ``$ESG_PAUSE_AT`` names this point (see :data:`PAUSE_ENV`); else nothing."""
+    spec = os.environ.get(PAUSE_ENV)
+    if not spec:
+        return
+    want, _, rest = spec.partition(":")
+    pattern, nth = rest, 1
+    head, sep, tail = rest.rpartition(":")
+    if sep and tail.isdigit():
+        pattern, nth = head, int(tail)
+    if want != point or not fnmatch.fnmatchcase(Path(name).name, pattern or "*"):
+        return
+    key = f"{point}:{pattern}"
+    _pauses_reached[key] = _pauses_reached.get(key, 0) + 1
+    if _pauses_reached[key] != nth:
+        return
+    print(f"esg: paused at {point} {name} ({PAUSE_ENV}={spec}), waiting to be killed", file=sys.stderr, flush=True)
+    while True:
+        time.sleep(3600)
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _write_failed(path: Path, exc: BaseException, free: int | None, what: str = "") -> DiskWriteError:
+    """One line for a write that failed for lack of room, naming ``path``; the previous file is whole.
+    ``free``: the bytes left on its file system when the write failed (before its temporary file went)."""
+    code = getattr(exc, "errno", None)
+    if code == errno.EFBIG:
+        why = "the file would exceed the process's file-size limit"
+    elif code == errno.EDQUOT:
+        why = "the disk quota is exceeded"
+    else:
+        why = "no space left on its file system" + (f" ({free} bytes free)" if free is not None else "")
+    err = DiskWriteError(f"cannot write {what}{path}: {why}; the previous {path.name} (if any) is unchanged; "
+                         "free some space and run the same command again (training resumes from its last epoch)")
+    err.errno, err.filename = code if code in NO_ROOM else errno.ENOSPC, str(path)
+    return err
+
+
+def _no_room(exc: BaseException, free: int | None) -> bool:
+    """Whether ``exc`` is a write that failed for lack of room, ``free`` bytes being left: an ``OSError``
+    says so by its errno, ``torch.save`` only in its own words (``unexpected pos``, ``file write failed``)."""
+    if isinstance(exc, DiskWriteError):
+        return False
+    if isinstance(exc, OSError):
+        return exc.errno in NO_ROOM
+    if isinstance(exc, RuntimeError) and ("inline_container" in str(exc) or "write" in str(exc).lower()):
+        return "file write failed" in str(exc) or (free is not None and free < 1 << 20)
+    return False
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w", **open_kw: Any) -> Iterator[IO]:
     """Open a temporary file beside ``path`` for writing; on success it is flushed, synced and renamed
@@ -150,19 +223,30 @@ def atomic_write(path: str | Path, mode: str = "w", **open_kw: Any) -> Iterator[
     sees either the old file or the new one, never half of one. The temporary name is unique
     (``.<name>.<pid>.<random>.tmp``), so two writers of one path never share a temporary file, and it
     is created with the usual permissions (0666 less the umask), so the final file's mode is unchanged.
+    A write that fails for lack of room (full disk or quota, file-size limit) raises
+    :class:`~esg_lib.errors.DiskWriteError` (a ``UserError`` and an ``OSError``), one line naming ``path``.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    try:
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    except OSError as exc:
+        if exc.errno in NO_ROOM:
+            raise _write_failed(path, exc, _free_bytes(path.parent)) from None
+        raise
     try:
         with os.fdopen(fd, mode, **open_kw) as fh:
             yield fh
+            pause_point("write", path.name)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        free = _free_bytes(path.parent)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if _no_room(exc, free) and isinstance(exc, OSError):
+            raise _write_failed(path, exc, free) from None
         raise
 
 
@@ -171,20 +255,26 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     that is killed or fails (disk full) leaves the previous checkpoint whole, and the temporary file
     is removed on any error that Python sees. The temporary name keeps ``path``'s stem before its
     last dot (``last.tmp-<pid>-<random>``): ``torch.save`` names the archive's inner folder after it,
-    so the bytes are those a direct save to ``path`` would write."""
+    so the bytes are those a direct save to ``path`` would write. A save that fails for lack of room
+    raises :class:`~esg_lib.errors.DiskWriteError`, one line naming the checkpoint (PyTorch's own
+    message for it is ``unexpected pos ...``)."""
     path = Path(path)
     tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         torch.save(payload, tmp)
+        pause_point("checkpoint", path.name)
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        free = _free_bytes(path.parent)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if _no_room(exc, free):
+            raise _write_failed(path, exc, free, "checkpoint ") from None
         raise
 
 
