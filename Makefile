@@ -51,6 +51,7 @@ $(STAMP): requirements-lock.txt $(TORCH_REQUIREMENTS) pyproject.toml
 	@$(BIN)/python -c "from esg_lib.engine.compile import cxx_compiler as c; import sys; p = c(); print('C++ compiler for torch.compile:', p or 'NONE (eager works; compile=true will stop with an error: apt-get install g++)')"
 	@touch $@
 
+# cpu/paper: also renders the executed notebooks as pages in docs/notebooks/<profile>/ (committed; see docs/jupyterlab.md)
 reproduce: install
 	$(BIN)/esg reproduce --profile $(PROFILE) $(if $(filter missing,$(TRAIN)),--train-missing)
 

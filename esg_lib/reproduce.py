@@ -3,7 +3,9 @@
 
 Each notebook runs in its own papermill subprocess (papermill inside a running kernel has hit "event
 loop is already running"), with the same parameters, the project's kernel and ``notebooks/`` as its
-working directory. Executed copies go to ``runs/<profile>/notebooks/`` (never over the sources). A
+working directory. Executed copies go to ``runs/<profile>/notebooks/`` (never over the sources); on
+the ``cpu`` and ``paper`` profiles ``esg reproduce`` also renders them as Markdown pages in
+``docs/notebooks/<profile>/`` (:func:`write_pages`), which GitHub shows with their tables and figures. A
 failing notebook does not stop the others; the failures are listed at the end, with the notebook's
 name and the error, and the command exits non-zero. Training runs are reused by their identity hash,
 so rerunning after a crash only costs what was not finished.
@@ -22,7 +24,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 __all__ = ["NOTEBOOKS", "PROFILES", "CHECK_RUN", "NotebookResult", "run_notebooks", "run_all", "project_root",
-           "checkout", "kernel_name", "summary_markdown", "resolve_notebooks", "register"]
+           "checkout", "kernel_name", "summary_markdown", "resolve_notebooks", "register", "PAGE_PROFILES",
+           "render_page", "page_cells", "page_name", "write_pages"]
 
 PROFILES = ("smoke", "cpu", "paper")
 KERNEL = "esg-lib"
@@ -271,6 +274,387 @@ def summary_markdown(profile: str, root: Path | None = None) -> str:
     return "\n\n".join(f"### {t.stem}\n\n{t.read_text().strip()}" for t in tables)
 
 
+# ------------------------------------------------------------------------------------ rendered pages
+# `esg reproduce` on a profile whose outputs are committed also renders each executed notebook as a
+# Markdown page, docs/notebooks/<profile>/<notebook>.md (a `--dataset NAME` run: <notebook>.NAME.md),
+# so that a reader on GitHub sees its tables and figures without running anything (the committed
+# notebooks carry no outputs: nbstripout). A page holds the notebook's prose and code as they ran and
+# its outputs, made steady: a figure is a link to figures/<profile>/ (never a copy, and never one that
+# git ignores: NEU-CLS-64's pictures have no license), a table is a Markdown table, and no absolute
+# path, run time or progress bar is kept, so a rebuild on the same records rewrites the same bytes.
+PAGE_PROFILES = frozenset({"cpu", "paper"})
+PAGES = Path("docs") / "notebooks"
+# A notebook whose dataset is missing falls back and says so in these words (esg_lib.experiments'
+# main_dataset, notebook 01): such a run shows other outputs than the committed pages, so its pages
+# go to runs/<profile>/pages/ (git-ignored) and a clone without NEU-CLS-64 leaves git clean.
+MISSING_DATASET = "is not available here"
+HEADER_END = "<!-- notebook -->"          # the generated header ends here, the notebook's cells follow
+OUTPUTS_BEGIN, OUTPUTS_END = "<!-- outputs -->", "<!-- /outputs -->"   # around each code cell's outputs
+_WIDGET = "application/vnd.jupyter.widget-view+json"
+_TIMES = [(re.compile(r"\b(ok|FAILED) in \d+ s\b"), r"\1"),                    # run_notebooks' progress lines
+          (re.compile(r"^(notebook +status) +seconds$", re.M), r"\1"),         # ReproduceReport.summary()
+          (re.compile(r"^(\S+\.ipynb +(?:ok|skipped|FAILED)) +\d+\.\d+$", re.M), r"\1")]
+
+
+@dataclass
+class Pages:
+    """What :func:`write_pages` did: the folder, the pages it wrote or found unchanged, and why the
+    folder is not the committed one (empty when it is)."""
+    folder: Path
+    pages: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)   # executed copies not rendered, with the reason
+    not_committed: str = ""
+
+
+def _gitignore_rules(checkout_dir: Path) -> list[tuple[str, str]]:
+    """``(pattern, reason)`` for each pattern of the checkout's ``.gitignore``; the reason is the
+    comment block above it."""
+    rules: list[tuple[str, str]] = []
+    comment: list[str] = []
+    try:
+        lines = (checkout_dir / ".gitignore").read_text().splitlines()
+    except OSError:
+        return []
+    after_pattern = False
+    for line in map(str.strip, lines):
+        if line.startswith("#"):
+            comment = [] if after_pattern else comment
+            comment.append(line.lstrip("# "))
+            after_pattern = False
+        elif line and not line.startswith("!"):
+            rules.append((line, " ".join(comment)))
+            after_pattern = True
+        else:
+            comment, after_pattern = [], False
+    return rules
+
+
+def _ignored_by(rel: str, rules: list[tuple[str, str]]) -> str | None:
+    """The reason a path (relative to the checkout, ``/``-separated) is git-ignored, else ``None``
+    (``.gitignore``'s plain and anchored globs; this repository uses no negations)."""
+    from fnmatch import fnmatchcase
+
+    for pattern, reason in rules:
+        bare = pattern.strip("/")
+        if "/" in pattern.rstrip("/"):   # anchored at the root
+            hit = fnmatchcase(rel, bare) or rel.startswith(bare + "/")
+        else:                            # any component
+            parts = rel.split("/")
+            hit = any(fnmatchcase(p, bare) for p in parts)
+        if hit:
+            return reason or pattern
+    return None
+
+
+def _params(source: str) -> dict[str, tuple[Any, str]]:
+    """``name -> (value, source text)`` of a parameters cell's literal assignments."""
+    import ast
+
+    out = {}
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return out
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = (ast.literal_eval(node.value), ast.get_source_segment(source, node))
+            except ValueError:
+                pass
+    return out
+
+
+def _source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def _text(value: Any) -> str:
+    return "".join(value) if isinstance(value, list) else str(value)
+
+
+class _HtmlTables:
+    """The tables of an HTML fragment (pandas' ``to_html``) as header and body rows of cell texts;
+    ``simple`` is False where a cell spans rows or columns (then the HTML is kept)."""
+
+    def __init__(self, html: str) -> None:
+        from html.parser import HTMLParser
+
+        self.tables: list[dict[str, list[list[str]]]] = []
+        self.simple = True
+        tables, state = self.tables, {"row": None, "cell": None, "part": "body"}
+        outer = self
+
+        class Parser(HTMLParser):
+            def handle_starttag(self, tag, attrs):
+                if tag == "table":
+                    tables.append({"head": [], "body": []})
+                elif tag in ("thead", "tbody") and tables:
+                    state["part"] = "head" if tag == "thead" else "body"
+                elif tag == "tr" and tables:
+                    state["row"] = []
+                elif tag in ("th", "td") and state["row"] is not None:
+                    outer.simple &= not any(k in ("colspan", "rowspan") for k, _ in attrs)
+                    state["cell"] = []
+
+            def handle_endtag(self, tag):
+                if tag in ("th", "td") and state["cell"] is not None:
+                    state["row"].append(" ".join("".join(state["cell"]).split()))
+                    state["cell"] = None
+                elif tag == "tr" and state["row"] is not None:
+                    tables[-1][state["part"]].append(state["row"])
+                    state["row"] = None
+                elif tag in ("thead", "tbody"):
+                    state["part"] = "body"
+
+            def handle_data(self, data):
+                if state["cell"] is not None:
+                    state["cell"].append(data)
+
+        Parser(convert_charrefs=True).feed(html)
+
+    def markdown(self) -> str | None:
+        """Every table as a GitHub Markdown table (numeric columns right-aligned), or ``None`` when
+        one has no single header row of the body's width."""
+        from esg_lib.markdown import markdown_rows
+
+        if not self.tables or not self.simple:
+            return None
+        out = []
+        for table in self.tables:
+            head, body = table["head"], table["body"]
+            if len(head) != 1 or any(len(row) != len(head[0]) for row in body):
+                return None
+
+            def number(cell: str) -> bool:
+                try:
+                    float(cell)
+                    return True
+                except ValueError:
+                    return False
+            align = "".join("r" if body and all(number(row[i]) for row in body) else "l" for i in range(len(head[0])))
+            escape = lambda cells: [c.replace("|", "\\|") for c in cells]   # noqa: E731
+            out.append(markdown_rows(escape(head[0]), (escape(r) for r in body), align))
+        return "\n\n".join(out)
+
+
+class _PageRenderer:
+    """One executed notebook as a Markdown page in ``folder`` (see :func:`render_page`)."""
+
+    def __init__(self, profile: str, root: Path, folder: Path) -> None:
+        self.profile, self.root, self.folder = profile, Path(root), Path(folder)
+        self.rules = _gitignore_rules(checkout())
+        self.prefixes = sorted({str(p) for base in (self.root, checkout()) for p in (base, base.resolve())},
+                               key=len, reverse=True)
+
+    def link(self, rel: str) -> str:
+        """A root-relative path as seen from the page's folder."""
+        return Path(os.path.relpath(self.root / rel, self.folder)).as_posix()
+
+    def steady(self, text: str) -> str:
+        """``text`` without this machine's absolute paths (the root's become relative, the home
+        folder ``~``) and without run times."""
+        for prefix in self.prefixes:
+            text = re.sub(re.escape(prefix) + r"(?![\w.-])", ".", text.replace(prefix + os.sep, ""))
+        home = str(Path.home())
+        if len(home) > 1:
+            text = text.replace(home + os.sep, "~/")
+        for pattern, repl in _TIMES:
+            text = pattern.sub(repl, text)
+        return text
+
+    def prose(self, source: str) -> str:
+        """A Markdown cell, its relative links (written from ``notebooks/``) pointing from the page."""
+        def relink(m: re.Match) -> str:
+            target = m.group(2)
+            if re.match(r"^([a-z][a-z0-9+.-]*:|#|/)", target):
+                return m.group(0)
+            moved = os.path.relpath(os.path.normpath(self.root / "notebooks" / target), self.folder)
+            return f"{m.group(1)}({Path(moved).as_posix()})"
+        return re.sub(r"(\]\s?)\(([^)\s]+)\)", relink, source)
+
+    @staticmethod
+    def fence(text: str, lang: str = "text") -> str:
+        ticks = "```"
+        while ticks in text:
+            ticks += "`"
+        return f"{ticks}{lang}\n{text.rstrip()}\n{ticks}"
+
+    def figure(self, name: str) -> str:
+        rel = f"figures/{self.profile}/{name}"
+        why = _ignored_by(rel, self.rules)
+        if why:
+            return f"*`{rel}` is not shown here: git ignores it ({why.rstrip('.')}).*"
+        return f"![{name}]({self.link(rel)})"
+
+    def outputs(self, cell: dict) -> list[str]:
+        parts: list[str] = []
+        stream: list[str] = []
+
+        def flush() -> None:
+            text = self.steady("".join(stream)).strip("\n")
+            if text.strip():
+                parts.append(self.fence(text))
+            stream.clear()
+
+        for out in cell.get("outputs", []):
+            kind = out.get("output_type")
+            if kind == "stream":
+                stream.append(_text(out.get("text", "")))
+                continue
+            flush()
+            if kind == "error":
+                parts.append(self.fence(self.steady(f"{out.get('ename')}: {out.get('evalue')}")))
+                continue
+            data, meta = out.get("data", {}), out.get("metadata", {})
+            if _WIDGET in data:          # a progress bar: its text form holds times
+                continue
+            if any(k.startswith("image/") for k in data):
+                name = meta.get("esg_lib", {}).get("figure")
+                parts.append(self.figure(name) if name else
+                             "*An image that is no saved figure: not shown here (save it with "
+                             "`esg_lib.figures.save_figure`).*")
+            elif "text/markdown" in data:
+                parts.append(self.steady(_text(data["text/markdown"])).strip())
+            elif "text/html" in data:
+                html = self.steady(_text(data["text/html"]))
+                table = _HtmlTables(html).markdown()
+                parts.append(table if table is not None else
+                             re.sub(r"<style[^>]*>.*?</style>\s*", "", html, flags=re.S).strip())
+            elif "text/plain" in data:
+                parts.append(self.fence(self.steady(_text(data["text/plain"]))))
+        flush()
+        return [p for p in parts if p]
+
+    def render(self, nb: dict, name: str, command: str) -> str:
+        cells = nb.get("cells", [])
+        tags = lambda c: c.get("metadata", {}).get("tags", [])   # noqa: E731
+        defaults = next((_params(_source(c)) for c in cells if "parameters" in tags(c)), {})
+        given = next((_params(_source(c)) for c in cells if "injected-parameters" in tags(c)), {})
+        changed = [text for key, (value, text) in given.items()
+                   if key not in defaults or defaults[key][0] != value]
+        source = f"notebooks/{name}"
+        header = [f"<!-- Generated by `{command}` from {source}: edit the notebook, not this page. -->",
+                  f"> **Executed copy** of [`{source}`]({self.link(source)})"
+                  + (f", run with {', '.join(f'`{t}`' for t in changed)}" if changed else "")
+                  + f". Its figures are in [`figures/{self.profile}/`]({self.link(f'figures/{self.profile}')}), "
+                  f"its tables in [`results/{self.profile}/`]({self.link(f'results/{self.profile}')}); "
+                  f"all pages: [README.md](README.md). To run it yourself: `{command}`, or `make lab`.",
+                  HEADER_END]
+        body = []
+        for cell in cells:
+            if "injected-parameters" in tags(cell):
+                continue
+            if cell.get("cell_type") == "markdown":
+                body.append(self.prose(_source(cell)).strip())
+            elif cell.get("cell_type") == "code":
+                body.append(self.fence(_source(cell), "python"))
+                outputs = self.outputs(cell)
+                if outputs:
+                    body.append("\n\n".join([OUTPUTS_BEGIN, *outputs, OUTPUTS_END]))
+        return "\n".join(header) + "\n\n" + "\n\n".join(b for b in body if b) + "\n"
+
+
+def render_page(notebook: Path | dict, profile: str, root: Path | None = None, folder: Path | None = None,
+                name: str | None = None, command: str | None = None) -> str:
+    """The Markdown page of an executed notebook (a path or its JSON): its prose and code, and each
+    code cell's outputs between :data:`OUTPUTS_BEGIN` and :data:`OUTPUTS_END`, made steady (figures
+    linked from ``figures/<profile>/`` as seen from ``folder``, tables in Markdown, no absolute
+    paths, run times or progress bars). A notebook without outputs gives the page's prose and code
+    only (:func:`page_cells` of the two must agree)."""
+    root = Path(root) if root else project_root()
+    nb = json.loads(Path(notebook).read_text(encoding="utf-8")) if isinstance(notebook, (str, Path)) else notebook
+    name = name or (Path(notebook).name if isinstance(notebook, (str, Path)) else "notebook.ipynb")
+    folder = Path(folder) if folder else root / PAGES / profile
+    return _PageRenderer(profile, root, folder).render(nb, name, command or f"esg reproduce --profile {profile}")
+
+
+def page_cells(page: str) -> str:
+    """A page's prose and code: without its generated header and its cells' outputs."""
+    body = page.split(HEADER_END, 1)[-1]
+    return re.sub(rf"\n*{re.escape(OUTPUTS_BEGIN)}\n.*?{re.escape(OUTPUTS_END)}", "", body, flags=re.S).strip() + "\n"
+
+
+def page_name(notebook: str, dataset: str | None = None) -> str:
+    """``03_model_comparison.md``, or ``03_model_comparison.x-sdd.md`` for a ``--dataset x-sdd`` run."""
+    return Path(notebook).stem + (f".{Path(dataset).name}" if dataset else "") + ".md"
+
+
+def _index(folder: Path, profile: str) -> str:
+    rows = []
+    for page in sorted(p for p in folder.glob("*.md") if p.name != "README.md"):
+        stem = page.name.split(".")[0]
+        what = NOTEBOOKS.get(f"{stem}.ipynb", "runs every notebook, then shows every table beside the paper's")
+        used = _DATASET_USED.search(page.read_text(encoding="utf-8"))
+        rows.append(f"| [`{page.name}`]({page.name}) | {used.group(1) if used else ''} | {what} |")
+    return (f"# The notebooks, executed on the `{profile}` profile\n\n"
+            f"Each page is one notebook of [`notebooks/`](../../../notebooks) as `esg reproduce --profile {profile}` "
+            f"(= `make reproduce PROFILE={profile}`) executed it: its prose, its code and its outputs, with the "
+            f"tables written out and the figures shown from [`figures/{profile}/`](../../../figures/{profile}). The "
+            "pages are rewritten by that command (only where every dataset the notebooks ask for is present; "
+            "a run without NEU-CLS-64 writes its pages to `runs/" + profile + "/pages/`, which git ignores) and "
+            "checked against the notebooks by `tests/test_notebook_pages.py`. A figure that shows NEU-CLS-64's "
+            "pictures is git-ignored (the dataset has no license) and is named, not shown. Pages named "
+            "`<notebook>.x-sdd.md` come from `esg reproduce --profile " + profile + " --notebooks 03 05 06 "
+            "--dataset x-sdd`.\n\n"
+            "| page | dataset used (where the notebook chooses) | what the notebook shows |\n|---|---|---|\n"
+            + "\n".join(rows) + "\n")
+
+
+def write_pages(profile: str, root: Path | None = None, since: float | None = None,
+                dataset: str | None = None, notebooks: Sequence[str] | None = None) -> Pages:
+    """Render the executed copies in ``runs/<profile>/notebooks/`` (those written at or after
+    ``since``, a ``time.time()``; of ``notebooks`` when given) as pages in ``docs/notebooks/<profile>/``
+    with an index ``README.md``. A copy with an error is not rendered (its page stays as it was). When
+    a copy says a dataset was missing, or ``dataset`` is a folder, the pages go to
+    ``runs/<profile>/pages/`` instead: they are not the committed ones."""
+    root = Path(root) if root else project_root()
+    executed = root / "runs" / profile / "notebooks"
+    names = list(notebooks) if notebooks else ["00_reproduce_all.ipynb", *NOTEBOOKS]
+    copies = {}
+    for name in names:
+        path = executed / name
+        if path.is_file() and (since is None or path.stat().st_mtime >= since - 1.0):
+            copies[name] = json.loads(path.read_text(encoding="utf-8"))
+    folder = root / PAGES / profile
+    result = Pages(folder)
+    if not copies:
+        return result
+    outputs = {n: json.dumps([c.get("outputs", []) for c in nb.get("cells", [])], ensure_ascii=False)
+               for n, nb in copies.items()}
+    missing = [n for n, text in outputs.items() if MISSING_DATASET in text]
+    if missing:
+        result.not_committed = (f"{', '.join(missing)} ran without a dataset the committed pages show "
+                                f"('{MISSING_DATASET}')")
+    elif dataset and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", dataset):
+        result.not_committed = f"--dataset {dataset} is a folder, not a known dataset"
+    if result.not_committed:
+        folder = result.folder = root / "runs" / profile / "pages"
+    folder.mkdir(parents=True, exist_ok=True)
+    renderer = _PageRenderer(profile, root, folder)
+    for name, nb in copies.items():
+        if any(o.get("output_type") == "error" for c in nb.get("cells", []) for o in c.get("outputs", [])):
+            result.skipped.append(f"{name} (it failed)")
+            continue
+        command = f"esg reproduce --profile {profile}"
+        if dataset:
+            command += f" --notebooks {name[:2]} --dataset {dataset}"
+        page = folder / page_name(name, dataset)
+        _write_if_changed(page, renderer.render(nb, name, command))
+        result.pages.append(page)
+    _write_if_changed(folder / "README.md", _index(folder, profile))
+    return result
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Write ``text`` unless the file already holds it (through a temporary file, then a rename)."""
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def _run(args: argparse.Namespace) -> int:
     from esg_lib.errors import UserError
 
@@ -295,6 +679,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.check:   # every numbered notebook itself (00 would drop the cut-down parameters)
         root = root / "runs" / "check"
         params = {**params, **CHECK_RUN}
+    start = time.time()
     if args.notebooks or args.check:
         try:
             notebooks = resolve_notebooks(args.notebooks) if args.notebooks else list(NOTEBOOKS)
@@ -305,10 +690,20 @@ def _run(args: argparse.Namespace) -> int:
         # the reviewer's entry point: 00_reproduce_all runs every notebook and prints the summary
         report = run_notebooks(args.profile, ["00_reproduce_all.ipynb"], params, args.kernel, root, stream=True)
     print(report.summary())
+    pages = None
+    if args.profile in PAGE_PROFILES and not args.check:   # the executed copies as pages a reader sees on GitHub
+        pages = write_pages(args.profile, root, since=start, dataset=args.dataset)
+        for why in pages.skipped:
+            print(f"no page for {why}", flush=True)
+        if pages.not_committed:
+            print(f"pages written to {pages.folder}, not docs/notebooks/{args.profile}/: {pages.not_committed} "
+                  f"(`esg data fetch neu-cls-64`, then rerun, rebuilds the committed pages)", flush=True)
     if report.failures:
         print(f"esg reproduce: {len(report.failures)} notebook(s) failed (see above)", file=sys.stderr)
         return 1
     print(f"figures: {root / 'figures' / args.profile}\ntables:  {root / 'results' / args.profile}")
+    if pages and pages.pages:
+        print(f"pages:   {pages.folder} ({len(pages.pages)} executed notebooks)")
     return 0
 
 
@@ -317,7 +712,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "reproduce", help="execute the notebooks with papermill (tables, figures) on a profile",
         description="Execute notebooks/00_reproduce_all.ipynb (which runs every numbered notebook) with "
                     "papermill. Executed copies: runs/<profile>/notebooks/; figures: figures/<profile>/; "
-                    "tables: results/<profile>/.")
+                    "tables: results/<profile>/; for cpu and paper, the executed copies rendered as Markdown "
+                    "pages: docs/notebooks/<profile>/ (runs/<profile>/pages/ where a dataset was missing).")
     p.add_argument("--profile", choices=PROFILES, default="smoke")
     p.add_argument("--notebooks", nargs="+", metavar="NAME", help="run only these notebooks: full names or number prefixes (03 05)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the profile's)")

@@ -197,6 +197,9 @@ def test_executed_smoke_notebooks_show_every_saved_figure_and_one_bar_per_run(sm
             text = "".join("".join(o.get("text", "")) for o in _outputs(cell) if o["output_type"] == "stream")
             assert "TqdmWarning" not in text and "IProgress not found" not in text, path.name
             assert not re.search(r"^epoch \d+:", text, re.M), f"{path.name}: a line per epoch in a notebook"
+            echoed = "".join("".join(o.get("data", {}).get("text/plain", "")) for o in _outputs(cell)
+                             if o["output_type"] == "execute_result")
+            assert "PosixPath(" not in echoed, f"{path.name}: a cell shows the paths a call returned"
             bars += sum("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in _outputs(cell))
             summaries += len(re.findall(r"^test: acc ", text, re.M))
             reused += len(re.findall(r"^reusing finished run ", text, re.M))
