@@ -358,3 +358,25 @@ def test_fetch_errors_name_the_archive_in_one_line(tmp_path):
 def test_set_of_a_field_with_its_own_option_is_one_line(field, option, capsys, tmp_path):
     code = main(["train", "--set", f"{field}=1", "--out", str(tmp_path)])
     assert _one_line_error(capsys, code).endswith(f"--set {field}: use {option} instead")
+
+
+@pytest.mark.parametrize("container", ["zip", "tar.gz"])
+def test_a_fetched_copy_holds_exactly_the_files_it_verified(tmp_path, monkeypatch, container):
+    pytest.importorskip("hypothesis")
+    from esg_lib.data.fetch import fetch_dataset
+    from esg_lib.fuzz.harnesses import FUZZ_DATASET, SUBDIR, TOP, ArchiveExtraction, Member, build_archive
+
+    harness = ArchiveExtraction()
+    harness.prepare(tmp_path, tmp_path)                 # registers a tiny known dataset (4 PNGs) for the test
+    try:
+        hidden = [Member(f"{TOP}/{SUBDIR}/good/.hidden.png", "file", b"not verified"),
+                  Member(f"{TOP}/{SUBDIR}/bad/__MACOSX/", "dir"), Member(f"{TOP}/{SUBDIR}/bad/__MACOSX/._0.png", "file", b"x")]
+        archive = tmp_path / f"mine.{container}"
+        archive.write_bytes(build_archive(harness.valid + hidden, container))
+        monkeypatch.setenv("ESG_DATA_DIR", str(tmp_path / "fetched"))
+        target = fetch_dataset(FUZZ_DATASET, archive, log=lambda m: None)
+    finally:
+        harness.close()
+    # was: the hidden files were installed too (the manifest check skips them, so they were never verified)
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()) == \
+        ["LICENSE", "SOURCE.txt", "bad/0000.png", "bad/0001.png", "good/0000.png", "good/0001.png"]

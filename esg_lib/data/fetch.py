@@ -254,14 +254,27 @@ def _extract(archive: Path, staging: Path, spec: DatasetSpec) -> Path:
     return class_root
 
 
+def _drop_hidden(folder: Path) -> None:
+    """Remove hidden files and folders (``.DS_Store``, ``__MACOSX``, ``.x.png``) under ``folder``: the
+    manifest check skips them, so an installed copy holds exactly the files it verified."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in [d for d in dirnames if _hidden(d)]:
+            shutil.rmtree(Path(dirpath, name))
+        dirnames[:] = [d for d in dirnames if not _hidden(d)]
+        for name in filenames:
+            if _hidden(name):
+                Path(dirpath, name).unlink()
+
+
 def _install_tree(class_root: Path, final: Path, spec: DatasetSpec, *, copy: bool) -> None:
     final.mkdir(parents=True)
     for cls in spec.class_table:
         src = class_root / cls
         if copy:
-            shutil.copytree(src, final / cls)
+            shutil.copytree(src, final / cls, ignore=lambda _, names: [n for n in names if _hidden(n)])
         else:
             os.replace(src, final / cls)
+            _drop_hidden(final / cls)
     # keep the upstream license next to the data (X-SDD's Apache-2.0 requires it)
     for extra in spec.extra_files:
         for parent in [class_root, *list(class_root.parents)[:3]]:
