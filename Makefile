@@ -2,6 +2,8 @@
 #   make reproduce [PROFILE=smoke|cpu|paper]   set up, then regenerate the paper's tables and figures
 #                  [TRAIN=missing]            cpu/paper: also train missing runs (hours); default: none
 #   make test                                  set up, then run the test suite
+#   make fuzz [FUZZ_INPUTS=10000]              fuzz images, archives, records, checkpoints and --set values
+#                                              (~40 min on 2 cores); table in results/benchmarks/fuzz.md
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +15,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install git-filter reproduce test lab lock clean-venv help
+.PHONY: install git-filter reproduce test fuzz lab lock clean-venv help
 help:
 	@grep -E '^#  ' Makefile | sed 's/^#  //'
 
@@ -57,6 +59,13 @@ reproduce: install
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Issue 35's fuzz harnesses (esg_lib/fuzz, docs/reliability.md): FUZZ_INPUTS Hypothesis inputs per harness, each
+# ending in a success or one UserError line naming the input; prints the table and writes it. Exit 1 on a crash.
+# A few hundred inputs per harness run in `make test` (tests/test_reliability.py).
+FUZZ_INPUTS ?= 10000
+fuzz: install
+	OMP_NUM_THREADS=1 $(BIN)/python -m esg_lib.fuzz --inputs $(FUZZ_INPUTS) --out results/benchmarks/fuzz.md
 
 # .jupyter/ holds the lab's settings for this checkout: notebooks/ are saved without outputs (git stays clean).
 # root (containers, CI images) needs --allow-root; LAB_ARGS adds any other jupyter option (e.g. --no-browser --port 8890)
