@@ -11,6 +11,8 @@ under the project root (wherever the notebook's working directory is).
 """
 from __future__ import annotations
 
+import datetime as _dt
+import hashlib
 import itertools
 import json
 import math
@@ -26,7 +28,7 @@ from esg_lib.data import DataError, leak_audit, resolve_dataset
 from esg_lib.engine import runs as R
 from esg_lib.engine.artifacts import RERUN_FILE, artifact_folder, artifacts_dir, reruns_dir
 from esg_lib.engine.config import Profile, ProfileRef, build_config, get_profile, profile_name
-from esg_lib.engine.fps import load_fps
+from esg_lib.engine.fps import fps_figures, load_fps
 from esg_lib.engine.gradcam import CAM_FILE, CamExplanation, explain, load_cams, load_run_model, pick_images
 from esg_lib.engine.models import resolve_model
 from esg_lib.engine.provenance import hardware_text
@@ -44,7 +46,8 @@ from esg_lib.reproduce import project_root as _project_root
 __all__ = ["Experiment", "RunResult", "PAPER_MODELS", "COMPARISON_MODELS", "ABLATION_MODELS", "PROTOCOLS",
            "paper_table", "main_dataset", "paired_difference", "dataset_available", "PAPER_LABELS",
            "records_frame", "summarize", "side_by_side", "paired_differences", "protocol_table",
-           "markdown_table", "CamSet", "GRADCAM_FILES"]
+           "markdown_table", "CamSet", "GRADCAM_FILES", "TSNE_SETTINGS", "tsne_files", "features_digest",
+           "load_tsne", "tsne_embeddings", "seeds_of_lines"]
 
 # what a run needs for Fig. 13 (one of them): its checkpoint, or the maps a kept rerun saved from it
 GRADCAM_FILES = ("best.pt", CAM_FILE)
@@ -204,12 +207,15 @@ class Experiment:
               runs: Sequence[RunResult] | None = None, seeds: Sequence[int] | None = None) -> str:
         """A figure title naming the experiment, dataset (spelled as the paper does: X-SDD), profile and
         the seeds actually shown:
-        ``seeds`` when given (a figure of one seed's split or runs), else those of ``runs`` (a partly
-        run plan may lack some of the experiment's seeds), else the experiment's."""
-        shown = sorted(set(seeds)) if seeds is not None else sorted({r.seed for r in runs}) if runs else self.seeds
-        word = "seed" if len(shown) == 1 else "seeds"
-        text = (f"{what} — {dataset_title(dataset or self.dataset)}, profile {self.profile}, "
-                f"{word} {','.join(map(str, shown))}")
+        ``seeds`` when given (a figure of one seed's split or runs), else those of ``runs`` -- each
+        model's own where they differ (:func:`seeds_of_lines`: a partly run plan, or reruns of some
+        seeds only) -- else the experiment's."""
+        if seeds is None and runs:
+            said = seeds_of_lines(runs)
+        else:
+            shown = sorted(set(seeds)) if seeds is not None else self.seeds
+            said = _seeds_text(shown)
+        text = f"{what} — {dataset_title(dataset or self.dataset)}, profile {self.profile}, {said}"
         return text + rerun_note(runs or ())
 
     # ----------------------------------------------------------------------------- training
@@ -334,10 +340,11 @@ class Experiment:
 
     def side_by_side(self, runs: Sequence[RunResult], table: int) -> pd.DataFrame:
         """Our mean ± std beside the paper's Table ``table`` (the paper's columns are labelled so);
-        FPS from ``esg fps`` (``results/<profile>/fps.json``) when it has been measured."""
+        FPS from ``esg fps`` (``results/<profile>/fps.json``) when it has been measured: one figure per
+        network, its median and range over the timings (:func:`~esg_lib.engine.fps.fps_figures`)."""
 
-        speed = load_fps(self.prof, self.results_dir.parent) or {}
-        frame = side_by_side(self.summary(runs), table, {k: v["fps"] for k, v in speed.get("models", {}).items()})
+        speed = load_fps(self.prof, self.results_dir.parent)
+        frame = side_by_side(self.summary(runs), table, fps_figures(speed))
         return label_paper_columns(frame, table, runs[0].dataset if runs else self.dataset)
 
     def paired_differences(self, runs: Sequence[RunResult], target: str = "esg-convnext",
@@ -391,6 +398,19 @@ class Experiment:
     def features(runs: Sequence[RunResult], seed: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         seed = runs[0].seed if seed is None else seed
         return {r.label: r.features() for r in runs if r.seed == seed}
+
+    def tsne(self, runs: Sequence[RunResult], class_names: Sequence[str] | None = None, seed: int | None = None,
+             recompute: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Fig. 12's 2-D embeddings of each model's test features (one seed, the first by default),
+        from ``results/<profile>/tsne/<dataset>.csv`` while the features are the ones it was computed
+        from; t-SNE runs only for a model whose features changed, or for all with ``recompute``
+        (:func:`tsne_embeddings`)."""
+        seed = runs[0].seed if seed is None else seed
+        shown = [r for r in runs if r.seed == seed]
+        features = {r.label: r.features() for r in shown}
+        sources = {r.label: _relative(r.run_dir / "test_features.npz", self.root) for r in shown}
+        return tsne_embeddings(features, self.results_dir, shown[0].dataset, sources=sources,
+                               class_names=class_names, recompute=recompute)
 
     def gradcam(self, runs: Sequence[RunResult], n_images: int = 6, seed: int = 42, stage: str = "auto") -> CamSet:
         """Grad-CAM of each run's best checkpoint on the same seeded test images (one per class first,
@@ -458,6 +478,31 @@ def _run_record(r: RunResult) -> dict[str, Any]:
             "train_seconds": r.metrics.get("train_seconds"), "gmacs": r.metrics.get("gmacs")}
 
 
+def _seeds_text(seeds: Sequence[int]) -> str:
+    return f"{'seed' if len(seeds) == 1 else 'seeds'} {','.join(map(str, seeds))}"
+
+
+def seeds_of_lines(runs: Sequence[RunResult]) -> str:
+    """The seeds of ``runs`` as a title says them: ``seeds 0,1,2`` when every model (label) has the
+    same seeds, else each set with its models, the most common set last as "the other N":
+    ``seeds 0,1,2 for MobileNetV3 and ConvNeXtV2, seed 0 for the other 7``."""
+    by_label: dict[str, list[int]] = {}
+    for r in runs:
+        by_label.setdefault(r.label, []).append(r.seed)
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for label, seeds in by_label.items():
+        groups.setdefault(tuple(sorted(set(seeds))), []).append(label)
+    if len(groups) <= 1:
+        return _seeds_text(next(iter(groups), ()))
+    ordered = sorted(groups.items(), key=lambda kv: len(kv[1]))   # the largest group last (ties: first seen first)
+    parts = [f"{_seeds_text(seeds)} for {' and '.join([', '.join(labels[:-1]), labels[-1]] if len(labels) > 1 else labels)}"
+             for seeds, labels in ordered[:-1]]
+    seeds, labels = ordered[-1]
+    parts.append(f"{_seeds_text(seeds)} for the other {len(labels)}" if len(labels) > 1
+                 else f"{_seeds_text(seeds)} for {labels[0]}")
+    return ", ".join(parts)
+
+
 def rerun_note(runs: Iterable[RunResult]) -> str:
     """A title's second line when some of ``runs`` are committed reruns, naming where they ran."""
     hardware = sorted({r.hardware or "?" for r in runs if r.rerun})
@@ -479,3 +524,114 @@ def _hardware_of(runs: Sequence[RunResult]) -> list[str]:
     return list(seen) or ["unknown"]
 
 
+
+
+# ------------------------------------------------------------------------------- Fig. 12's t-SNE
+# t-SNE magnifies last-bit differences of the machine's floating-point paths (another processor, BLAS
+# or thread count) into another layout, so the 2-D embeddings are committed beside the tables and the
+# figure is drawn from them; t-SNE runs again only when a model's features change (their SHA-256 is
+# stored with its embedding), when the settings change, or on request.
+TSNE_SETTINGS: dict[str, Any] = {"random_state": 42, "perplexity": 30.0, "init": "pca"}   # the paper's seed
+
+
+def tsne_files(results_dir: str | Path, dataset: str) -> tuple[Path, Path]:
+    """``results/<profile>/tsne/<dataset>.csv`` (model, index, label, x, y) and ``.json`` (settings,
+    class names, and per model the features file, their SHA-256 and where the embedding was computed)."""
+    folder = Path(results_dir) / "tsne"
+    return folder / f"{dataset}.csv", folder / f"{dataset}.json"
+
+
+def features_digest(features: np.ndarray, labels: np.ndarray) -> str:
+    """SHA-256 of the features (as float32) and labels (int64), with their shapes: the inputs of one
+    model's t-SNE."""
+    f = np.ascontiguousarray(np.asarray(features, dtype=np.float32))
+    y = np.ascontiguousarray(np.asarray(labels, dtype=np.int64))
+    digest = hashlib.sha256(repr((f.shape, y.shape)).encode())
+    digest.update(f.tobytes())
+    digest.update(y.tobytes())
+    return digest.hexdigest()
+
+
+def load_tsne(results_dir: str | Path, dataset: str) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, np.ndarray]]] | None:
+    """``(about, {model: (xy, labels)})`` of the stored embeddings (models in the stored order), or
+    None when there are none."""
+    csv_path, json_path = tsne_files(results_dir, dataset)
+    if not (csv_path.is_file() and json_path.is_file()):
+        return None
+    about = json.loads(json_path.read_text())
+    table = pd.read_csv(csv_path)
+    out = {}
+    for label in about["models"]:
+        part = table[table["model"] == label].sort_values("index")
+        out[label] = (part[["x", "y"]].to_numpy(dtype=np.float64), part["label"].to_numpy(dtype=np.int64))
+    return about, out
+
+
+def tsne_embeddings(features: Mapping[str, tuple[np.ndarray, np.ndarray]], results_dir: str | Path, dataset: str,
+                    sources: Mapping[str, str] | None = None, class_names: Sequence[str] | None = None,
+                    recompute: bool = False, settings: Mapping[str, Any] = TSNE_SETTINGS,
+                    progress: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per model (``features[model] = (features, labels)``, in the figure's order) its 2-D t-SNE,
+    read from the stored embeddings (:func:`tsne_files`) when they were computed from the same
+    features (:func:`features_digest`) and ``settings``; computed (:func:`esg_lib.figures.tsne_embedding`)
+    and stored otherwise, or for every model with ``recompute``. What is returned is always what the
+    files hold, so a figure drawn after a recomputation equals one drawn later from the files.
+    ``sources`` (model → features file) and ``class_names`` are stored with them."""
+    from esg_lib.engine.provenance import hardware, hardware_text, package_versions
+
+    stored = load_tsne(results_dir, dataset)
+    about, kept = stored if stored else ({}, {})
+    same_settings = about.get("settings") == dict(settings)
+    models: dict[str, Any] = {}
+    embeddings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    computed, why = [], {}
+    for label, (feats, labels) in features.items():
+        digest = features_digest(feats, labels)
+        old = (about.get("models") or {}).get(label, {})
+        if not recompute and same_settings and old.get("features_sha256") == digest and label in kept:
+            models[label] = old   # the same bytes: where they were read from is kept as stored
+            embeddings[label] = kept[label]
+            continue
+        why[label] = ("on request" if recompute else "new" if not old else
+                      "settings changed" if not same_settings else "features changed")
+        if progress:
+            print(f"t-SNE of {label} ({why[label]}) ...", flush=True)
+        from esg_lib import figures
+
+        xy = figures.tsne_embedding(feats, random_state=settings["random_state"], perplexity=settings["perplexity"])
+        versions = package_versions()
+        models[label] = {"features": (sources or {}).get(label), "features_sha256": digest, "n": int(len(labels)),
+                         "computed": {"date": _dt.date.today().isoformat(),
+                                      "hardware": re.sub(r"\b1 threads\b", "1 thread", hardware_text(
+                                          {"hardware": hardware(), "threads": 1, "device": "cpu"})),
+                                      "scikit-learn": versions.get("scikit-learn"), "numpy": versions.get("numpy"),
+                                      "threads": 1}}
+        embeddings[label] = (np.asarray(xy, dtype=np.float64), np.asarray(labels, dtype=np.int64))
+        computed.append(label)
+    names = list(class_names) if class_names is not None else about.get("class_names")
+    wanted = {"dataset": dataset, "settings": dict(settings), "class_names": names, "models": models}
+    csv_path, json_path = tsne_files(results_dir, dataset)
+    if computed or wanted != about:
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        rows = pd.concat([pd.DataFrame({"model": label, "index": np.arange(len(y)), "label": y,
+                                        "x": xy[:, 0], "y": xy[:, 1]}) for label, (xy, y) in embeddings.items()])
+        rows.to_csv(csv_path, index=False, float_format="%.3f", lineterminator="\n")
+        json_path.write_text(json.dumps(wanted, indent=1) + "\n")
+    if progress:
+        where = _relative(csv_path, _project_root())
+        if computed:
+            print(f"t-SNE computed for {', '.join(f'{m} ({why[m]})' for m in computed)}; stored in {where}; "
+                  f"{len(features) - len(computed)} of {len(features)} read from it.")
+        else:
+            print(f"Fig. 12 drawn from {where}: the stored t-SNE of each of the {len(features)} models was computed "
+                  "from these very features (SHA-256 matches), so no t-SNE ran (recompute_tsne=True runs it again).")
+    _, on_file = load_tsne(results_dir, dataset)
+    return {label: on_file[label] for label in features}
+
+
+def _relative(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` when inside it (the committed files' own names), else as it is."""
+    try:
+        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return str(path)

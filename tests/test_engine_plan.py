@@ -262,7 +262,11 @@ def test_fps_pass_feeds_the_tables(pipeline, tmp_path, capsys):
     assert data["protocol"]["img_size"] == 32 and data["hardware"].startswith("CPU")
     block = A.readme_results("smoke", results)
     assert "FPS: `esg fps` (" in block
-    assert f"| {data['models']['resnet18']['fps']:.1f} |" in block
+    from esg_lib.engine.fps import fps_figures
+
+    figures = fps_figures(data)   # one figure per network: the median and range of its timings
+    assert f"| {figures['resnet18'].text} |" in block
+    assert figures["esg-abl1"] is figures[next(k for k, g in data["networks"].items() if "esg-abl1" in g)]
 
 
 # ----------------------------------------------------------------------------- esg verify

@@ -73,9 +73,11 @@ def summarize(frame: pd.DataFrame, by: Sequence[str] = ("key", "model")) -> pd.D
 
 
 def side_by_side(summary: pd.DataFrame, table: int,
-                 fps: Mapping[str, float] | None = None) -> pd.DataFrame:
+                 fps: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Our mean ± std (a :func:`summarize` frame) beside the paper's Table ``table``; the paper's
-    columns say so. ``fps`` (model key → images/s, from ``esg fps``) replaces the runs' own FPS."""
+    columns say so. ``fps`` (model key → :class:`~esg_lib.engine.fps.FpsFigure` from ``esg fps``,
+    :func:`~esg_lib.engine.fps.fps_figures`; or plain images/s) replaces the runs' own FPS: a figure
+    shows its median and range at the digits its spread allows, ``19 (18–20)``."""
     paper = paper_table(table).set_index("model")
     rows = []
     for _, r in summary.iterrows():
@@ -88,7 +90,10 @@ def side_by_side(summary: pd.DataFrame, table: int,
             paper_key = {"acc": "accuracy"}.get(m, m)
             row[f"{name} paper"] = "—" if paper_row is None else f"{paper_row[paper_key]:.1f}"
         speed = (fps or {}).get(r["key"], r["fps_mean"])
-        row["FPS ours (this machine)"] = f"{speed:.1f}" if speed == speed else "—"
+        if hasattr(speed, "text"):
+            row["FPS ours (this machine)"] = speed.text
+        else:
+            row["FPS ours (this machine)"] = f"{speed:.1f}" if speed == speed else "—"
         rows.append(row)
     return pd.DataFrame(rows)
 

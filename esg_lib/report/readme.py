@@ -24,7 +24,8 @@ from esg_lib.engine import runs as R
 from esg_lib.engine import tuning as T
 from esg_lib.engine.artifacts import CAM_FILE, RERUN_FILE, reruns_dir
 from esg_lib.engine.config import ProfileRef, get_profile, profile_name
-from esg_lib.engine.fps import load_fps
+from esg_lib.engine.fps import fps_figures, load_fps
+from esg_lib.engine.fps import fps_note as _fps_note
 from esg_lib.markdown import markdown_table, replace_block
 
 from .frames import (ABLATION_MODELS, COMPARISON_MODELS, holm, paired_difference, paired_differences,
@@ -94,12 +95,9 @@ def side_by_side_section(profile: ProfileRef, records, dataset: str, table: int,
     name = profile_name(profile)
     frame = _ordered(records_frame(recs), keys)
     speed = load_fps(profile, results)
-    fps = {k: v["fps"] for k, v in (speed or {}).get("models", {}).items()}
-    body = markdown_table(side_by_side(summarize(frame), table, fps))
+    body = markdown_table(side_by_side(summarize(frame), table, fps_figures(speed)))
     if speed:
-        p = speed["protocol"]
-        fps_note = (f"FPS: `esg fps` ({speed['date'][:10]}, {speed['hardware']}; batch {p['batch_size']}, "
-                    f"{p['img_size']} px, median of {p['repeats']} × {p['iters']} images)")
+        fps_note = _fps_note(speed)
     else:
         fps_note = "FPS: measured by each run after training (thread counts may differ; `esg fps` measures all rows alike)"
     return (f"##### {title}\n\nOurs: profile `{name}`, {dataset}, leak-free split, test part, mean ± std "
@@ -289,7 +287,8 @@ def results_block(profile: ProfileRef, results: str | Path = "results") -> str:
         per_class_section(current, "x-sdd", comparison),
         reruns_section(prof, results),
     ]
-    details = "\n".join(table_markdown(t, rows, prof).replace("# ", "##### Details: ", 1)
+    speed = load_fps(prof, results)
+    details = "\n".join(table_markdown(t, rows, prof, speed).replace("# ", "##### Details: ", 1)
                         for t, rows in aggregate_records(records).items())
     parts.append(details)
     return "\n".join(p for p in parts if p).strip()

@@ -21,6 +21,7 @@ import pandas as pd
 
 from esg_lib import metrics as M
 from esg_lib.engine.config import ABLATION, COMPARISON, ProfileRef, get_profile, profile_name
+from esg_lib.engine.fps import fps_figures, fps_note, load_fps
 from esg_lib.engine.models import resolve_model
 from esg_lib.engine.provenance import machine_name
 from esg_lib.engine.runs import export_run_metrics, find_runs, slug, table_name
@@ -163,8 +164,10 @@ def aggregate_records(records: Iterable[Mapping[str, Any]]) -> dict[str, list[di
     return tables
 
 
-def write_tables(tables: Mapping[str, list[dict[str, Any]]], results: Path, profile: ProfileRef) -> list[Path]:
-    """``results/<profile>/<dataset>.csv`` (raw numbers) and ``.md`` (percent, mean ± std)."""
+def write_tables(tables: Mapping[str, list[dict[str, Any]]], results: Path, profile: ProfileRef,
+                 speed: Mapping[str, Any] | None = None) -> list[Path]:
+    """``results/<profile>/<dataset>.csv`` (raw numbers: the runs' own FPS among them) and ``.md``
+    (percent, mean ± std; FPS from ``speed``, the profile's ``fps.json``, when measured)."""
     results.mkdir(parents=True, exist_ok=True)
     written = []
     for dataset, rows in tables.items():
@@ -175,7 +178,7 @@ def write_tables(tables: Mapping[str, list[dict[str, Any]]], results: Path, prof
             w.writeheader()
             for r in rows:
                 w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-        markdown = table_markdown(dataset, rows, profile)
+        markdown = table_markdown(dataset, rows, profile, speed)
         with atomic_write(md_path) as fh:
             fh.write(markdown)
         written += [csv_path, md_path]
@@ -187,25 +190,37 @@ def format_cell(row: Mapping[str, Any], key: str) -> str:
     return M.format_mean_std(row[f"{key}_mean"], row[f"{key}_std"], row["n"])
 
 
-def table_markdown(table: str, rows: list[dict[str, Any]], profile: ProfileRef) -> str:
-    """One aggregated table as Markdown (percent, mean ± std over seeds)."""
+def table_markdown(table: str, rows: list[dict[str, Any]], profile: ProfileRef,
+                   speed: Mapping[str, Any] | None = None) -> str:
+    """One aggregated table as Markdown (percent, mean ± std over seeds). With ``speed`` (the
+    profile's ``fps.json``), the FPS column is ``esg fps``'s one figure per network
+    (:func:`~esg_lib.engine.fps.fps_figures`), the same as in every other table; without it, the
+    runs' own FPS."""
     name = profile_name(profile)
+    figures = fps_figures(speed)
     header = ["Model", "timm", "Params (M)", "Acc", "Pre", "Rec", "F1", "FPS", "Steps", "Train s", "Seeds",
               "Hardware"]
     cells = []
     for r in rows:
-        fps = "—" if r.get("fps_mean") != r.get("fps_mean") else f"{r['fps_mean']:.1f}"
+        if figures:
+            fps = figures[r["model"]].text if r["model"] in figures else "—"
+        else:
+            fps = "—" if r.get("fps_mean") != r.get("fps_mean") else f"{r['fps_mean']:.1f}"
         secs = ("—" if r.get("train_seconds_mean") != r.get("train_seconds_mean")
                 else f"{r['train_seconds_mean']:.0f}")
         params = f"{r['params'] / 1e6:.2f}" if r.get("params") else "—"
         cells.append([r["label"], r["timm_name"], params, *(format_cell(r, k) for k in M.METRIC_KEYS), fps,
                       r["steps"], secs, r["seeds"], r.get("hardware") or "—"])
+    if figures:
+        note = (f"{fps_note(speed)}; not the training hardware named in the last column. Training seconds are "
+                "the runs' own, on the hardware named, and left out (—) for a row whose seeds ran on different "
+                "machines.")
+    else:
+        note = ("FPS: batch 1, protocol in docs/training.md (\"FPS protocol\"); FPS and training seconds are the "
+                "runs' own, on the hardware named, and left out (—) for a row whose seeds ran on different machines.")
     return (f"# {table} — profile `{name}` (test set; mean ± std over seeds, %)\n\n"
             + markdown_rows(header, cells) + "\n\n"
-            "Macro-averaged precision/recall/F1 (scikit-learn). FPS: batch 1, protocol in "
-            "docs/training.md (\"FPS protocol\"); FPS and training seconds are the runs' own, on the hardware named, and "
-            "left out (—) for a row whose seeds ran on different machines. Rebuild: `esg report "
-            f"--profile {name}`.\n")
+            f"Macro-averaged precision/recall/F1 (scikit-learn). {note} Rebuild: `esg report --profile {name}`.\n")
 
 
 def build_report(profile: ProfileRef, runs: str | Path = "runs", results: str | Path = "results") -> list[Path]:
@@ -219,7 +234,7 @@ def build_report(profile: ProfileRef, runs: str | Path = "runs", results: str | 
     res = Path(results) / prof.name
     export_run_metrics(find_runs(runs, prof), res)
     records = load_records(prof, results)
-    return write_tables(aggregate_records(records), res, prof) if records else []
+    return write_tables(aggregate_records(records), res, prof, load_fps(prof, results)) if records else []
 
 
 def model_table_markdown(profile: ProfileRef) -> str:
