@@ -12,8 +12,11 @@ so titles and notes are broken into lines that fit (:func:`fit_lines`, measured 
 are drawn in), end-of-line labels get a margin sized from the longest one, and
 :func:`save_figure` warns when a saved figure is still wider than :data:`MAX_WIDTH`.
 
-Lines that must be told apart (nine models) differ in hue *and* in line style
-and marker (:func:`line_styles`); ordered things (the ablation rows 1 → 5) get an ordered palette.
+Lines and classes that must be told apart (up to nine) take their hues from :data:`DISTINCT_COLORS`,
+nine colours chosen to stay apart for normal vision and for the common colour-vision deficiencies
+(:func:`color_distance`, checked by the tests); lines also differ in line style and marker
+(:func:`line_styles`). The full network (ESG-ConvNeXt, Table 2's row 5) is the black line in every
+figure; the ablation rows 1-4 take the first four colours in row order (:func:`row_colors`).
 """
 from __future__ import annotations
 
@@ -47,30 +50,135 @@ import seaborn as sns  # noqa: E402
 __all__ = ["set_style", "save_figure", "fit_lines", "fit_suptitle", "text_width", "saved_width",
            "title_and_layout", "show_saved", "in_kernel", "plot_activations", "plot_sample_grid",
            "plot_class_counts", "plot_curves", "plot_confusion_matrices", "plot_tsne", "tsne_embedding",
-           "plot_cam_grid", "plot_metric_bars", "PALETTE", "MAX_WIDTH", "line_styles", "ordered_colors"]
+           "plot_cam_grid", "plot_metric_bars", "PALETTE", "MAX_WIDTH", "line_styles", "ordered_colors",
+           "DISTINCT_COLORS", "distinct_colors", "row_colors", "color_distance", "highlight_style", "text_color"]
 
 PALETTE = "colorblind"
 MAX_WIDTH = 7.1   # inches: the journal's full text width
-# seaborn's colour-blind palette without its pale yellow and light pink (unreadable as thin lines on
-# white) and with black added: nine hues that stay apart, each paired with its own dash and marker
-_LINE_COLORS = ["#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#949494", "#56b4e9",
-                "#000000"]
+BLACK = "#000000"
+# Nine hues for lines and classes, from the colour-blind safe palettes of Okabe & Ito (blue, orange)
+# and Paul Tol (muted wine; vibrant teal, red, cyan, magenta), with black and a mid grey: picked so
+# that every pair stays apart (CIEDE2000) for normal vision and under simulated deuteranopia and
+# protanopia, in an order where each first n are as far apart as n colours of the set can be. Every
+# pair of the first 7 differs by ≥ 24 for normal vision and ≥ 19 with either deficiency; of all 9,
+# by ≥ 22 and ≥ 13 (seaborn's colour-blind palette: 11.6 and 6.1 for 7 -- its orange and tan, its
+# green and tan). tests/test_figures.py recomputes these (color_distance).
+DISTINCT_COLORS = ["#0072B2", "#E69F00", BLACK, "#882255", "#009988", "#CC3311", "#33BBEE", "#EE3377", "#BBBBBB"]
+_LINE_COLORS = DISTINCT_COLORS
+# the split colours of the class-count bars (train, val, test): unchanged, they are never told apart by hue alone
+_SPLIT_COLORS = ["#0173b2", "#de8f05", "#029e73", "#d55e00"]
 _DASHES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)), (0, (3, 1, 3, 3)), "-"]
-_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", "*"]
+_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", "h"]   # "*" is the highlight's (highlight_style)
+
+
+def distinct_colors(n: int) -> list[str]:
+    """The first ``n`` of :data:`DISTINCT_COLORS` (repeating past nine, where hue alone cannot carry it)."""
+    return [DISTINCT_COLORS[i % len(DISTINCT_COLORS)] for i in range(n)]
+
+
+def row_colors(n: int) -> list[str]:
+    """Colours of Table 2's rows 1 → ``n``: the first ``n - 1`` distinct colours other than black in row
+    order, and black for the last row, the full network (ESG-ConvNeXt, black in every figure)."""
+    if n < 1:
+        return []
+    return [c for c in DISTINCT_COLORS if c != BLACK][:n - 1] + [BLACK]
 
 
 def line_styles(n: int, ordered: bool = False) -> list[dict]:
     """``n`` matplotlib line styles (``color``, ``ls``, ``marker``) that differ in hue and in dash or
-    marker, so no two lines are told apart by colour alone. ``ordered=True`` takes the colours
-    from a sequential palette (:func:`ordered_colors`), for rows with an order (Table 2's 1 → 5)."""
-    colors = ordered_colors(n) if ordered else [_LINE_COLORS[i % len(_LINE_COLORS)] for i in range(n)]
+    marker, so no two lines are told apart by colour alone. ``ordered=True`` is for Table 2's rows
+    1 → ``n``: :func:`row_colors` (the same colours as the ablation dot plot, the last row black)."""
+    colors = row_colors(n) if ordered else distinct_colors(n)
     return [dict(color=colors[i], ls=_DASHES[i % len(_DASHES)], marker=_MARKERS[i % len(_MARKERS)])
             for i in range(n)]
 
 
+def text_color(color) -> tuple[float, float, float]:
+    """``color`` darkened, keeping its hue, until small text in it reads on white (CIELAB lightness
+    ≤ 55): the palette's light grey, cyan and orange are fine as lines and dots, not as 7-pt labels."""
+    from matplotlib.colors import to_rgb
+
+    rgb = np.asarray(to_rgb(color))
+    while _lab(_linear(rgb))[0] > 55:
+        rgb = rgb * 0.9
+    return tuple(float(c) for c in rgb)
+
+
+def highlight_style(styles: Sequence[dict], i: int) -> list[dict]:
+    """``styles`` with the ``i``-th made the highlight -- the black solid line with stars (ESG-ConvNeXt
+    in every figure) -- and the style that held black given the ``i``-th's old one, so that exactly
+    one is black and no two share a style."""
+    styles = [dict(st) for st in styles]
+    black = dict(color=BLACK, ls="-", marker="*")
+    for j, st in enumerate(styles):
+        if j != i and st["color"] == BLACK:
+            styles[j] = styles[i]
+    styles[i] = black
+    return styles
+
+
 def ordered_colors(n: int) -> list:
-    """``n`` colours of an ordered, colour-blind safe palette (viridis without its pale yellow end)."""
+    """``n`` colours of an ordered, colour-blind safe palette (viridis without its pale yellow end), for
+    things that follow each other (a network's stages), not for lines or classes to be told apart."""
     return list(sns.color_palette("viridis", n_colors=max(n, 1) + 1))[:n]
+
+
+# Machado, Oliveira & Fernandes (2009), severity 1, on linear RGB
+_DEFICIENCIES = {
+    "deuteranopia": np.array([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
+                              [-0.011820, 0.042940, 0.968881]]),
+    "protanopia": np.array([[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216],
+                            [-0.003882, -0.048116, 1.051998]]),
+}
+
+
+def _linear(rgb) -> np.ndarray:
+    c = np.asarray(rgb, dtype=float)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def _lab(linear: np.ndarray) -> np.ndarray:
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ linear
+    t = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(t > 0.008856, np.cbrt(t), 7.787 * t + 16 / 116)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def color_distance(a, b, vision: str = "normal") -> float:
+    """CIEDE2000 colour difference of two matplotlib colours as seen with ``vision``: ``normal``,
+    ``deuteranopia`` or ``protanopia`` (simulated, Machado et al. 2009). About 2 is just noticeable;
+    thin lines and small dots need far more."""
+    from matplotlib.colors import to_rgb
+
+    lab1, lab2 = [_lab(np.clip(_DEFICIENCIES[vision] @ _linear(to_rgb(c)), 0, 1) if vision != "normal"
+                       else _linear(to_rgb(c))) for c in (a, b)]
+    return _ciede2000(lab1, lab2)
+
+
+def _ciede2000(lab1, lab2) -> float:
+    """CIEDE2000 of two CIELAB colours (Sharma, Wu & Dalal 2005)."""
+    (l1, a1, b1), (l2, a2, b2) = lab1, lab2
+    c_mean = (np.hypot(a1, b1) + np.hypot(a2, b2)) / 2
+    g = 0.5 * (1 - np.sqrt(c_mean ** 7 / (c_mean ** 7 + 25.0 ** 7)))
+    a1, a2 = (1 + g) * a1, (1 + g) * a2
+    c1, c2 = np.hypot(a1, b1), np.hypot(a2, b2)
+    h1, h2 = np.degrees(np.arctan2(b1, a1)) % 360, np.degrees(np.arctan2(b2, a2)) % 360
+    dh = 0.0 if c1 * c2 == 0 else (h2 - h1 + 180) % 360 - 180
+    d_l, d_c, d_h = l2 - l1, c2 - c1, 2 * np.sqrt(c1 * c2) * np.sin(np.radians(dh / 2))
+    l_mean, c_mean = (l1 + l2) / 2, (c1 + c2) / 2
+    if c1 * c2 == 0:
+        h_mean = h1 + h2
+    elif abs(h1 - h2) <= 180:
+        h_mean = (h1 + h2) / 2
+    else:
+        h_mean = (h1 + h2 + 360) / 2 if h1 + h2 < 360 else (h1 + h2 - 360) / 2
+    t = (1 - 0.17 * np.cos(np.radians(h_mean - 30)) + 0.24 * np.cos(np.radians(2 * h_mean))
+         + 0.32 * np.cos(np.radians(3 * h_mean + 6)) - 0.20 * np.cos(np.radians(4 * h_mean - 63)))
+    s_l = 1 + 0.015 * (l_mean - 50) ** 2 / np.sqrt(20 + (l_mean - 50) ** 2)
+    s_c, s_h = 1 + 0.045 * c_mean, 1 + 0.015 * c_mean * t
+    r_t = (-np.sin(np.radians(60 * np.exp(-(((h_mean - 275) / 25) ** 2))))
+           * 2 * np.sqrt(c_mean ** 7 / (c_mean ** 7 + 25.0 ** 7)))
+    return float(np.sqrt((d_l / s_l) ** 2 + (d_c / s_c) ** 2 + (d_h / s_h) ** 2 + r_t * (d_c / s_c) * (d_h / s_h)))
 
 
 def _spread(values: Sequence[float], gap: float) -> list[float]:
@@ -279,7 +387,7 @@ def plot_class_counts(counts: Mapping[str, Sequence[int]], class_names: Sequence
     splits = list(counts)
     n = len(class_names)
     width = 0.8 / len(splits)
-    colors = dict(zip(splits, _LINE_COLORS))
+    colors = dict(zip(splits, _SPLIT_COLORS))
     fig, ax = plt.subplots(figsize=(MAX_WIDTH, 3.6))
     x = np.arange(n)
     top = max(max(v) for v in counts.values()) if counts else 1
@@ -316,8 +424,8 @@ def plot_curves(curves: Mapping[str, Sequence[Sequence[float]]], metric: str = "
 
     ``curves[label]`` is a list of per-seed series (seeds may have different lengths: the common
     prefix is used). Every line has its own hue, dash and marker and its label at its end;
-    ``highlight`` draws that model thicker, on top. ``ordered=True`` colours the lines with an
-    ordered palette (ablation rows 1 → 5). ``val_size`` (images in the validation part) goes into
+    ``highlight`` draws that model as the thick black line, on top. ``ordered=True`` colours the
+    lines by row (:func:`row_colors`: ablation rows 1 → 5, as in the ablation dot plot). ``val_size`` (images in the validation part) goes into
     the note under the axes, which also says what the band is and over how many seeds.
     """
     from matplotlib.ticker import MaxNLocator
@@ -326,12 +434,8 @@ def plot_curves(curves: Mapping[str, Sequence[Sequence[float]]], metric: str = "
     fig, ax = plt.subplots(figsize=(MAX_WIDTH, 4.0))
     styles = line_styles(len(curves), ordered=ordered)
     labels = list(curves)
-    if highlight in labels and not ordered:   # the highlighted model is the black solid line with stars
-        black = dict(color="#000000", ls="-", marker="*")
-        i = labels.index(highlight)
-        if black in styles:
-            styles[styles.index(black)] = styles[i]
-        styles[i] = black
+    if highlight in labels:
+        styles = highlight_style(styles, labels.index(highlight))
     ends, seeds = [], set()
     for (label, series), style in zip(curves.items(), styles):
         series = [np.asarray(s, dtype=float) for s in series if len(s)]
@@ -369,7 +473,7 @@ def plot_curves(curves: Mapping[str, Sequence[Sequence[float]]], metric: str = "
         beside = blended_transform_factory(ax.transAxes, ax.transData)   # x: just right of the axes
         for text, (label, k, n, y, color, strong), y_text in zip(texts, ends, ys):
             ax.annotate(text, xy=(n, y), xytext=(1.03, y_text), textcoords=beside,
-                        fontsize=7, color=color, va="center", fontweight="bold" if strong else "normal",
+                        fontsize=7, color=text_color(color), va="center", fontweight="bold" if strong else "normal",
                         arrowprops=dict(arrowstyle="-", color=color, lw=0.5, alpha=0.6), annotation_clip=False)
     if title:   # over the whole figure (axes and end labels): fewer lines than over the axes alone
         text = fit_lines(title, 9, weight="bold")
@@ -463,7 +567,8 @@ def tsne_embedding(features: np.ndarray, random_state: int = 42, perplexity: flo
 
 def plot_tsne(embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]], class_names: Sequence[str], title: str = "",
               max_cols: int = 4) -> plt.Figure:
-    """Paper Fig. 12: one t-SNE scatter per model, coloured by true class (at most 7.1 in wide)."""
+    """Paper Fig. 12: one t-SNE scatter per model, coloured by true class (:func:`distinct_colors`), the
+    panels in the order of ``embeddings`` (the paper's: its Table 1 order), at most 7.1 in wide."""
     rows, cols = _grid(len(embeddings), max_cols)
     side = MAX_WIDTH / cols
     # the legend under the grid: as many columns as fit the print width (a column: marker, gap, the
@@ -473,7 +578,7 @@ def plot_tsne(embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]], class_nam
     legend_h = 0.1 + 0.2 * -(-len(class_names) // ncol)
     height = side * rows + 0.6 + legend_h
     fig, axes = plt.subplots(rows, cols, figsize=(MAX_WIDTH, height), squeeze=False)
-    colors = sns.color_palette(PALETTE, n_colors=len(class_names))
+    colors = distinct_colors(len(class_names))   # apart for normal and colour-deficient vision (up to 9)
     for ax, (label, (xy, y)) in zip(axes.flat, embeddings.items()):
         for c, name in enumerate(class_names):
             mask = np.asarray(y) == c

@@ -6,9 +6,9 @@ one per finished run, see :func:`esg_lib.engine.analysis.load_records`) into a t
 be rebuilt on a fresh clone from the committed records alone, and the notebooks stay thin
 (``09_records_overview`` calls one frame and one plot per figure).
 
-* :func:`plot_accuracy_vs_cost` -- accuracy against FPS and against GMACs, ours filled, the paper's hollow;
+* :func:`plot_accuracy_vs_cost` -- accuracy against our FPS, against GMACs and (the paper's, apart) against its FPS;
 * :func:`plot_forest` -- ESG-ConvNeXt minus each model, per-seed dots and the 95 % t interval;
-* :func:`plot_ablation` -- Table 2 as per-seed dots with mean ± SD beside the paper's values;
+* :func:`plot_ablation` -- Table 2 as per-seed dots with mean ± SD, the paper's values on an axis of their own;
 * :func:`plot_recall_heatmap` -- per-class recall, models × classes;
 * :func:`stage_table` / :func:`plot_stages` -- the network's stages measured by forward hooks.
 
@@ -147,15 +147,18 @@ def _in_order(frame, keys: Sequence[str], column: str = "key"):
 def cost_frame(records: Iterable[Mapping[str, Any]], dataset: str, keys: Sequence[str],
                fps: Mapping[str, float] | None = None, metric: str = "acc") -> "pd.DataFrame":  # noqa: F821
     """Per model: our mean ``metric`` (%), its SD, seeds, GMACs and FPS beside the paper's ``metric``
-    and FPS (NaN where the paper has no such row). ``fps`` (model key → images/s, from ``esg fps``)
-    replaces the runs' own FPS, which were measured on whatever machine trained each run."""
+    and FPS (NaN where the paper has no such row). ``fps`` (model key → an ``esg fps`` figure,
+    :func:`esg_lib.engine.fps.fps_figures`, or plain images/s) replaces the runs' own FPS, which were
+    measured on whatever machine trained each run; a figure also gives ``fps_low``/``fps_high``, the
+    range of its timings."""
     import pandas as pd
 
     from esg_lib.report import frames as E
 
     frame = E.records_frame(_leak_free(records, dataset, keys))
     if frame.empty:
-        return pd.DataFrame(columns=["key", "model", "ours", "sd", "n", "gmacs", "fps", "paper", "paper_fps"])
+        return pd.DataFrame(columns=["key", "model", "ours", "sd", "n", "gmacs", "fps", "fps_low", "fps_high",
+                                     "paper", "paper_fps"])
     summary = E.summarize(frame)
     paper = E.paper_table(PAPER_TABLE.get(dataset, 1)).set_index("model")
     paper_metric = {"acc": "accuracy"}.get(metric, metric)
@@ -163,11 +166,15 @@ def cost_frame(records: Iterable[Mapping[str, Any]], dataset: str, keys: Sequenc
     for _, r in summary.iterrows():
         label = E.PAPER_LABELS.get(r["key"])
         known = label in paper.index
+        speed = (fps or {}).get(r["key"], r["fps_mean"])
+        low, high = (speed.low, speed.high) if hasattr(speed, "low") else (math.nan, math.nan)
         rows.append({"key": r["key"], "model": r["model"], "ours": r[f"{metric}_mean"], "sd": r[f"{metric}_std"],
-                     "n": int(r["n"]), "gmacs": r["gmacs_mean"], "fps": (fps or {}).get(r["key"], r["fps_mean"]),
-                     "paper": paper.loc[label, paper_metric] if known else math.nan,
+                     "n": int(r["n"]), "gmacs": r["gmacs_mean"], "fps": float(speed), "fps_low": low,
+                     "fps_high": high, "paper": paper.loc[label, paper_metric] if known else math.nan,
                      "paper_fps": paper.loc[label, "fps"] if known else math.nan})
-    return _in_order(pd.DataFrame(rows), keys).reset_index(drop=True)
+    out = _in_order(pd.DataFrame(rows), keys).reset_index(drop=True)
+    out.attrs["paper"] = f"its Table {PAPER_TABLE.get(dataset, 1)}: {dataset_title(str(paper['dataset'].iloc[0]))}"
+    return out
 
 
 def seed_differences(records: Iterable[Mapping[str, Any]], dataset: str, keys: Sequence[str],
@@ -276,47 +283,57 @@ def _paper_note(ax, text: str) -> None:
 
 
 def plot_accuracy_vs_cost(frame, title: str = "", metric_label: str = "test accuracy (%)",
-                          paper_label: str = "paper (224 px, RTX 4090)", highlight: str = "esg-convnext") -> plt.Figure:
-    """Two panels from a :func:`cost_frame`: ``metric`` against FPS and against GMACs (both log).
-    Ours filled (error bar ±1 SD over seeds), the paper's hollow in the same colour and marker
-    (FPS panel only: the paper reports no MACs). ``highlight`` (a model key) is the black star."""
+                          paper_label: str | None = None, highlight: str = "esg-convnext",
+                          ours_speed: str = "ours: `esg fps`", paper_speed: str = "RTX 4090, 224 px") -> plt.Figure:
+    """Three panels from a :func:`cost_frame`, one shared accuracy axis: our ``metric`` against our
+    FPS (``ours_speed`` says where and how it was measured; the bar is the range of its timings) and
+    against GMACs, and the paper's against the paper's FPS (``paper_speed``: its GPU and size;
+    ``paper_label``: which of its tables, by default the one :func:`cost_frame` read) --
+    never two machines' FPS on one axis. Ours filled (error bar ±1 SD over seeds), the paper's
+    hollow, each model in one colour and marker throughout; ``highlight`` (a model key) is the black
+    star."""
     from matplotlib.lines import Line2D
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
-    fig, axes = plt.subplots(1, 2, figsize=(MAX_WIDTH, 3.6), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(MAX_WIDTH, 3.7), sharey=True)
     styles = line_styles(len(frame))
     keys = list(frame["key"])
     if highlight in keys:   # same rule as esg_lib.figures.plot_curves: the highlighted model is black
-        black = dict(color="#000000", ls="-", marker="*")
-        i = keys.index(highlight)
-        if black in styles:
-            styles[styles.index(black)] = styles[i]
-        styles[i] = black
+        styles = figures.highlight_style(styles, keys.index(highlight))
     for (_, r), style in zip(frame.iterrows(), styles):
         c, m = style["color"], style["marker"]
         size = 9 if r["key"] == highlight else 6
-        for ax, x in ((axes[0], r["fps"]), (axes[1], r["gmacs"])):
-            if x == x:
-                ax.errorbar(x, r["ours"], yerr=r["sd"] if r["sd"] == r["sd"] else None, fmt=m, color=c, ms=size,
-                            capsize=2, lw=0.8, label=r["model"], zorder=3)
+        yerr = r["sd"] if r["sd"] == r["sd"] else None
+        if r["fps"] == r["fps"]:
+            low, high = r.get("fps_low", math.nan), r.get("fps_high", math.nan)
+            xerr = [[r["fps"] - low], [high - r["fps"]]] if low == low and high == high else None
+            axes[0].errorbar(r["fps"], r["ours"], xerr=xerr, yerr=yerr, fmt=m, color=c, ms=size, capsize=2, lw=0.8,
+                             label=r["model"], zorder=3)
+        if r["gmacs"] == r["gmacs"]:
+            axes[1].errorbar(r["gmacs"], r["ours"], yerr=yerr, fmt=m, color=c, ms=size, capsize=2, lw=0.8, zorder=3)
         if r["paper"] == r["paper"] and r["paper_fps"] == r["paper_fps"]:
-            axes[0].plot(r["paper_fps"], r["paper"], m, mfc="none", mec=c, ms=size, mew=1.2, zorder=2)
-    axes[0].set_xlabel("images per second (ours: `esg fps` on this profile's machine)", fontsize=7)
-    axes[1].set_xlabel("GMACs per image at our input size (the paper gives none)", fontsize=7)
-    axes[0].set_ylabel(metric_label, fontsize=8)
-    for ax in axes:
+            axes[2].plot(r["paper_fps"], r["paper"], m, mfc="none", mec=c, ms=size, mew=1.2, zorder=2)
+    paper_label = paper_label or frame.attrs.get("paper", "its tables")
+    panels = (("ours: speed", f"images/s — {ours_speed}"),
+              ("ours: size", "GMACs per image at our input size (the paper gives none)"),
+              (f"the paper: speed ({paper_label})", f"images/s — the paper's FPS ({paper_speed}); not ours"))
+    for ax, (head, xlabel) in zip(axes, panels):
+        ax.set_title(figures.fit_lines(head, 8, 2.1, weight="bold"), fontsize=8)
+        ax.set_xlabel(figures.fit_lines(xlabel, 7, 2.1), fontsize=7)
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.tick_params(labelsize=7)
+        ax.margins(x=0.12, y=0.1)   # no marker cut at a panel's edge
+    axes[0].set_ylabel(metric_label, fontsize=8)
     handles, labels = axes[0].get_legend_handles_labels()
-    handles += [Line2D([], [], marker="o", color="0.2", ls="", label="ours (filled, ±1 SD)"),
-                Line2D([], [], marker="o", mfc="none", mec="0.2", ls="", label=paper_label + " (hollow)")]
+    handles += [Line2D([], [], marker="o", color="0.2", ls="", label="ours (filled, ±1 SD; FPS: range of timings)"),
+                Line2D([], [], marker="o", mfc="none", mec="0.2", ls="", label="the paper (hollow)")]
     fig.legend(handles, [h.get_label() for h in handles], loc="lower center", ncol=4, fontsize=6.5,
                frameon=False, bbox_to_anchor=(0.5, 0.0))
     figures.fit_suptitle(fig, title, 9)
-    fig.tight_layout(rect=(0, 0.17, 1, 1))
+    fig.tight_layout(rect=(0, 0.17, 1, 1), w_pad=0.8)
     return fig
 
 
@@ -361,36 +378,61 @@ def plot_forest(frames: Mapping[str, "pd.DataFrame"], title: str = "", metric_la
 
 
 def plot_ablation(frame, title: str = "", metric_label: str = "test accuracy (%)",
-                  paper_label: str = "paper (NEU-CLS-64)") -> plt.Figure:
-    """Table 2 from an :func:`ablation_frame`: per row (1 top → 5 bottom, ordered palette) our seeds as
-    dots, mean ± 1 SD as a bar, and the paper's value as a hollow diamond on the same axis."""
+                  paper_label: str = "the paper's Table 2: NEU-CLS-64, 224 px", ours_label: str = "ours") -> plt.Figure:
+    """Table 2 from an :func:`ablation_frame`, rows 1 (top) → 5: on the left our seeds as dots and
+    mean ± 1 SD as a bar (written beside it), in :func:`~esg_lib.figures.row_colors` (row 5, the full
+    network, black); on the right, on an axis of its own, the paper's values as hollow diamonds --
+    another dataset and size (``paper_label``), never on ours. The legend sits under the panels."""
+    from matplotlib.lines import Line2D
+
+    from esg_lib.figures import row_colors
+
     rows = sorted(frame["row"].unique())
     names = {r: frame.loc[frame["row"] == r, "name"].iloc[0] for r in rows}
-    colors = dict(zip(rows, ordered_colors(len(rows))))
-    fig, ax = plt.subplots(figsize=(MAX_WIDTH, 0.45 * len(rows) + 1.4))
+    colors = dict(zip(rows, row_colors(len(rows))))
+    fig, (ax, paper_ax) = plt.subplots(1, 2, figsize=(MAX_WIDTH, 0.5 * len(rows) + 1.7), sharey=True,
+                                       gridspec_kw={"width_ratios": [3.2, 1.0]})
+    right = []
     for i, r in enumerate(rows):
         part = frame[frame["row"] == r]
         y = len(rows) - 1 - i
         mean, sd = part["ours"].mean(), part["ours"].std(ddof=1)
         c = colors[r]
         if sd == sd:
-            ax.plot([mean - sd, mean + sd], [y, y], color=c, lw=2.5, alpha=0.6)
-        ax.plot(mean, y, "|", color=c, ms=16, mew=2.5)
-        ax.scatter(part["ours"], np.full(len(part), y) + np.linspace(-0.1, 0.1, len(part)), s=16, color=c,
+            ax.plot([mean - sd, mean + sd], [y, y], color=c, lw=2.5, alpha=0.55, solid_capstyle="butt")
+        ax.plot(mean, y, "|", color=c, ms=14, mew=2.5)
+        ax.scatter(part["ours"], np.full(len(part), y) + np.linspace(-0.12, 0.12, len(part)), s=16, color=c,
                    edgecolor="0.1", lw=0.4, zorder=3)
-        ax.plot(part["paper"].iloc[0], y, "D", mfc="none", mec="0.1", ms=6, mew=1.2, zorder=3)
-        ax.text(mean, y + 0.28, f"{mean:.1f} ± {sd:.1f}" if sd == sd else f"{mean:.1f}", ha="center",
-                fontsize=6.5, color="0.2")
+        end = max(mean + (sd if sd == sd else 0), part["ours"].max())
+        right.append(end)
+        ax.annotate(f"{mean:.1f} ± {sd:.1f}" if sd == sd else f"{mean:.1f}", (end, y), xytext=(6, 0),
+                    textcoords="offset points", va="center", fontsize=6.5, color="0.2")
+        value = part["paper"].iloc[0]
+        paper_ax.plot(value, y, "D", mfc="none", mec="0.1", ms=6, mew=1.2)
+        paper_ax.annotate(f"{value:.1f}", (value, y), xytext=(0, 7), textcoords="offset points", ha="center",
+                          fontsize=6.5, color="0.2")
+    stats = frame.groupby("row")["ours"].agg(["mean", "std", "min"])
+    low = min(stats["min"].min(), (stats["mean"] - stats["std"].fillna(0)).min())
+    ax.set_xlim(max(0.0, low - 4), max(right) + 12)   # room for the mean ± SD written beside each bar
+    ax.set_ylim(-0.6, len(rows) - 0.4)
     ax.set_yticks([len(rows) - 1 - i for i in range(len(rows))], [f"{r}  {names[r]}" for r in rows], fontsize=7)
     ax.set_xlabel(metric_label, fontsize=8)
-    ax.tick_params(axis="x", labelsize=7)
-    from matplotlib.lines import Line2D
-
+    ax.set_title(ours_label, fontsize=8)
+    values = frame.groupby("row")["paper"].first()
+    paper_ax.set_xlim(values.min() - 1.5, values.max() + 1.5)
+    paper_ax.set_xlabel(f"{metric_label}, not ours", fontsize=7)
+    paper_ax.set_title(figures.fit_lines(paper_label, 8, 1.5), fontsize=8)
+    paper_ax.set_facecolor("0.96")
+    for a in (ax, paper_ax):
+        a.tick_params(axis="x", labelsize=7)
+        a.tick_params(axis="y", length=0)
     handles = [Line2D([], [], marker="o", color="0.4", ls="", label=f"ours: one seed (n = {frame.groupby('row').size().max()})"),
                Line2D([], [], color="0.4", lw=2.5, label="ours: mean ± 1 SD"),
                Line2D([], [], marker="D", mfc="none", mec="0.1", ls="", label=paper_label)]
-    ax.legend(handles=handles, fontsize=6.5, loc="lower left", frameon=True)
-    figures.title_and_layout(ax, title, fontsize=9)
+    fig.legend(handles=handles, fontsize=6.5, loc="lower center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 0.0))
+    if title:
+        fig.suptitle(figures.fit_lines(title, 9, weight="bold"), fontsize=9, fontweight="bold")
+    fig.tight_layout(rect=(0, 0.07, 1, 1), w_pad=0.6)
     return fig
 
 

@@ -82,10 +82,53 @@ def test_nine_curves_differ_in_hue_and_in_dash_or_marker(tmp_path: Path) -> None
     assert len(hues) == 9 and len(looks) == 9
     assert lines[6].get_color() == "#000000" and lines[6].get_linewidth() > lines[0].get_linewidth()
     assert "(n = 3)" in " ".join(t.get_text() for t in fig.axes[0].texts)
-    ordered = figures.plot_curves(dict(list(curves.items())[:5]), ordered=True)
-    greens = [line.get_color() for line in ordered.axes[0].get_lines() if line.get_label().startswith("model")]
-    assert list(greens) == figures.ordered_colors(5)                     # row 1 -> 5 follows the palette
+    assert sum(line.get_color() == "#000000" for line in lines) == 1     # one black line: the highlight
+    ordered = figures.plot_curves(dict(list(curves.items())[:5]), ordered=True, highlight="model 4")
+    rows = [line.get_color() for line in ordered.axes[0].get_lines() if line.get_label().startswith("model")]
+    assert rows == figures.row_colors(5) and rows[-1] == "#000000"         # rows 1 -> 4 in order, row 5 black
+    assert len(set(rows)) == 5
     _saved(fig, tmp_path, "nine")
+
+
+def test_ciede2000_matches_the_published_test_pairs() -> None:
+    """Sharma, Wu & Dalal (2005), Table 1: pairs 1, 7, 17, 25 and 34."""
+    pairs = [((50, 2.6772, -79.7751), (50, 0, -82.7485), 2.0425), ((50, 0, 0), (50, -1, 2), 2.3669),
+             ((50, 2.5, 0), (73, 25, -18), 27.1492), ((60.2574, -34.0099, 36.2677), (60.4626, -34.1751, 39.4387), 1.2644),
+             ((2.0776, 0.0795, -1.1350), (0.9033, -0.0636, -0.5514), 0.9082)]
+    for lab1, lab2, expected in pairs:
+        assert figures._ciede2000(lab1, lab2) == pytest.approx(expected, abs=1e-4)
+    assert figures.color_distance("#123456", "#123456", "deuteranopia") == pytest.approx(0, abs=1e-9)
+
+
+@pytest.mark.parametrize("n, normal, deficient", [(5, 30, 19), (7, 24, 19), (9, 22, 13)])
+def test_the_line_and_class_palette_stays_distinct(n: int, normal: float, deficient: float) -> None:
+    """Every pair of the first ``n`` colours (Fig. 11's 5 rows, Fig. 12's 7 X-SDD and 9 NEU-CLS-64
+    classes, Fig. 15's 9 lines) differs by at least ``normal`` (CIEDE2000) for normal vision and
+    ``deficient`` under simulated deuteranopia and protanopia; seaborn's colour-blind palette, used
+    before, had two pairs (orange and tan, green and tan) at 11.6 and 6.1 among 7."""
+    import itertools
+
+    import seaborn as sns
+
+    colors = figures.distinct_colors(n)
+    assert len(set(colors)) == n
+    for a, b in itertools.combinations(colors, 2):
+        assert figures.color_distance(a, b) >= normal, (a, b)
+        for vision in ("deuteranopia", "protanopia"):
+            assert figures.color_distance(a, b, vision) >= deficient, (a, b, vision)
+    old = sns.color_palette("colorblind", 7)
+    assert min(figures.color_distance(a, b) for a, b in itertools.combinations(old, 2)) < 12
+    rows = figures.row_colors(5)
+    assert rows[-1] == "#000000" and min(figures.color_distance(a, b) for a, b in itertools.combinations(rows, 2)) >= 30
+
+
+def test_the_highlight_is_the_only_black_style() -> None:
+    styles = figures.line_styles(9)
+    for i in range(9):
+        out = figures.highlight_style(styles, i)
+        assert out[i] == dict(color="#000000", ls="-", marker="*")
+        assert [st["color"] for st in out].count("#000000") == 1
+        assert len({(st["color"], str(st["ls"]), st["marker"]) for st in out}) == 9
 
 
 def test_prelu_has_a_hue_of_its_own() -> None:
@@ -131,7 +174,13 @@ def test_confusion_tsne_cam_and_bars(tmp_path: Path) -> None:
     xy = figures.tsne_embedding(feats, random_state=42)
     assert xy.shape == (30, 2)
     np.testing.assert_allclose(xy, figures.tsne_embedding(feats, random_state=42))  # seeded
-    _saved(figures.plot_tsne({"m1": (xy, y)}, names), tmp_path, "tsne")
+    fig = figures.plot_tsne({"m2": (xy, y), "m1": (xy, y)}, names)
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["m2", "m1"]              # panels in the given order
+    from matplotlib.colors import to_hex
+
+    dots = [to_hex(c.get_facecolor()[0]) for c in fig.axes[0].collections]
+    assert dots == [c.lower() for c in figures.distinct_colors(3)]             # one distinct colour per class
+    _saved(fig, tmp_path, "tsne")
 
     images = rng.random((3, 16, 16, 3))
     cams = {"m1": rng.random((3, 16, 16)), "m2": rng.random((3, 16, 16))}
@@ -248,9 +297,12 @@ WIDER_WITH_REASON: dict[str, str] = {}
 
 
 def test_committed_figures_fit_the_print_width_or_say_why_not() -> None:
-    folder = Path(__file__).resolve().parents[1] / "figures" / "cpu"
-    pngs = sorted(folder.glob("*.png"))
-    assert pngs, folder
+    root = Path(__file__).resolve().parents[1] / "figures"
+    pngs = sorted((root / "cpu").glob("*.png")) + sorted((root / "cpu-gap").glob("*.png"))
+    assert pngs, root
+    # drawn at the style's 150 dpi (the cpu-gap figure was once saved at matplotlib's 100: 710 px)
+    assert all(figures.saved_width(png, 150) > 5.5 for png in pngs if "fig07" not in png.name), \
+        {png.name: figures.saved_width(png, 150) for png in pngs}
     widths = {png.name: figures.saved_width(png, 150) for png in pngs}
     wide = {name: round(width, 2) for name, width in widths.items() if width > figures.MAX_WIDTH + 0.01}
     assert set(wide) <= set(WIDER_WITH_REASON), {k: v for k, v in wide.items() if k not in WIDER_WITH_REASON}
@@ -287,19 +339,44 @@ def test_record_frames_and_their_plots(tmp_path: Path) -> None:
     assert res["low"].iloc[0] > 0
     _saved(plots.plot_forest({"X-SDD": diffs}), tmp_path, "forest")
 
-    cost = plots.cost_frame(records, "x-sdd", keys, fps={"vit": 99.0})
+    from esg_lib.engine.fps import FpsFigure
+
+    vit = FpsFigure(99.0, 90.0, 110.0, 5, ("vit",))
+    cost = plots.cost_frame(records, "x-sdd", keys, fps={"vit": vit, "resnet18": 50.0})
     assert list(cost["key"]) == keys and cost.set_index("key").loc["vit", "fps"] == 99.0
+    assert cost.set_index("key").loc["vit", ["fps_low", "fps_high"]].tolist() == [90.0, 110.0]
+    assert cost.set_index("key").loc["resnet18", "fps"] == 50.0 and np.isnan(cost.set_index("key").loc["resnet18", "fps_low"])
     assert cost.set_index("key").loc["esg-convnext", "paper"] == 90.5          # the paper's Table 3
     assert np.isnan(cost.set_index("key").loc["resnet18", "paper"])            # no paper row
-    fig = plots.plot_accuracy_vs_cost(cost)
-    hollow = [line for line in fig.axes[0].get_lines() if line.get_markerfacecolor() == "none"]
-    assert len(hollow) == 2                                                    # the paper's two rows
+    assert cost.attrs["paper"] == "its Table 3: X-SDD"
+    fig = plots.plot_accuracy_vs_cost(cost, ours_speed="esg fps, a CPU")
+    ours_speed, ours_size, theirs = fig.axes[:3]
+    def hollow(ax):
+        return [line for line in ax.get_lines() if line.get_markerfacecolor() == "none"]
+    assert len(hollow(theirs)) == 2 and not hollow(ours_speed) and not hollow(ours_size)   # the paper's FPS apart
+    assert sorted(x for line in hollow(theirs) for x in line.get_xdata()) == [6.0, 19.2]   # its FPS, not ours
+    assert "the paper" in theirs.get_title() and "Table 3" in theirs.get_title() and "ours" in ours_speed.get_title()
+    assert "esg fps, a CPU" in ours_speed.get_xlabel() and "RTX 4090" in theirs.get_xlabel()
     _saved(fig, tmp_path, "cost")
 
     ablation = plots.ablation_frame(records, "x-sdd")
     assert list(ablation.groupby("row").size()) == [3] * 5
     assert ablation.set_index("row").loc[1, "paper"].iloc[0] == 92.8
-    _saved(plots.plot_ablation(ablation), tmp_path, "ablation")
+    fig = plots.plot_ablation(ablation, title="Table 2 ablation", ours_label="ours: X-SDD")
+    ours, paper = fig.axes[:2]
+    assert "NEU-CLS-64" in paper.get_title() and ours.get_title() == "ours: X-SDD"
+    diamonds = [line for line in paper.get_lines() if line.get_marker() == "D"]
+    assert sorted(line.get_xdata()[0] for line in diamonds) == [92.8, 95.1, 96.0, 96.1, 97.5]
+    assert not [line for line in ours.get_lines() if line.get_marker() == "D"]   # none on our axis
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend = fig.legends[0].get_window_extent(renderer)
+    assert legend.y1 <= ours.get_window_extent(renderer).y0                       # under the axes, over no row
+    inside = ours.get_window_extent(renderer)
+    for text in ours.texts:                                                        # mean ± SD beside each bar
+        box = text.get_window_extent(renderer)
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1, text
+    _saved(fig, tmp_path, "ablation")
 
     recall = plots.recall_frame(records, "x-sdd", keys, {"red iron": "red tin", "iron sheet ash": "tin grey"})
     assert list(recall.columns) == ["n", "red tin", "tin grey"]

@@ -91,3 +91,49 @@ def test_docs_reading_is_what_esg_report_writes():
     block = page.split(begin, 1)[1].split(end, 1)[0].strip()
     assert block == "\n".join(G.reading(G.arm_frame("cpu-gap", ROOT / "results"))), \
         "docs/results.md: run `esg report --profile cpu-gap --readme`"
+
+
+def test_gap_figure_joins_only_means_over_the_same_seeds_and_labels_n_beside_them(tmp_path):
+    """The committed records: ResNet18 has seeds 0 1 2 at 915 steps but seed 0 only at 3660, and
+    ConvNeXtV2 seeds 0 1 at 128 px: no line may join those means. Every ``n=`` label is beside the
+    markers (its box covers none), the figure has a title, and ``esg report`` saves it in the
+    notebooks' style at the print width (it was once 710 px: matplotlib's 100 dpi)."""
+    from esg_lib import figures
+
+    results = tmp_path / "results"
+    for profile in ("cpu", "cpu-gap"):
+        shutil.copytree(ROOT / "results" / profile / "runs", results / profile / "runs")
+    frame = G.arm_frame("cpu-gap", results)
+    fig = G.plot_gap(frame)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert "Why ESG-ConvNeXt trails ResNet18" in fig._suptitle.get_text()
+    joins = {}
+    for ax in fig.axes[:2]:
+        lines = [line for line in ax.get_lines() if line.get_linestyle() != "None"]
+        markers = [line for line in ax.get_lines() if line.get_linestyle() == "None"]
+        joins[ax.get_xlabel()] = [line.get_color() for line in lines]
+        boxes = [t.get_window_extent(renderer) for t in ax.texts if t.get_text().startswith("n=")]
+        points = [ax.transData.transform(xy) for m in markers for xy in m.get_xydata()]
+        assert boxes and len(boxes) == len(points)            # one n= per mean
+        for box in boxes:
+            assert not any(box.x0 - 2 <= x <= box.x1 + 2 and box.y0 - 2 <= y <= box.y1 + 2 for x, y in points), box
+    # expected from the records: a join per model and pair of neighbouring x values with the same seeds
+    # (at the time of writing: ConvNeXtV2 915 → 3660 steps only; ResNet18's 3 seeds then 1, and
+    # ConvNeXtV2's 3 then 2 at 128 px, stand alone)
+    colors = {line.get_label(): line.get_color() for line in fig.axes[0].get_lines() if line.get_linestyle() == "None"}
+    base = frame[frame["arm"] == G.BASE_ARM]
+    panels = {fig.axes[0].get_xlabel(): (frame[frame["img_size"] == int(base["img_size"].iloc[0])], "steps"),
+              fig.axes[1].get_xlabel(): (frame[frame["steps"] == int(base["steps"].iloc[0])], "img_size")}
+    expected = {}
+    for label, (part, x) in panels.items():
+        expected[label] = []
+        for key in G.MODELS:
+            rows = part[part["key"] == key]
+            xs = sorted(rows[x].unique())
+            seeds = [sorted(rows.loc[rows[x] == v, "seed"]) for v in xs]
+            expected[label] += [colors[rows["model"].iloc[0]] for a, b in zip(seeds, seeds[1:]) if a == b]
+    assert joins == expected
+    written = G.write_gap_report("cpu-gap", results, figures=tmp_path / "figures")
+    png = next(p for p in written if p.suffix == ".png")
+    assert 6.5 <= figures.saved_width(png, 150) <= figures.MAX_WIDTH + 0.01
