@@ -133,6 +133,32 @@ def test_figure_title_names_the_seeds_of_the_plotted_runs() -> None:
     runs = [_fake("esg-convnext", "ESG-ConvNeXt", s, "leak-free", 90) for s in (2, 0, 2)]
     assert exp.title("Fig. 9", runs=runs).endswith("seeds 0,2")            # seed 1 not run yet
     assert exp.title("Fig. 10", runs=runs, seeds=[0]).endswith("profile smoke, seed 0")   # one seed shown
+    # lines with different seeds: the title says each line's (Fig. 15: 2 models seeds 0-2, 7 seed 0)
+    mixed = [_fake(k, k.upper(), s, "leak-free", 90) for k in ("a", "b") for s in (0, 1, 2)] + \
+            [_fake(k, k.upper(), 0, "leak-free", 90) for k in "cdefghi"]
+    assert exp.title("Fig. 15", runs=mixed).endswith("profile smoke, seeds 0,1,2 for A and B, seed 0 for the other 7")
+    assert X.seeds_of_lines(mixed[:3] + mixed[6:7]) == "seeds 0,1,2 for A, seed 0 for C"
+
+
+def test_committed_figure_titles_state_the_seeds_of_each_line() -> None:
+    """Fig. 15 draws MobileNetV3 and ConvNeXtV2 over seeds 0-2 (their committed reruns) and the
+    other seven over seed 0: its title says so, as do the end labels; Fig. 11's lines are all seed 0."""
+    root = Path(__file__).resolve().parents[1]
+    reruns = root / "results" / "cpu" / "reruns" / "x-sdd"
+    seeds = {}
+    for folder in reruns.glob("*/s*-*"):
+        if (folder / "log.jsonl").is_file():
+            seeds.setdefault(folder.parent.name, set()).add(int(folder.name[1:].split("-")[0]))
+    many = sorted(k for k in X.COMPARISON_MODELS if seeds.get(k, set()) == {0, 1, 2})
+    assert many == ["convnextv2", "mobilenetv3"] and all(seeds[k] == {0} for k in X.COMPARISON_MODELS if k not in many)
+    assert all(seeds[k] == {0} for k in X.ABLATION_MODELS)
+    exp = Experiment("cpu", "x-sdd")
+    runs = [_fake(k, X.resolve_model(k, exp.prof).label, s, "leak-free", 90) for k in X.COMPARISON_MODELS
+            for s in sorted(seeds[k])]
+    said = X.seeds_of_lines(runs)
+    assert said == "seeds 0,1,2 for MobileNetV3 and ConvNeXtV2, seed 0 for the other 7"
+    ablation = [_fake(k, k, 0, "leak-free", 90) for k in X.ABLATION_MODELS]
+    assert X.seeds_of_lines(ablation) == "seed 0"
 
 
 def test_rerun_note_names_each_machine_once_in_good_english() -> None:
@@ -255,3 +281,78 @@ def test_a_run_known_only_from_its_committed_record_feeds_the_protocol_table(tmp
     committed = (exp_results / "protocols_x-sdd.csv").read_text().splitlines()
     row = next(line for line in committed if line.startswith("ConvNeXtV2,"))
     assert row.split(",")[1] == exp.protocol_table(runs).iloc[0]["leak-free"]
+
+
+# ------------------------------------------------------------------------------ Fig. 12's t-SNE
+def _committed_tsne_runs(dataset: str) -> tuple[Experiment, list[RunResult]]:
+    """The runs Fig. 12 draws on a fresh clone: each paper model's committed seed-0 rerun."""
+    exp = Experiment("cpu", dataset, train_missing=False)
+    runs = []
+    for key in X.PAPER_MODELS:
+        [folder] = sorted((exp.results_dir / "reruns" / dataset / key).glob("s0-*"))
+        runs.append(RunResult.from_rerun(key, X.resolve_model(key, exp.prof).label, "leak-free", folder))
+    return exp, runs
+
+
+@pytest.mark.parametrize("dataset", ["x-sdd", "neu-cls-64"])
+def test_committed_tsne_is_of_the_committed_features_and_draws_without_tsne(
+        dataset: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """results/cpu/tsne/<dataset>.json holds, for each of the paper's 7 models (in its order), the
+    SHA-256 of the committed rerun's features the embedding was computed from; they match, so
+    drawing Fig. 12 runs no t-SNE (which would give another layout on another processor) and
+    rewrites nothing."""
+    import sklearn.manifold
+
+    exp, runs = _committed_tsne_runs(dataset)
+    csv_path, json_path = X.tsne_files(exp.results_dir, dataset)
+    about = json.loads(json_path.read_text())
+    assert list(about["models"]) == [r.label for r in runs]                       # the paper's order
+    root = Path(__file__).resolve().parents[1]
+    for r in runs:
+        stored = about["models"][r.label]
+        features, labels = r.features()
+        assert stored["features"] == (r.run_dir / "test_features.npz").relative_to(root).as_posix()
+        assert stored["features_sha256"] == X.features_digest(features, labels), r.label
+        assert stored["n"] == len(labels)
+    assert about["settings"] == X.TSNE_SETTINGS
+    assert about["class_names"] == json.loads((runs[0].run_dir / "config.json").read_text())["display_names"]
+
+    def no_tsne(*args, **kwargs):
+        raise AssertionError("t-SNE ran")
+    monkeypatch.setattr(figures, "tsne_embedding", no_tsne)
+    monkeypatch.setattr(sklearn.manifold, "TSNE", no_tsne)
+    before = (csv_path.read_bytes(), json_path.read_bytes())
+    embeddings = exp.tsne(runs, about["class_names"])
+    assert (csv_path.read_bytes(), json_path.read_bytes()) == before
+    assert list(embeddings) == [r.label for r in runs]
+    for r in runs:
+        xy, y = embeddings[r.label]
+        assert xy.shape == (len(r.features()[1]), 2) and (y == r.features()[1]).all()
+    figures.set_style()
+    figures.save_figure(figures.plot_tsne(embeddings, about["class_names"]), tmp_path, "tsne")
+
+
+def test_tsne_runs_only_for_changed_features_or_on_request(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    calls = []
+
+    def fake(features, random_state=42, perplexity=30.0):
+        calls.append(len(features))
+        return np.column_stack([np.arange(len(features)), np.full(len(features), float(len(calls)))])
+    monkeypatch.setattr(figures, "tsne_embedding", fake)
+    rng = np.random.default_rng(0)
+    feats = {"A": (rng.normal(size=(5, 3)), np.arange(5) % 2), "B": (rng.normal(size=(6, 3)), np.arange(6) % 2)}
+    first = X.tsne_embeddings(feats, tmp_path, "toy", class_names=["x", "y"])
+    assert calls == [5, 6] and first["B"][0][0, 1] == 2.0
+    again = X.tsne_embeddings(feats, tmp_path, "toy")                           # same features: from the file
+    assert calls == [5, 6] and all((again[k][0] == first[k][0]).all() for k in feats)
+    assert "no t-SNE ran" in capsys.readouterr().out
+    feats["B"] = (feats["B"][0] + 1e-3, feats["B"][1])                          # B's features changed
+    X.tsne_embeddings(feats, tmp_path, "toy")
+    assert calls == [5, 6, 6]
+    X.tsne_embeddings(feats, tmp_path, "toy", recompute=True)                   # on request: all
+    assert calls == [5, 6, 6, 5, 6]
+    X.tsne_embeddings(feats, tmp_path, "toy", settings={**X.TSNE_SETTINGS, "perplexity": 5.0})
+    assert len(calls) == 7                                                       # other settings: all
+    about, stored = X.load_tsne(tmp_path, "toy")
+    assert about["class_names"] == ["x", "y"] and list(stored) == ["A", "B"]
