@@ -312,7 +312,9 @@ def test_fuzz_harness_short_run_finds_no_crash(name):
     finally:
         torch.set_num_threads(threads)
     assert tally.inputs >= FUZZ_SHORT[name] and not tally.crashes
-    assert tally.success and tally.user_error            # both outcomes reached: the inputs are not all junk
+    assert tally.success                                # some inputs get through: they are not all junk
+    if name != "run records + report":                  # (a bad record is a warning there, never an error)
+        assert tally.user_error
 
 
 def test_predict_names_a_decompression_bomb_in_one_line(tmp_path, capsys):
