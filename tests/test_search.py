@@ -286,3 +286,14 @@ def test_reading_a_study_writes_nothing_to_its_journal(tmp_path):
     S.write_search_table("cpu2", tmp_path)
     after = {p.name: p.read_bytes() for p in (tmp_path / "cpu2" / "search").iterdir()}
     assert after == before
+
+
+def test_the_committed_trial_table_is_what_esg_search_report_writes(tmp_path):
+    import shutil
+
+    committed = ROOT / "results" / "cpu2"
+    if not (committed / "search").is_dir():
+        pytest.skip("no committed cpu2 studies")
+    shutil.copytree(committed / "search", tmp_path / "cpu2" / "search", ignore=shutil.ignore_patterns("*.lock"))
+    fresh = S.write_search_table("cpu2", tmp_path).read_text()
+    assert (committed / "search.md").read_text() == fresh
