@@ -7,8 +7,8 @@ success or in one :class:`~esg_lib.errors.UserError` line naming the input, with
 writing nothing outside its target folder (:mod:`.core` says exactly what counts as a crash).
 
 Hypothesis is a test dependency (``pip install -e .[test]``), not one of the library's: only this
-package and the tests import it. atheris (libFuzzer) would be the coverage-guided alternative, but
-it does not install here (it needs clang with libFuzzer to build); see docs/reliability.md.
+package and the tests import it. The inputs are generated, not coverage-guided; atheris (libFuzzer)
+would be the coverage-guided alternative (docs/reliability.md says why it is not used).
 
 Run: ``python -m esg_lib.fuzz --inputs 10000`` (``make fuzz``) or ``--harness NAME --inputs N``.
 """
