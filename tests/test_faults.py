@@ -306,7 +306,8 @@ def test_a_second_esg_train_of_a_run_in_training_refuses_with_one_line(base, ref
     assert outcome(out, results) == reference
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="a run killed after its first epoch's log line and before its first "
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="a run killed after its first epoch's log line and before its first "
                    "last.pt restarts from scratch but keeps that line: log.jsonl holds epoch 1 twice and the "
                    "record's epochs_done is 4 of 3 (Trainer.resume truncates the log only when last.pt exists; "
                    "esg_lib/engine/train.py, outside this change)")
@@ -345,7 +346,8 @@ print("done")
 def test_two_queues_writing_records_into_one_results_folder_lose_none(tmp_path):
     runs, results = tmp_path / "runs", tmp_path / "results"
     procs = [subprocess.Popen([sys.executable, "-c", QUEUE, str(runs), str(results), str(seed)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
              for seed in (0, 1)]
     for p in procs:
         out, err = p.communicate(timeout=600)

@@ -299,9 +299,9 @@ FUZZ_KNOWN_CRASHES = {
 }
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=FUZZ_KNOWN_CRASHES[n], raises=AssertionError,
-                                                                       strict=True))
-                                  if n in FUZZ_KNOWN_CRASHES else n for n in FUZZ_SHORT])
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(reason=FUZZ_KNOWN_CRASHES[n], raises=AssertionError, strict=True))
+    if n in FUZZ_KNOWN_CRASHES else n for n in FUZZ_SHORT])
 def test_fuzz_harness_short_run_finds_no_crash(name):
     pytest.importorskip("hypothesis")
     from esg_lib.fuzz import HARNESSES, run_harness
@@ -372,7 +372,8 @@ def test_a_fetched_copy_holds_exactly_the_files_it_verified(tmp_path, monkeypatc
     harness.prepare(tmp_path, tmp_path)                 # registers a tiny known dataset (4 PNGs) for the test
     try:
         hidden = [Member(f"{TOP}/{SUBDIR}/good/.hidden.png", "file", b"not verified"),
-                  Member(f"{TOP}/{SUBDIR}/bad/__MACOSX/", "dir"), Member(f"{TOP}/{SUBDIR}/bad/__MACOSX/._0.png", "file", b"x")]
+                  Member(f"{TOP}/{SUBDIR}/bad/__MACOSX/", "dir"),
+                  Member(f"{TOP}/{SUBDIR}/bad/__MACOSX/._0.png", "file", b"x")]
         archive = tmp_path / f"mine.{container}"
         archive.write_bytes(build_archive(harness.valid + hidden, container))
         monkeypatch.setenv("ESG_DATA_DIR", str(tmp_path / "fetched"))

@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{os.cpu_count()} cores, Python {platform.python_version()}; harnesses and outcomes: "
                 "docs/reliability.md.\n\n" + text)
         if crash_lines:
-            body += "\nCrashes by kind:\n\n" + "\n".join(crash_lines) + "\n\nFirst examples:\n\n" + "\n".join(examples) + "\n"
+            body += ("\nCrashes by kind:\n\n" + "\n".join(crash_lines) + "\n\nFirst examples:\n\n"
+                     + "\n".join(examples) + "\n")
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(body)
         print(f"wrote {args.out}")

@@ -268,7 +268,8 @@ class ArchiveExtraction:
             escape, escape + "/x.png", "//" + escape.lstrip("/"), "C:/escaped", "C:\\escaped", "..\\escaped",
             f"{TOP}\\..\\..\\escaped", "", ".", "./", "/", f"{TOP}//{SUBDIR}", f"{TOP}/{SUBDIR}/good/" + "a" * 300,
             "/".join(["d"] * 120) + "/x", f"{TOP}/{SUBDIR}/good/x\n.png", f"{TOP}/{SUBDIR}/good/\x00.png",
-            f"{TOP}/{SUBDIR}/good/ünï côdé.png", f"{TOP}/{SUBDIR}/good/.hidden.png", f"{TOP}/{SUBDIR}/new class/x.png",
+            f"{TOP}/{SUBDIR}/good/ünï côdé.png", f"{TOP}/{SUBDIR}/good/.hidden.png",
+            f"{TOP}/{SUBDIR}/new class/x.png",
             f"{TOP}/{SUBDIR}/good/x.txt", f"{TOP}/{SUBDIR}/good", "__MACOSX/._x", f"{TOP}/{SUBDIR}/good/0000.png/",
         ]
         segment = st.sampled_from(["..", ".", "", TOP, SUBDIR, "good", "bad", "0000.png", "x", "a\\b", "C:", "~"])
@@ -373,9 +374,10 @@ RECORD = {
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
                          st.floats(allow_nan=True, allow_infinity=True),
                          st.text(max_size=12), st.sampled_from(["../../escaped", "a/b", "", "x" * 300, "cpu", "—"]))
-json_values = st.recursive(json_scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                                  st.dictionaries(st.text(max_size=8), inner, max_size=3)),
-                           max_leaves=8)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    max_leaves=8)
 
 
 @st.composite
@@ -544,7 +546,8 @@ class Checkpoints:
             elif where == "kwargs":
                 spec = ck.get("model_spec")
                 if isinstance(spec, dict):
-                    spec["kwargs"] = {**(spec.get("kwargs") or {}), key: new} if isinstance(spec.get("kwargs") or {}, dict) else {key: new}
+                    old = spec.get("kwargs") or {}
+                    spec["kwargs"] = {**old, key: new} if isinstance(old, dict) else {key: new}
             elif isinstance(ck.get(where), dict):
                 _set(ck[where], key, new)
         buf = io.BytesIO()
