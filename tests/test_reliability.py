@@ -291,8 +291,6 @@ def test_a_failed_table_write_leaves_the_previous_tables_whole(tmp_path):
 FUZZ_SHORT = {"image decoding": 300, "archive extraction": 200, "run records + report": 150,
               "checkpoint loading": 150, "--set values": 300}
 FUZZ_KNOWN_CRASHES = {
-    "--set values": "parse_overrides lets YAML's ReaderError and OmegaConf interpolation errors escape "
-                    "(esg_lib/engine/config.py, outside this change; docs/reliability.md)",
     "run records + report": "a record that is a JSON object with 'protocol', 'variant', 'timm_name' or 'params' "
                             "of another type passes record_problem and crashes the tables and the plan's "
                             "progress (report/tables.py, engine/plan.py, outside this change)",

@@ -13,6 +13,7 @@ arithmetic behind the ``cpu`` numbers are in docs/training.md ("Profiles").
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Union
@@ -400,8 +401,12 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError("batch_size must be >= 1")
     if cfg.img_size < 8:
         raise ConfigError("img_size must be >= 8")
-    if cfg.lr <= 0:
-        raise ConfigError("lr must be > 0")
+    if not math.isfinite(cfg.lr) or cfg.lr <= 0:
+        raise ConfigError("lr must be a finite number > 0")
+    for name in ("weight_decay", "warmup_lr", "min_lr", "label_smoothing"):
+        value = getattr(cfg, name)
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{name} must be a finite number >= 0")
     if cfg.select_metric not in ("val_f1", "val_acc", "val_loss"):
         raise ConfigError("select_metric must be val_f1, val_acc or val_loss")
     if cfg.max_steps is not None and cfg.max_steps < 1:
@@ -432,16 +437,23 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         key = key.replace("-", "_")
         if key not in _FIELDS:
             raise ConfigError(f"unknown config field {key!r}")
+        # OmegaConf would resolve ${...} (other fields, environment variables) and keep ??? as "missing"
+        if "${" in value or value == "???":
+            raise ConfigError(f"bad value for {key}: {value!r} (interpolations and ??? are not values)")
         pairs.append(f"{key}={'null' if value.lower() == 'none' else value}")
     if not pairs:
         return {}
-    given = OmegaConf.from_dotlist(pairs)
-    try:
+    try:   # YAML's reader and OmegaConf both raise their own errors on odd text: one line each
+        given = OmegaConf.from_dotlist(pairs)
         merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), given)
+        return {key: merged[key] for key in given}
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or "?"
         raise ConfigError(f"bad value for {key}: {str(exc).splitlines()[0]}") from None
-    return {key: merged[key] for key in given}
+    except Exception as exc:   # yaml.ReaderError and the like, from the text of a value
+        given_keys = ", ".join(p.split("=", 1)[0] for p in pairs)
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"bad value for {given_keys}: {first}") from None
 
 
 # Fields added after runs were committed, with the value that reproduces those runs. A field at that
