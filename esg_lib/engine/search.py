@@ -62,8 +62,8 @@ STARTUP_TRIALS = 4                   # random trials before TPE, and finished tr
 DEFAULT_TRIALS = 10                  # per model, the adopted `cpu` recipe included
 MIN_RESOURCE_STEPS = 305             # 5 epochs of the x4 training set (61 steps each)
 REDUCTION_FACTOR = 3
-# Optimiser steps per trial: 10, 15 and 20 epochs of the x4 training set at batch 64. 20 epochs
-# of ESG-ConvNeXt are about 50 min at 2 threads, the longest run that fits the 1-hour rule.
+# Optimiser steps per trial: 10, 15 and 20 epochs of the x4 training set at batch 64 (each well inside
+# the one-hour rule for a run: an ESG-ConvNeXt epoch took about a minute at 2 threads on an idle 2-core VM).
 STEP_BUDGETS: tuple[int, ...] = (610, 915, 1220)
 DATA_MODES: dict[str, dict[str, Any]] = {
     "offline x4": {"augment_copies": 3, "online_augment": False},
