@@ -10,16 +10,14 @@ import copy
 import json
 import os
 import signal
-import struct
 import zipfile
-import zlib
 from pathlib import Path
 
 import pytest
 import torch
 
 from esg_lib.cli import main
-from esg_lib.data.testing import make_folder_dataset, make_image
+from esg_lib.data.testing import make_folder_dataset, make_image, png_bomb
 
 RECORD = {  # a committed run record's fields that the tables read (values as esg report writes them)
     "run": "s0-0123456789", "run_id": "0123456789abcdef", "profile": "cpu", "dataset": "x-sdd",
@@ -44,16 +42,6 @@ def _one_line_error(capsys, code: int) -> str:
 
 
 # ----------------------------------------------------------------------------------- esg data verify
-def png_bomb(width: int = 20_000, height: int = 20_000) -> bytes:
-    """A 1 kB PNG that declares 400 million pixels (over twice Pillow's MAX_IMAGE_PIXELS)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = zlib.compress(b"\0" * (width + 1) * 8, 9)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
-
-
 def bad_image_folder(root: Path) -> Path:
     """Two classes of good images plus the four bad files of issue 35: zero bytes, text named .png,
     a truncated PNG and a decompression bomb."""
