@@ -137,3 +137,33 @@ def test_gap_figure_joins_only_means_over_the_same_seeds_and_labels_n_beside_the
     written = G.write_gap_report("cpu-gap", results, figures=tmp_path / "figures")
     png = next(p for p in written if p.suffix == ".png")
     assert 6.5 <= figures.saved_width(png, 150) <= figures.MAX_WIDTH + 0.01
+
+
+def test_an_arm_that_changes_only_the_learning_rate_is_named_by_its_plan(tmp_path, monkeypatch):
+    """Arms are data (issue 36): an arm of any field is named by its stage, not guessed from the
+    epochs and size it happens to share with the base arm, and it stays off the steps/size axes."""
+    lr_stage = P.Stage("Learning rate 3e-4, pivotal rows", "x-sdd", "leak-free", G.MODELS,
+                       "a lower peak learning rate", {"lr": 3e-4}, arm="lr 3e-4")
+    monkeypatch.setitem(P.PLANS, "cpu-gap", (*P.PLANS["cpu-gap"], lr_stage))
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "results" / "cpu" / "runs", results / "cpu" / "runs")
+    _fake_arm_records(results, lr_stage, {0: -0.01, 1: -0.01, 2: -0.01})
+    for path in (results / "cpu-gap" / "runs").glob("*.json"):   # same steps as the base: only lr differs
+        rec = json.loads(path.read_text())
+        path.write_text(json.dumps({**rec, "steps": rec["steps"] // 4}))
+    frame = G.arm_frame("cpu-gap", results)
+    assert set(frame["arm"]) == {G.BASE_ARM, "lr 3e-4"}
+    assert set(frame.loc[frame["arm"] == "lr 3e-4", "changes"]) == {"lr"}
+    gains = G.gains(frame)
+    assert set(gains["arm"]) == {"lr 3e-4"} and gains["_mean"].tolist() == pytest.approx([-1.0] * len(gains))
+    markdown = G.gap_markdown("cpu-gap", results, frame=frame)
+    assert "| lr 3e-4 | ResNet18 | 0 1 2 | -1.0 |" in markdown
+    fig = G.plot_gap(frame)   # on neither axis: each panel holds the base runs only
+    base = frame[frame["arm"] == G.BASE_ARM]
+    for ax, x in zip(fig.axes[:2], ("steps", "img_size")):
+        assert [t.get_text() for t in ax.get_xticklabels()] == [str(int(base[x].iloc[0]))]
+
+
+def test_a_stage_with_overrides_must_name_its_arm():
+    with pytest.raises(C.ConfigError, match="names no arm"):
+        P.Stage("unnamed", "x-sdd", "leak-free", ("resnet18",), overrides={"lr": 3e-4})

@@ -38,7 +38,10 @@ class Stage:
     """One block of the plan: ``models`` × the profile's seeds on one dataset and split protocol.
 
     ``overrides`` are config fields that this stage changes for every model (an experiment arm, e.g.
-    ``epochs=60``); they are part of each run's identity, so its runs never mix with the profile's."""
+    ``epochs=60``); they are part of each run's identity, so its runs never mix with the profile's.
+    ``arm`` is that arm's name as reports and figures print it; a stage with overrides must have one,
+    so that an arm changing any field (learning rate, recipe, size, steps) is named by its plan, not
+    guessed by the report from the fields it happens to know."""
 
     name: str
     dataset: str
@@ -46,6 +49,11 @@ class Stage:
     models: tuple[str, ...]
     purpose: str = ""
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    arm: str = ""
+
+    def __post_init__(self) -> None:
+        if self.overrides and not self.arm:
+            raise ConfigError(f"stage {self.name!r} changes {sorted(self.overrides)} but names no arm")
 
 
 REFERENCES = ("esg-convnext", "resnet18", "convnextv2", "convnextv2-param")
@@ -77,14 +85,14 @@ PIVOTAL = ("resnet18", "densenet121", "esg-convnext")
 _GAP_PLAN = (
     Stage("Steps: 60 epochs, pivotal rows", "x-sdd", "leak-free", PIVOTAL,
           "4x the optimiser steps (3660), same recipes: does ESG's gap to ResNet18 close?",
-          {"epochs": 60, "warmup_epochs": 4}),
+          {"epochs": 60, "warmup_epochs": 4}, arm="60 epochs, 64 px"),
     Stage("Resolution: 128 px, pivotal rows", "x-sdd", "leak-free", PIVOTAL,
           "X-SDD's native size at the 15-epoch budget: GAM's 7x7 gate sees a 4x4 last stage, not 2x2",
-          {"img_size": 128}),
+          {"img_size": 128}, arm="15 epochs, 128 px"),
     Stage("Steps: 60 epochs, ConvNeXtV2-atto", "x-sdd", "leak-free", ("convnextv2",),
-          "the backbone alone at 4x the steps", {"epochs": 60, "warmup_epochs": 4}),
+          "the backbone alone at 4x the steps", {"epochs": 60, "warmup_epochs": 4}, arm="60 epochs, 64 px"),
     Stage("Resolution: 128 px, ConvNeXtV2-atto", "x-sdd", "leak-free", ("convnextv2",),
-          "the backbone alone at 128 px", {"img_size": 128}),
+          "the backbone alone at 128 px", {"img_size": 128}, arm="15 epochs, 128 px"),
 )
 
 # Issue 33's comparison again, in the order the issue fixes: the five pivotal rows first (ESG-ConvNeXt,

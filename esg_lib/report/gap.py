@@ -13,8 +13,11 @@ cancel the split noise. This module turns the committed records of both profiles
 - a figure of test accuracy against optimiser steps and input size, per model, with per-seed dots
   (:func:`plot_gap`).
 
-A record belongs to an arm when its config variant is the one that arm's stage would train now: a
-run of another recipe is left out rather than mislabelled.
+An arm is data: its plan stage carries its name (``Stage.arm``) and the config fields it changes
+(``Stage.overrides``); the tables print that name, and the figure puts an arm on the axis of the one
+field it changes (steps or size) and leaves arms of other fields (a learning rate, a recipe) to the
+tables. A record belongs to an arm when its config variant is the one that arm's stage would train
+now: a run of another recipe is left out rather than mislabelled.
 """
 from __future__ import annotations
 
@@ -39,31 +42,29 @@ DATASET, PROTOCOL = "x-sdd", "leak-free"
 MODELS = (*PIVOTAL, "convnextv2")
 
 
-def _arm_name(overrides: Mapping[str, Any], base_epochs: int, base_size: int) -> str:
-    epochs = int(overrides.get("epochs", base_epochs))
-    size = int(overrides.get("img_size", base_size))
-    return f"{epochs} epochs, {size} px"
-
-
 def arm_frame(profile: ProfileRef = "cpu-gap", results: str | Path = "results") -> pd.DataFrame:
     """The runs of every arm (the base profile's own runs as :data:`BASE_ARM`): a
-    :func:`~.frames.records_frame` with ``arm``, ``img_size`` and ``epochs`` columns added."""
+    :func:`~.frames.records_frame` with columns added from each arm's plan stage
+    (:class:`~esg_lib.engine.plan.Stage`): ``arm`` (its name), ``changes`` (the config fields it
+    changes, comma-separated; empty for the base), ``arm_rank`` (its place in the plan, the base 0),
+    ``epochs`` and ``img_size``."""
     from esg_lib.engine.config import build_config
 
     prof = get_profile(profile)
     base = get_profile(BASE_PROFILE[prof.name])
     default = build_config(base, dataset=DATASET)
-    wanted: dict[tuple[str, str, str], tuple[str, int, int]] = {}   # (profile, model, variant) → arm
+    arm_stages = [s for s in plan(prof) if s.dataset == DATASET and s.protocol == PROTOCOL]
+    ranks = {BASE_ARM: 0, **{a: i + 1 for i, a in enumerate(dict.fromkeys(s.arm for s in arm_stages))}}
+    wanted: dict[tuple[str, str, str], dict[str, Any]] = {}   # (profile, model, variant) → arm columns
     for model in MODELS:
-        wanted[base.name, model, expected_variant(base, model, DATASET, PROTOCOL)] = (
-            BASE_ARM, default.epochs, default.img_size)
-    for stage in plan(prof):
-        if stage.dataset != DATASET or stage.protocol != PROTOCOL:
-            continue
+        wanted[base.name, model, expected_variant(base, model, DATASET, PROTOCOL)] = dict(
+            arm=BASE_ARM, changes="", arm_rank=0, epochs=default.epochs, img_size=default.img_size)
+    for stage in arm_stages:
         cfg = build_config(prof, dataset=DATASET, **dict(stage.overrides))
+        columns = dict(arm=stage.arm, changes=",".join(sorted(stage.overrides)), arm_rank=ranks[stage.arm],
+                       epochs=cfg.epochs, img_size=cfg.img_size)
         for model in stage.models:
-            wanted[prof.name, model, expected_variant(prof, model, DATASET, PROTOCOL, stage.overrides)] = (
-                _arm_name(stage.overrides, default.epochs, default.img_size), cfg.epochs, cfg.img_size)
+            wanted[prof.name, model, expected_variant(prof, model, DATASET, PROTOCOL, stage.overrides)] = columns
     keep, arms = [], []
     for arm_profile in (base, prof):
         for rec in load_records(arm_profile, results):
@@ -72,16 +73,27 @@ def arm_frame(profile: ProfileRef = "cpu-gap", results: str | Path = "results") 
                 keep.append(rec)
                 arms.append(wanted[key])
     frame = records_frame(keep)
-    frame["arm"] = [a[0] for a in arms]
-    frame["epochs"] = [a[1] for a in arms]
-    frame["img_size"] = [a[2] for a in arms]
+    for column in ("arm", "changes", "arm_rank", "epochs", "img_size"):
+        frame[column] = [a[column] for a in arms]
     return frame
 
 
 def _arms(frame: pd.DataFrame) -> list[str]:
-    """The arms present, the base first, then by steps and size."""
-    present = frame.drop_duplicates("arm").sort_values(["epochs", "img_size"])["arm"].tolist()
-    return [BASE_ARM, *[a for a in present if a != BASE_ARM]] if BASE_ARM in present else present
+    """The arms present, the base first, then by steps and size, then in plan order."""
+    present = frame.drop_duplicates("arm").sort_values(["epochs", "img_size", "arm_rank"], kind="stable")
+    names = present["arm"].tolist()
+    return [BASE_ARM, *[a for a in names if a != BASE_ARM]] if BASE_ARM in names else names
+
+
+def _arm_changing(frame: pd.DataFrame, fields: set[str]) -> pd.DataFrame:
+    """The base arm's runs and those of every arm that changes only some of ``fields``."""
+    return frame[frame["changes"].map(lambda c: set(filter(None, c.split(","))) <= fields).astype(bool)]
+
+
+def _first_arm_changing(frame: pd.DataFrame, field_name: str) -> str | None:
+    names = [a for a in _arms(frame) if field_name in
+             frame.loc[frame["arm"] == a, "changes"].iloc[0].split(",")]
+    return names[0] if names else None
 
 
 def _paired(a: pd.Series, b: pd.Series) -> dict[str, Any]:
@@ -168,8 +180,9 @@ def reading(frame: pd.DataFrame, metric: str = "acc") -> list[str]:
     (or "not measured yet"), computed from the records; reasons that cannot be tested here say so."""
     g, gp = gains(frame, metric), gaps(frame, metric)
     lines = []
-    for arm, reason in (("60 epochs, 64 px", "**Optimiser steps** (915 → 3660, same recipes)"),
-                        ("15 epochs, 128 px", "**Input size** (64 → 128 px, 915 steps)")):
+    for changed, reason in (("epochs", "**Optimiser steps** (915 → 3660, same recipes)"),
+                            ("img_size", "**Input size** (64 → 128 px, 915 steps)")):
+        arm = _first_arm_changing(frame, changed)
         gain = {m: _said(_find(g, arm=arm, model=m)) for m in ("ESG-ConvNeXt", "ResNet18", "DenseNet121")}
         lines.append(f"- {reason}: gain ESG-ConvNeXt {gain['ESG-ConvNeXt']}; ResNet18 {gain['ResNet18']}; "
                      f"DenseNet121 {gain['DenseNet121']}. ESG-ConvNeXt minus ResNet18 there: "
@@ -263,9 +276,11 @@ def plot_gap(frame: pd.DataFrame, metric: str = "acc"):
     base = frame[frame["arm"] == BASE_ARM]
     base_size = int(base["img_size"].iloc[0]) if len(base) else 64
     base_steps = int(base["steps"].iloc[0]) if len(base) else None
-    panels = [(f"optimiser steps ({base_size} px)", frame[frame["img_size"] == base_size], "steps"),
+    # each panel: the base and the arms that change only its x (an arm of other fields, such as a
+    # learning rate, sits on no axis here: it is in the report's tables)
+    panels = [(f"optimiser steps ({base_size} px)", _arm_changing(frame, {"epochs", "warmup_epochs"}), "steps"),
               (f"input size, px ({base_steps} steps)" if base_steps else "input size, px",
-               frame[frame["steps"] == base_steps] if base_steps else base, "img_size")]
+               _arm_changing(frame, {"img_size"}), "img_size")]
     esg = "esg-convnext"   # the black star in every figure
     styles = dict(zip(MODELS, highlight_style(line_styles(len(MODELS)), MODELS.index(esg))))
     step = 0.1
