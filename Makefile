@@ -10,7 +10,7 @@ VENV ?= .venv
 PROFILE ?= smoke
 TORCH_REQUIREMENTS ?= requirements-torch.txt
 KERNEL ?= esg-lib
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=25
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
