@@ -59,7 +59,7 @@ from .config import TrainConfig, validate
 from .models import check_input_size, model_for_config, no_weight_decay_names, spec_for_config
 from .runtime import (Dist, gather_rng, load_checkpoint, reduce_values, resolve_device, save_checkpoint,
                       seed_everything, set_rng_state, setup_distributed, setup_threads,
-                      tune_malloc)
+                      tune_malloc, atomic_write)
 
 # Called after every optimiser step with the global step (tests use it to simulate a kill).
 STEP_HOOK: Callable[[int], None] | None = None
@@ -329,8 +329,13 @@ class Trainer:
         return FitResult(self.folder, self.place.run_id, "done", metrics)
 
     def resume(self) -> None:
-        """Load ``last.pt`` (model, optimiser, scheduler, scaler, counters, this rank's RNG) if present."""
+        """Load ``last.pt`` (model, optimiser, scheduler, scaler, counters, this rank's RNG) if present.
+        Without one the run starts from its first epoch, so a log left by an earlier start (a process
+        killed after logging an epoch and before its first ``last.pt``, or a ``--force`` retrain) is
+        emptied: the log holds each epoch once, of this training only."""
         if not self.last_path.is_file():
+            if self.dist.main:
+                _truncate_log(self.folder / "log.jsonl", -1)
             return
         ck = load_checkpoint(self.last_path)
         self.model.load_state_dict(ck["model"])
@@ -579,11 +584,22 @@ def _is_better(record: dict[str, Any], best: dict[str, Any], metric: str) -> boo
 
 
 def _truncate_log(path: Path, last_epoch_index: int) -> None:
+    """Keep the log's epochs up to ``last_epoch_index`` (0-based; the log counts from 1), written
+    whole or not at all; -1 keeps none. A line cut short by a kill mid-append is dropped."""
     if not path.is_file():
         return
-    keep = [ln for ln in path.read_text().splitlines()
-            if ln.strip() and json.loads(ln)["epoch"] <= last_epoch_index + 1]
-    path.write_text("".join(ln + "\n" for ln in keep))
+    keep = [ln for ln in path.read_text().splitlines() if _logged_epoch(ln) <= last_epoch_index + 1]
+    with atomic_write(path) as fh:
+        fh.write("".join(ln + "\n" for ln in keep))
+
+
+def _logged_epoch(line: str) -> float:
+    """A log line's epoch, or infinity for a blank, cut or foreign line (so no truncation keeps it)."""
+    try:
+        epoch = json.loads(line)["epoch"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+    return epoch if isinstance(epoch, int) else math.inf
 
 
 def _progress(loader, enabled: bool, desc: str):
