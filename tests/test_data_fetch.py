@@ -237,3 +237,58 @@ def test_tar_archives_work(tmp_path):
     archive = tar_with_member(tmp_path / "ok.tar.gz", "top/file.txt")
     safe_extract(archive, tmp_path / "out")
     assert (tmp_path / "out" / "top" / "file.txt").read_bytes() == b"payload"
+
+
+# ------------------------------------------------------------------ decompression bombs
+def _zeros_zip(path: Path, names: list[str], size: int) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in names:
+            zf.writestr(name, bytes(size))
+    return path
+
+
+def test_archives_declaring_more_than_the_limit_are_refused_before_writing(tmp_path, fetched, monkeypatch):
+    """A zip or tar whose entries declare far more bytes than the archive holds is refused with one
+    line naming it, before any entry is written (the floor is lowered so the bombs stay small)."""
+    import tarfile
+
+    from esg_lib.data import fetch as F
+
+    monkeypatch.setattr(F, "EXPANSION_FLOOR", 1 << 20)
+    bomb = _zeros_zip(tmp_path / "bomb.zip", ["top/a.bin", "top/b.bin"], 2 << 20)
+    assert F.extraction_limit(bomb.stat().st_size) == 1 << 20
+    with pytest.raises(UnsafeArchiveError, match=r"refusing bomb.zip: its entries declare 4,194,304 bytes"):
+        fetch_dataset("x-sdd", bomb, log=lambda m: None)
+    assert_nothing_left(fetched)
+    tar = tmp_path / "bomb.tar.gz"
+    with tarfile.open(tar, "w:gz") as tf:
+        src = tmp_path / "zeros.bin"
+        src.write_bytes(bytes(3 << 20))
+        tf.add(src, arcname="top/zeros.bin")
+    dest = tmp_path / "out"
+    with pytest.raises(UnsafeArchiveError, match="declare 3,145,728 bytes"):
+        safe_extract(tar, dest)
+    assert list(dest.iterdir()) == []
+    # the same archives under the real limits: a few MB is no bomb
+    monkeypatch.undo()
+    safe_extract(tar, dest)
+    assert (dest / "top" / "zeros.bin").stat().st_size == 3 << 20
+
+
+def test_a_zip_entry_that_lies_about_its_size_writes_no_more_than_it_declares(tmp_path):
+    """Shrinking an entry's declared size (in both headers) cannot smuggle bytes past the limit:
+    zipfile stops at the declared size and the CRC check refuses the entry as corrupt."""
+    import struct
+
+    data = bytearray(_zeros_zip(tmp_path / "honest.zip", ["top/a.bin"], 1 << 20).read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):   # local and central headers
+        at = data.index(signature) + offset
+        data[at:at + 4] = struct.pack("<I", 10)
+    liar = tmp_path / "liar.zip"
+    liar.write_bytes(bytes(data))
+    assert zipfile.ZipFile(liar).infolist()[0].file_size == 10
+    dest = tmp_path / "out"
+    with pytest.raises(DownloadError, match="liar.zip is truncated or corrupt: Bad CRC"):
+        safe_extract(liar, dest)
+    written = dest / "top" / "a.bin"
+    assert not written.exists() or written.stat().st_size <= 10

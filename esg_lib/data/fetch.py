@@ -8,7 +8,11 @@ left, and an existing verified copy is never touched unless ``force=True``. The 
 ``data/x-sdd`` is never a destination (fetched data lives in ``data/fetched``).
 
 Extraction refuses the whole archive, before writing anything, if any entry is absolute, contains
-``..``, is a symlink or hard link, or is a device/FIFO (zip-slip and friends).
+``..``, is a symlink or hard link, or is a device/FIFO (zip-slip and friends), or if its entries
+declare more bytes than :func:`extraction_limit` allows (a decompression bomb: the datasets here
+expand to about their archive's size). A lying header cannot get round the check: :mod:`zipfile`
+stops inflating an entry at the size it declares (and then fails its CRC check, so it is refused as
+corrupt), and a tar entry's declared size is the number of bytes it writes.
 """
 from __future__ import annotations
 
@@ -77,6 +81,22 @@ def download(url: str, folder: Path, *, sha256: str | None = None, progress: boo
 
 # ---------------------------------------------------------------- extraction
 _DRIVE = re.compile(r"^[A-Za-z]:")
+MAX_EXTRACTED_BYTES = 4 << 30     # no dataset here comes near: NEU-CLS-64's archive holds 7 MB
+MAX_EXPANSION = 100               # declared bytes per archive byte; image archives hold about 1
+EXPANSION_FLOOR = 64 << 20        # below this, any ratio is harmless (a small zip of text files)
+
+
+def extraction_limit(archive_bytes: int) -> int:
+    """The most bytes an archive of ``archive_bytes`` may declare: ``MAX_EXPANSION`` times its size,
+    at least ``EXPANSION_FLOOR`` and at most ``MAX_EXTRACTED_BYTES``."""
+    return min(MAX_EXTRACTED_BYTES, max(EXPANSION_FLOOR, MAX_EXPANSION * archive_bytes))
+
+
+def _check_declared_size(declared: int, archive: Path) -> None:
+    limit = extraction_limit(archive.stat().st_size)
+    if declared > limit:
+        raise UnsafeArchiveError(f"refusing {archive.name}: its entries declare {declared:,} bytes, more than "
+                                 f"{limit:,} for a {archive.stat().st_size:,}-byte archive (a decompression bomb?)")
 
 
 def _check_name(name: str, archive: Path) -> None:
@@ -102,6 +122,7 @@ def safe_extract(archive: str | Path, dest: str | Path) -> None:
                         raise UnsafeArchiveError(f"refusing {archive.name}: entry {info.filename!r} is a symlink")
                     if not (root / info.filename).resolve().is_relative_to(root):
                         raise UnsafeArchiveError(f"refusing {archive.name}: entry {info.filename!r} escapes the target")
+                _check_declared_size(sum(info.file_size for info in infos), archive)
                 for info in infos:
                     zf.extract(info, dest)
         elif tarfile.is_tarfile(archive):
@@ -113,6 +134,7 @@ def safe_extract(archive: str | Path, dest: str | Path) -> None:
                         raise UnsafeArchiveError(f"refusing {archive.name}: entry {m.name!r} is a link")
                     if not (m.isfile() or m.isdir()):
                         raise UnsafeArchiveError(f"refusing {archive.name}: entry {m.name!r} is not a file or folder")
+                _check_declared_size(sum(m.size for m in members if m.isfile()), archive)
                 tf.extractall(dest, members=members, filter="data")
         else:
             raise DownloadError(f"{archive.name} is not a zip or tar archive (truncated or corrupt download?)")
