@@ -50,6 +50,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from esg_lib import store
 from esg_lib.errors import UserError
 from esg_lib.metrics import curve_verdict
 from esg_lib.markdown import markdown_rows
@@ -271,7 +272,7 @@ def cpu_recipe_params(model: str, profile: ProfileRef = ADOPT_FROM_PROFILE, spe:
 def rerun_log(model: str, results: str | Path = "results", profile: str = ADOPT_FROM_PROFILE,
               dataset: str = "x-sdd") -> tuple[Path, list[dict[str, Any]]] | None:
     """The committed seed-0 rerun log of ``model`` (``results/<profile>/reruns/<dataset>/<model>/s0-*``)."""
-    base = Path(results) / profile / "reruns" / dataset / model
+    base = store.reruns_dir(results, profile) / dataset / model
     logs = sorted(base.glob("s0-*/log.jsonl")) if base.is_dir() else []
     if not logs:
         return None

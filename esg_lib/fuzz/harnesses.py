@@ -21,6 +21,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from esg_lib import store
 from esg_lib.data.testing import png_bomb
 
 from .core import Context, HarnessCheckFailed
@@ -409,25 +410,24 @@ class RunRecords:
     def run(self, value, ctx: Context) -> None:
         from esg_lib.report import build_report, results_block
 
-        folder = ctx.target / "results" / self.profile / "runs"
+        folder = store.records_dir(store.results_root(ctx.target), self.profile)
         folder.mkdir(parents=True)
         for seed in (0, 1):
-            (folder / f"x-sdd__resnet18__s{seed}-good.json").write_bytes(_json_text({**RECORD, "seed": seed}))
+            (folder / store.record_name("x-sdd", "resnet18", f"s{seed}-good")).write_bytes(
+                _json_text({**RECORD, "seed": seed}))
         for name, data in value:
             (folder / name).write_bytes(data)
             ctx.names.append(name)
         ctx.names.append(str(folder))
-        build_report(self.profile, ctx.target / "runs", ctx.target / "results")
-        block = results_block(self.profile, ctx.target / "results")
+        build_report(self.profile, store.runs_root(ctx.target), store.results_root(ctx.target))
+        block = results_block(self.profile, store.results_root(ctx.target))
         if not isinstance(block, str):
             raise HarnessCheckFailed("results_block returned no text")
 
     def check(self, value, ctx: Context) -> None:
-        from esg_lib.report.tables import RecordWarning, read_records
-
-        folder = ctx.target / "results" / self.profile / "runs"
-        _, skipped = read_records(folder)
-        said = " ".join(str(w.message) for w in ctx.warnings if issubclass(w.category, RecordWarning))
+        folder = store.records_dir(store.results_root(ctx.target), self.profile)
+        _, skipped = store.read_records(folder)
+        said = " ".join(str(w.message) for w in ctx.warnings if issubclass(w.category, store.RecordWarning))
         silent = [p.name for p, _ in skipped if p.name not in said]
         if silent:
             raise HarnessCheckFailed(f"record(s) skipped in silence: {silent}")
@@ -465,7 +465,7 @@ class Checkpoints:
         torch.set_num_threads(1)
         bundle = synthetic_bundle(n_train=16, n_val=4, n_test=4, img_size=32, num_classes=3)
         cfg = build_config("smoke", model="test_efficientnet", epochs=1, batch_size=8, progress=False,
-                           out=str(seeds / "runs"), fps_iters=1, fps_warmup=0, save_features=False, threads=1)
+                           out=str(store.runs_root(seeds)), fps_iters=1, fps_warmup=0, save_features=False, threads=1)
         with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
             res = fit(cfg, bundle=bundle)
         self.best = (res.run_dir / "best.pt").read_bytes()
