@@ -712,7 +712,7 @@ def _run(args: argparse.Namespace) -> int:
     if report.failures:
         print(f"esg reproduce: {len(report.failures)} notebook(s) failed (see above)", file=sys.stderr)
         return 1
-    print(f"figures: {root / 'figures' / args.profile}\ntables:  {root / 'results' / args.profile}")
+    print(f"figures: {root / 'figures' / args.profile}\ntables:  {store.profile_dir(store.results_root(root), args.profile)}")
     if pages and pages.pages:
         print(f"pages:   {pages.folder} ({len(pages.pages)} executed notebooks)")
     return 0

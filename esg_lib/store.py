@@ -178,6 +178,11 @@ def rerun_files(results: str | Path, profile: Any) -> list[Path]:
     return sorted(reruns_dir(results, profile).glob(f"*/*/*/{RERUN_FILE}"))
 
 
+def tuning_runs_root(out: str | Path) -> Path:
+    """``runs/tuning``: tuning runs train under their own root, so they never mix with the result runs."""
+    return Path(out) / TUNING
+
+
 def tuning_records_dir(results: str | Path, profile: Any) -> Path:
     """``results/<profile>/tuning/runs``: the validation records of ``esg tune``."""
     return profile_dir(results, profile) / TUNING / RUNS

@@ -184,7 +184,7 @@ def running_score(val_accs: Sequence[float | None], k: int = SCORE_EPOCHS) -> fl
 def study_path(profile: ProfileRef, model: str, results: str | Path = "results") -> Path:
     from . import runs as R
 
-    return Path(results) / profile_name(profile) / "search" / f"{R.slug(model)}.journal"
+    return store.profile_dir(results, profile) / "search" / f"{R.slug(model)}.journal"
 
 
 def _storage(path: Path):
@@ -546,7 +546,7 @@ def search_table_markdown(profile: ProfileRef, results: str | Path = "results",
 def write_search_table(profile: ProfileRef, results: str | Path = "results",
                        models: Sequence[str] = SEARCH_MODELS) -> Path:
     prof = get_profile(profile)
-    path = Path(results) / prof.name / "search.md"
+    path = store.profile_dir(results, prof) / "search.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(f"# Recipe search — profile `{prof.name}` (Optuna, validation only)\n\n"

@@ -73,7 +73,8 @@ def candidates(profile: ProfileRef) -> tuple[dict[str, Any], ...]:
 
 
 def tuning_out(out: str | Path) -> str:
-    return str(Path(out) / "tuning")
+    """Where tuning runs train (:func:`esg_lib.store.tuning_runs_root`): apart from the result runs."""
+    return str(store.tuning_runs_root(out))
 
 
 def candidate_config(profile: ProfileRef, model: str, candidate: Mapping[str, Any], out: str | Path = "runs",
