@@ -60,7 +60,7 @@ def aggregate_records(records: Iterable[Mapping[str, Any]]) -> dict[str, list[di
     frame = pd.DataFrame({
         "table": [table_name(r["dataset"], r.get("protocol", "leak-free")) for r in records],
         "model": [r["model"] for r in records],
-        "variant": [r.get("variant", "") for r in records],
+        "variant": [r.get("variant") or "" for r in records],
         "machine": [machine_name(r.get("hardware")) for r in records],
         **{k: [math.nan if r.get(k) is None else float(r[k]) for r in records] for k in SEED_VALUES},
     })
