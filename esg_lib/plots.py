@@ -118,10 +118,15 @@ def profile_records(profile: ProfileRef, root=None, runs=None) -> list[dict[str,
     from esg_lib.reproduce import project_root as _project_root
 
     root = Path(root) if root else _project_root()
-    records = {r.get("run_id") or r["run"]: r for r in store.load_records(profile, store.results_root(root))}
+    records = {_run_key(r): r for r in store.load_records(profile, store.results_root(root))}
     for r in build_records(find_runs(Path(runs) if runs else store.runs_root(root), profile)):
-        records[r.get("run_id") or r["run"]] = r
+        records[_run_key(r)] = r
     return store.current_records(records.values())
+
+
+def _run_key(record: Mapping[str, Any]) -> tuple:
+    """What names a run in its committed record and in its folder's fresh one: its run id (or name), row and seed."""
+    return (record.get("run_id") or record.get("run") or "", record["dataset"], record["model"], record["seed"])
 
 
 def _leak_free(records: Iterable[Mapping[str, Any]], dataset: str, keys: Sequence[str]) -> list[Mapping[str, Any]]:

@@ -198,8 +198,8 @@ class RecordWarning(UserWarning):
     says how many of the folder's records were used."""
 
 
-_TEXT = ("dataset", "model", "run")                          # required, non-empty text
-_OPTIONAL_TEXT = ("run_id", "profile", "protocol", "variant", "profile_variant", "label", "timm_name",
+_TEXT = ("dataset", "model")                                 # required, non-empty text
+_OPTIONAL_TEXT = ("run", "run_id", "profile", "protocol", "variant", "profile_variant", "label", "timm_name",
                   "hardware", "status")
 _NUMBERS = ("acc", "precision", "recall", "f1", "loss", "fps", "train_seconds", "wall_seconds", "params",
             "steps", "gmacs", "test_n", "best_epoch", "epochs", "epochs_done")
@@ -224,8 +224,8 @@ def _map_problem(key: str, value: Any) -> str | None:
 def record_problem(record: Any) -> str | None:
     """Why a parsed record cannot be used (None: it can). Every field that the report, the plan's
     progress and the figures read is checked for its type, so a record that passes never crashes
-    them: text ``dataset``, ``model`` and ``run``; an integer ``seed``; text or null for the names
-    (protocol, variants, label, timm name, hardware); finite numbers or null for metrics, counts and
+    them: text ``dataset`` and ``model``; an integer ``seed``; text or null for the names (run,
+    run id, profile, protocol, variants, label, timm name, hardware, status); finite numbers or null for metrics, counts and
     seconds; ``{name: number}`` or null for ``val`` and ``per_class_recall``; an object or null for
     ``curve`` (with a text ``verdict`` if any)."""
     if not isinstance(record, dict):
