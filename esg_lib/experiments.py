@@ -24,9 +24,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from esg_lib import store
 from esg_lib.data import DataError, leak_audit, resolve_dataset
 from esg_lib.engine import runs as R
-from esg_lib.engine.artifacts import RERUN_FILE, artifact_folder, artifacts_dir, reruns_dir
 from esg_lib.engine.config import Profile, ProfileRef, build_config, get_profile, profile_name
 from esg_lib.engine.fps import fps_figures, load_fps
 from esg_lib.engine.gradcam import CAM_FILE, CamExplanation, explain, load_cams, load_run_model, pick_images
@@ -88,8 +88,7 @@ def main_dataset(requested: str = "neu-cls-64", fallback: str = "x-sdd", *, prof
     name = profile_name(profile)
     root = Path(root) if root else _project_root()
     # a run's files may be its run folder, its committed artifacts or a committed rerun's (figure_runs)
-    bases = (root / "runs" / name, artifacts_dir(root / "results", name), reruns_dir(root / "results", name))
-    finished = [folder for base in bases for folder in R.find_runs(base / requested)
+    finished = [folder for base in store.run_file_bases(root, name) for folder in R.find_runs(base / requested)
                 if R.is_finished(folder) and all(_holds_any(folder, f) for f in files)]
     have = {c.get("model") for c in map(R.run_config, finished) if c.get("protocol", "leak-free") == "leak-free"}
     missing = [m for m in models or () if m not in have]
@@ -124,7 +123,8 @@ class RunResult:
     @property
     def run_name(self) -> str:
         """``s<seed>-<id10>``: the run folder's name (a record's file name ends with it)."""
-        return self.run_dir.stem.split("__")[-1] if self.run_dir.suffix == ".json" else self.run_dir.name
+        parsed = store.parse_record_name(self.run_dir) if self.run_dir.suffix == ".json" else None
+        return parsed.run if parsed else self.run_dir.name
 
     @classmethod
     def from_record(cls, key: str, label: str, protocol: str, record: Mapping[str, Any],
@@ -140,7 +140,7 @@ class RunResult:
     def from_rerun(cls, key: str, label: str, protocol: str, folder: Path) -> "RunResult":
         """A committed rerun of a run (``results/<profile>/reruns/...``, see
         :mod:`esg_lib.engine.artifacts`): its own files and metrics, and what ``rerun.json`` says of it."""
-        about = json.loads((folder / RERUN_FILE).read_text())
+        about = json.loads((folder / store.RERUN_FILE).read_text())
         config = R.run_config(folder)
         return cls(key, label, int(config["seed"]), protocol, config["dataset"], folder,
                    json.loads((folder / "metrics.json").read_text()), hardware=about.get("hardware"), rerun=about)
@@ -197,11 +197,11 @@ class Experiment:
 
     @property
     def results_dir(self) -> Path:
-        return self.root / "results" / self.profile
+        return store.profile_dir(store.results_root(self.root), self.profile)
 
     @property
     def runs_dir(self) -> Path:
-        return self.root / "runs"
+        return store.runs_root(self.root)
 
     def title(self, what: str, dataset: str | None = None,
               runs: Sequence[RunResult] | None = None, seeds: Sequence[int] | None = None) -> str:
@@ -253,8 +253,9 @@ class Experiment:
             if _holds_any(r.run_dir, needs):
                 shown.append(r)
                 continue
-            folder = reruns_dir(self.root / "results", self.profile) / r.dataset / r.key / r.run_name
-            if _holds_any(folder, needs) and (folder / RERUN_FILE).is_file():
+            folder = store.run_in(store.reruns_dir(store.results_root(self.root), self.profile), r.dataset, r.key,
+                                  r.run_name)
+            if _holds_any(folder, needs) and (folder / store.RERUN_FILE).is_file():
                 shown.append(RunResult.from_rerun(r.key, r.label, r.protocol, folder))
             else:
                 missing.append(f"{r.label} seed {r.seed}")
@@ -287,13 +288,13 @@ class Experiment:
             cfg = self.config(key, seed, protocol, dataset)
             label = resolve_model(key, self.prof).label
             planned = planned_run_dir(cfg, self.bundle(cfg))
-            committed = artifact_folder(planned, self.results_dir)
+            committed = store.artifact_folder(planned, self.results_dir)
             if not is_finished(planned) and is_finished(committed):
                 # a fresh clone: the run's light files are committed beside its record
                 results.append(RunResult(key, label, seed, protocol, cfg.dataset, committed,
                                          json.loads((committed / "metrics.json").read_text())))
                 continue
-            record_path = self.results_dir / "runs" / f"{cfg.dataset}__{key}__{planned.name}.json"
+            record_path = store.record_path(self.results_dir.parent, self.profile, cfg.dataset, key, planned.name)
             if records and not is_finished(planned) and not self.train_missing and record_path.is_file():
                 results.append(RunResult.from_record(key, label, protocol, json.loads(record_path.read_text()),
                                                      record_path))

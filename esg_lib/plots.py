@@ -1,7 +1,7 @@
 """Figures a reader looks at before reading a table, built from the committed run records.
 
 Each plot has two halves: a *frame* function that turns run records (``results/<profile>/runs/*.json``,
-one per finished run, see :func:`esg_lib.engine.analysis.load_records`) into a tidy DataFrame, and a
+one per finished run, see :func:`esg_lib.store.load_records`) into a tidy DataFrame, and a
 ``plot_*`` function that draws that frame. Neither trains anything, so the figures of a profile can
 be rebuilt on a fresh clone from the committed records alone, and the notebooks stay thin
 (``09_records_overview`` calls one frame and one plot per figure).
@@ -108,29 +108,25 @@ def profile_note(profile: ProfileRef) -> str:
 def profile_records(profile: ProfileRef, root=None, runs=None) -> list[dict[str, Any]]:
     """The run records a profile's record figures are built from: the committed
     ``results/<profile>/runs/*.json`` (current recipe only), with the records of finished run
-    folders under ``runs/<profile>`` (or ``runs``) added or replacing them by run id -- read in
-    memory, nothing written, so a `smoke` notebook can show its fresh runs and a clone without
-    run folders shows the committed ones."""
-    import tempfile
+    folders under ``runs/<profile>`` (or ``runs``) added or replacing them by run id -- built in
+    memory (:func:`esg_lib.engine.runs.build_records`), nothing written, so a `smoke` notebook can
+    show its fresh runs and a clone without run folders shows the committed ones."""
     from pathlib import Path
 
-    from esg_lib.engine.runs import export_run_metrics, find_runs
+    from esg_lib import store
+    from esg_lib.engine.runs import build_records, find_runs
     from esg_lib.reproduce import project_root as _project_root
-    try:
-        from esg_lib.report import load_records
-        from esg_lib.report.readme import current_records
-    except ImportError:   # before the reporting layer moved out of the engine (issue 19)
-        from esg_lib.engine.analysis import current_records, load_records
 
     root = Path(root) if root else _project_root()
-    records = {r.get("run_id") or r["run"]: r for r in load_records(profile, root / "results")}
-    folders = find_runs(Path(runs) if runs else root / "runs", profile)
-    if folders:
-        with tempfile.TemporaryDirectory() as tmp:
-            export_run_metrics(folders, Path(tmp) / "fresh")        # writes <tmp>/fresh/runs/*.json
-            for r in load_records("fresh", tmp):
-                records[r.get("run_id") or r["run"]] = r
-    return current_records(profile, list(records.values()))
+    records = {_run_key(r): r for r in store.load_records(profile, store.results_root(root))}
+    for r in build_records(find_runs(Path(runs) if runs else store.runs_root(root), profile)):
+        records[_run_key(r)] = r
+    return store.current_records(records.values())
+
+
+def _run_key(record: Mapping[str, Any]) -> tuple:
+    """What names a run in its committed record and in its folder's fresh one: its run id (or name), row and seed."""
+    return (record.get("run_id") or record.get("run") or "", record["dataset"], record["model"], record["seed"])
 
 
 def _leak_free(records: Iterable[Mapping[str, Any]], dataset: str, keys: Sequence[str]) -> list[Mapping[str, Any]]:

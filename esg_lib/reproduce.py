@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from esg_lib import store
+
 __all__ = ["NOTEBOOKS", "PROFILES", "CHECK_RUN", "NotebookResult", "run_notebooks", "run_all", "project_root",
            "checkout", "kernel_name", "summary_markdown", "resolve_notebooks", "register", "PAGE_PROFILES",
            "render_page", "page_cells", "page_name", "write_pages"]
@@ -136,20 +138,29 @@ class RunFolders:
 
 
 def run_folders(profile: str, root: Path | None = None) -> RunFolders:
+    """How many of the profile's record files have a run's files here (:func:`esg_lib.store.find_run_files`),
+    and the recorded hours of those that have none. Only file names and seconds are read: whether a
+    record is usable is the report's to say."""
     root = Path(root) if root else project_root()
-    records = sorted((root / "results" / profile / "runs").glob("*.json"))
+    records = store.record_files(store.results_root(root), profile)
     have, hours = 0, 0.0
     for path in records:
-        rec = json.loads(path.read_text())
-        dataset, model, run = path.stem.split("__")
-        if any((base / dataset / model / run).is_dir()
-               for base in (root / "runs" / profile, root / "results" / profile / "artifacts",
-                            root / "results" / profile / "reruns")):
+        name = store.parse_record_name(path)
+        if name and store.find_run_files(root, profile, *name):
             have += 1
         else:
-            # a resumed run's wall time covers only its last process; its training seconds all of them
-            hours += max(float(rec.get("wall_seconds") or 0.0), float(rec.get("train_seconds") or 0.0)) / 3600.0
+            hours += _recorded_hours(path)
     return RunFolders(len(records), have, hours)
+
+
+def _recorded_hours(path: Path) -> float:
+    """A record's training hours; 0 for a record that cannot be read."""
+    try:
+        rec = json.loads(path.read_text())
+        # a resumed run's wall time covers only its last process; its training seconds all of them
+        return max(float(rec.get("wall_seconds") or 0.0), float(rec.get("train_seconds") or 0.0)) / 3600.0
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0.0
 
 
 @dataclass
@@ -196,7 +207,7 @@ def run_notebooks(profile: str = "smoke", notebooks: Sequence[str] | None = None
     root = Path(root) if root else project_root()
     # the sources: the root's own notebooks/ when it has them (tests), else the checkout's
     source_dir = root / "notebooks" if (root / "notebooks").is_dir() else checkout() / "notebooks"
-    out_dir = root / "runs" / profile / "notebooks"
+    out_dir = store.run_root(store.runs_root(root), profile) / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     kernel = kernel or kernel_name()
     params = {"profile": profile, **(parameters or {})}
@@ -263,7 +274,7 @@ def run_all(profile: str = "smoke", parameters: dict[str, Any] | None = None, ke
 def summary_markdown(profile: str, root: Path | None = None) -> str:
     """Every Markdown table in ``results/<profile>/`` (ours beside the paper's), the paper's Tables
     1-3 first in its order, then ours (:data:`SUMMARY_ORDER`), then any other table by name."""
-    results = (root or project_root()) / "results" / profile
+    results = store.profile_dir(store.results_root(root or project_root()), profile)
     def rank(path: Path) -> tuple[int, str]:
         ranks = [i for i, prefix in enumerate(SUMMARY_ORDER) if path.stem.startswith(prefix)]
         return (ranks[0] if ranks else len(SUMMARY_ORDER), path.stem)
@@ -609,7 +620,7 @@ def write_pages(profile: str, root: Path | None = None, since: float | None = No
     a copy says a dataset was missing, or ``dataset`` is a folder, the pages go to
     ``runs/<profile>/pages/`` instead: they are not the committed ones."""
     root = Path(root) if root else project_root()
-    executed = root / "runs" / profile / "notebooks"
+    executed = store.run_root(store.runs_root(root), profile) / "notebooks"
     names = list(notebooks) if notebooks else ["00_reproduce_all.ipynb", *NOTEBOOKS]
     copies = {}
     for name in names:
@@ -629,7 +640,7 @@ def write_pages(profile: str, root: Path | None = None, since: float | None = No
     elif dataset and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", dataset):
         result.not_committed = f"--dataset {dataset} is a folder, not a known dataset"
     if result.not_committed:
-        folder = result.folder = root / "runs" / profile / "pages"
+        folder = result.folder = store.run_root(store.runs_root(root), profile) / "pages"
     folder.mkdir(parents=True, exist_ok=True)
     renderer = _PageRenderer(profile, root, folder)
     for name, nb in copies.items():
@@ -677,7 +688,7 @@ def _run(args: argparse.Namespace) -> int:
                   f"(mostly 2-core CPU): `make reproduce PROFILE={args.profile} TRAIN=missing` "
                   f"(= `esg reproduce --profile {args.profile} --train-missing`).", flush=True)
     if args.check:   # every numbered notebook itself (00 would drop the cut-down parameters)
-        root = root / "runs" / "check"
+        root = store.runs_root(root) / "check"
         params = {**params, **CHECK_RUN}
     start = time.time()
     if args.notebooks or args.check:
@@ -701,7 +712,7 @@ def _run(args: argparse.Namespace) -> int:
     if report.failures:
         print(f"esg reproduce: {len(report.failures)} notebook(s) failed (see above)", file=sys.stderr)
         return 1
-    print(f"figures: {root / 'figures' / args.profile}\ntables:  {root / 'results' / args.profile}")
+    print(f"figures: {root / 'figures' / args.profile}\ntables:  {store.profile_dir(store.results_root(root), args.profile)}")
     if pages and pages.pages:
         print(f"pages:   {pages.folder} ({len(pages.pages)} executed notebooks)")
     return 0

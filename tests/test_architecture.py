@@ -34,6 +34,7 @@ AREAS: tuple[tuple[str, str], ...] = (
     ("esg_lib.cli", "cli"),
     ("esg_lib.__main__", "cli"),
     ("esg_lib.errors", "base"),
+    ("esg_lib.store", "base"),              # the results layout and the record validator: stdlib only
     ("esg_lib.metrics", "base"),
     ("esg_lib.markdown", "base"),
     ("esg_lib", "package"),                 # the package itself: __version__, registers the models

@@ -278,11 +278,9 @@ def test_a_failed_table_write_leaves_the_previous_tables_whole(tmp_path):
 # the records that report/tables.py and engine/plan.py accept); they are strict xfails, so the fix flips them.
 FUZZ_SHORT = {"image decoding": 300, "archive extraction": 200, "run records + report": 150,
               "checkpoint loading": 150, "--set values": 300}
-FUZZ_KNOWN_CRASHES = {
-    "run records + report": "a record that is a JSON object with 'protocol', 'variant', 'timm_name' or 'params' "
-                            "of another type passes record_problem and crashes the tables and the plan's "
-                            "progress (report/tables.py, engine/plan.py, outside this change)",
-}
+# harness -> why it still crashes (a strict expected failure); empty: none does. The records harness
+# crashed until esg_lib.store.record_problem checked every field's type (issue 36).
+FUZZ_KNOWN_CRASHES: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("name", [

@@ -30,28 +30,16 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .config import ProfileRef, profile_name
+# where the copies go is the store's (re-exported for the engine's callers)
+from esg_lib.store import RERUN_FILE, artifact_folder, artifacts_dir, rerun_folder, reruns_dir  # noqa: F401
+
+from .config import ProfileRef
 
 CAM_FILE = "gradcam.npz"   # a run's Grad-CAM maps of Fig. 13's images (written by esg_lib.engine.gradcam)
 SMALL_FILES = ("config.json", "meta.json", "metrics.json", "log.jsonl", "fps.json", "test_confusion.csv",
                "test_report.json", CAM_FILE)
 # The t-SNE figure (Fig. 12) plots one seed per model: its features are committed, the others are not.
 FEATURE_SEEDS = (0,)
-RERUNS = "reruns"
-RERUN_FILE = "rerun.json"
-
-
-def artifacts_dir(results: str | Path, profile: ProfileRef) -> Path:
-    return Path(results) / profile_name(profile) / "artifacts"
-
-
-def reruns_dir(results: str | Path, profile: ProfileRef) -> Path:
-    return Path(results) / profile_name(profile) / RERUNS
-
-
-def artifact_folder(folder: Path, profile_results: str | Path) -> Path:
-    """Where a run folder's light files go: ``<results>/<profile>/artifacts/<dataset>/<model>/<run>``."""
-    return Path(profile_results) / "artifacts" / Path(*Path(folder).parts[-3:])
 
 
 def _relative_predictions(src: Path, dest: Path) -> None:
@@ -72,11 +60,6 @@ def export_artifacts(folder: Path, profile_results: str | Path, seed: int | None
     (:func:`artifact_folder`; ``profile_results`` is ``results/<profile>``); returns that folder.
     Features only for the seeds of :data:`FEATURE_SEEDS`."""
     return _copy_light_files(folder, artifact_folder(folder, profile_results), seed)
-
-
-def rerun_folder(folder: Path, profile_results: str | Path) -> Path:
-    """Where a rerun's light files go: ``<results>/<profile>/reruns/<dataset>/<model>/<run>``."""
-    return Path(profile_results) / RERUNS / Path(*Path(folder).parts[-3:])
 
 
 def export_rerun(folder: Path, profile_results: str | Path, seed: int | None, verdict: Mapping[str, Any]) -> Path:

@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from esg_lib import store
+
 from . import provenance as P
-from .config import ABLATION, COMPARISON, ProfileRef, get_profile, profile_name
+from .config import ABLATION, COMPARISON, ProfileRef, get_profile
 
 if TYPE_CHECKING:   # the figures and tables read fps.json without importing torch
     import torch
@@ -219,7 +221,7 @@ def measure_rows(profile: ProfileRef, keys: Sequence[str] = (*COMPARISON, *ABLAT
 
 
 def fps_path(profile: ProfileRef, results: str | Path = "results") -> Path:
-    return Path(results) / profile_name(profile) / "fps.json"
+    return store.profile_dir(results, profile) / "fps.json"
 
 
 def write_fps(profile: ProfileRef, results: str | Path = "results", **kwargs: Any) -> Path:

@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from esg_lib import store
 from esg_lib.markdown import markdown_rows
 
 from . import provenance as P
 from . import runs as R
 from .config import (ABLATION, COMPARISON, BASE_PROFILE, ConfigError, ProfileRef, TrainConfig, build_config,
-                     get_profile, identity_fields, profile_name)
+                     get_profile)
+from .runs import expected_variant  # noqa: F401  (re-exported: the plan's rows are where it is asked)
 
 
 @dataclass(frozen=True)
@@ -124,16 +126,6 @@ def plan(profile: ProfileRef) -> tuple[Stage, ...]:
         return PLANS[name]
     except KeyError:
         raise ConfigError(f"no experiment plan for profile {name!r}") from None
-
-
-def expected_variant(profile: ProfileRef, model: str, dataset: str, protocol: str,
-                     overrides: Mapping[str, Any] | None = None) -> str:
-    """The config variant a run of this row would have if trained now (recipe and the stage's
-    ``overrides`` included)."""
-    from .runs import config_variant
-
-    cfg = build_config(profile, model=model, dataset=dataset, protocol=protocol, **dict(overrides or {}))
-    return config_variant(identity_fields(cfg))
 
 
 def stage_scale(profile: ProfileRef, stage: Stage) -> float:
@@ -271,9 +263,9 @@ def status(profile: ProfileRef, results: str | Path = "results",
 
 
 def _records(profile: ProfileRef, results: str | Path) -> list[dict[str, Any]]:
-    """The committed per-run records of a profile (``results/<profile>/runs/*.json``)."""
-    res = Path(results) / profile_name(profile) / "runs"
-    return [r for r in (R.read_json(p) for p in sorted(res.glob("*.json"))) if r] if res.is_dir() else []
+    """The committed, usable per-run records of a profile (:func:`esg_lib.store.load_records`: an
+    unusable one is named in a warning, never counted)."""
+    return store.load_records(profile, results)
 
 
 def _machines_text(machines: dict[str, tuple[int, float]]) -> str:
@@ -391,5 +383,5 @@ def run_queue(profile: ProfileRef, stages: Sequence[str] | None = None, out: str
             print(f"skipping {model} seed {seed}: {exc}", file=sys.stderr)
             continue
         done.append({"stage": stage.name, "model": model, "seed": seed, "folder": str(res.run_dir)})
-        R.export_run_metrics(R.find_runs(out, prof), Path(results) / prof.name)
+        R.export_run_metrics(R.find_runs(out, prof), store.profile_dir(results, prof))
     return done

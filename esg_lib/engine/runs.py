@@ -6,15 +6,16 @@ sizes, fractions, augmentation), the profile and its training fields, and the se
 is recorded in ``meta.json`` but is *not* part of the identity, so a finished run is reused (not
 retrained) after unrelated commits; ``--force`` retrains.
 
-Layout::
+Where run folders, records and their copies live is :mod:`esg_lib.store`'s (the one owner of the
+layout); a run folder holds::
 
-    runs/<profile>/<dataset>/<model>/s<seed>-<id10>/
-        config.json   meta.json   log.jsonl   last.pt   best.pt   metrics.json   fps.json
-        test_predictions.csv   test_confusion.csv   test_report.json   test_features.npz
-    results/<profile>/
-        runs/<dataset>__<model>__s<seed>-<id10>.json   (per-run metrics: small, committable)
-        artifacts/<dataset>/<model>/s<seed>-<id10>/    (the run folder's light files: see .artifacts)
-        <dataset>.csv  <dataset>.md                    (mean ± std across seeds per model)
+    config.json   meta.json   log.jsonl   last.pt   best.pt   metrics.json   fps.json
+    test_predictions.csv   test_confusion.csv   test_report.json   test_features.npz
+
+A run's record is built from its folder by :func:`build_record` (a pure function: nothing written)
+and written by :func:`export_run_metrics`, which also stamps every record of the profile with the
+variant the profile trains now (:func:`stamp_records`), so that the report reads whether a record
+is current from the record itself.
 
 The tables over seeds are the reporting layer's (:mod:`esg_lib.report`): the engine writes the
 per-run records, and never imports the layers above it.
@@ -26,7 +27,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -34,11 +34,12 @@ from typing import Any, Iterable, Mapping
 import torch
 
 from esg_lib import metrics as M
+from esg_lib import store
 from esg_lib.errors import UserError
 from esg_lib.models.zoo import count_gmacs
 
 from .artifacts import export_artifacts
-from .config import ModelSpec, ProfileRef, TrainConfig, identity_fields, profile_name, result_fields
+from .config import ModelSpec, ProfileRef, TrainConfig, build_config, identity_fields, result_fields
 from .models import build_model
 from .provenance import hardware_text
 from .runtime import atomic_write
@@ -66,13 +67,13 @@ def run_hash(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(_canonical(payload).encode()).hexdigest()
 
 
-def slug(text: str) -> str:
-    text = Path(str(text).rstrip("/\\")).name or str(text)
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-").lower() or "x"
+slug = store.slug               # re-exported: the engine's callers name files with it
+table_name = store.table_name   # re-exported: tables are per dataset and split protocol
 
 
 def run_dir(cfg: TrainConfig, dataset_name: str, run_id: str) -> Path:
-    return Path(cfg.out) / cfg.profile / slug(dataset_name) / slug(cfg.model) / f"s{cfg.seed}-{run_id[:10]}"
+    """The run folder of ``cfg`` (:func:`esg_lib.store.run_folder`)."""
+    return store.run_folder(cfg.out, cfg.profile, dataset_name, cfg.model, store.run_name(cfg.seed, run_id))
 
 
 def is_finished(folder: Path) -> bool:
@@ -173,7 +174,7 @@ def write_json(path: Path, obj: Any) -> None:
 # ----------------------------------------------------------------------------------- listing
 def find_runs(out: str | Path = "runs", profile: ProfileRef | None = None) -> list[Path]:
     """Run folders (those with a config.json) under ``out`` (optionally one profile)."""
-    base = Path(out) / profile_name(profile) if profile else Path(out)
+    base = store.run_root(out, profile) if profile else Path(out)
     if not base.is_dir():
         return []
     return sorted(p.parent for p in base.rglob("config.json"))
@@ -230,49 +231,99 @@ def run_gmacs(folder: Path) -> float | None:
     return _GMACS[key]
 
 
-def export_run_metrics(folders: Iterable[Path], results: Path) -> list[Path]:
-    """Copy each finished run's metrics into ``results/runs/`` (small JSON files to commit).
+def build_record(folder: Path) -> dict[str, Any] | None:
+    """The record of a run folder (what ``results/<profile>/runs/*.json`` holds), built in memory and
+    written nowhere; None for a run that is not finished or was cut short by ``max_steps``
+    (``--dry-run``, ``--set max_steps=N``): those are checks, not results, so a quick check never
+    lands in the committed tables. The GMACs may be counted on a freshly built model (torch)."""
+    if not is_finished(folder) or run_config(folder).get("max_steps"):
+        return None
+    rec = run_record(folder)
+    rec.pop("path", None)
+    met = read_json(folder / "metrics.json") or {}
+    meta = read_json(folder / "meta.json") or {}
+    report = (read_json(folder / "test_report.json") or {}).get("per_class", {})
+    rec["val"] = met.get("val_best")
+    rec["per_class_recall"] = {name: v["recall"] for name, v in report.items()
+                               if isinstance(v, dict) and name not in ("macro avg", "weighted avg")}
+    rec["fps_protocol"] = met.get("fps_protocol")
+    rec["git"] = meta.get("git")
+    rec["finished"] = meta.get("finished")
+    rec["command"] = meta.get("command")
+    rec["hardware"] = hardware_text(meta)
+    rec["gmacs"] = met.get("gmacs") or run_gmacs(folder)
+    log = folder / "log.jsonl"
+    rec["curve"] = M.curve_summary([json.loads(line) for line in log.read_text().splitlines()
+                                    if line.strip()] if log.is_file() else [])
+    rec["profile_variant"] = _profile_variant(rec, {})
+    return rec
 
-    Runs cut short by ``max_steps`` (``--dry-run``, ``--set max_steps=N``) are checks, not results:
-    they are never exported, so a quick check cannot land in the committed tables."""
-    dest = results / "runs"
+
+def build_records(folders: Iterable[Path]) -> list[dict[str, Any]]:
+    """:func:`build_record` of each folder that has one (finished, not cut short), in order."""
+    return [rec for rec in map(build_record, folders) if rec is not None]
+
+
+def export_run_metrics(folders: Iterable[Path], results: Path) -> list[Path]:
+    """Write the record of each finished run folder (:func:`build_record`) to ``results/runs/``
+    (``results`` is ``results/<profile>``) with its light files (:func:`~.artifacts.export_artifacts`),
+    then restamp the profile's records (:func:`stamp_records`); returns the records written."""
+    base, profile = Path(results).parent, Path(results).name
     written = []
     for folder in folders:
-        if not is_finished(folder) or run_config(folder).get("max_steps"):
+        rec = build_record(folder)
+        if rec is None:
             continue
-        rec = run_record(folder)
-        rec.pop("path", None)
-        met = read_json(folder / "metrics.json") or {}
-        meta = read_json(folder / "meta.json") or {}
-        report = (read_json(folder / "test_report.json") or {}).get("per_class", {})
-        rec["val"] = met.get("val_best")
-        rec["per_class_recall"] = {name: v["recall"] for name, v in report.items()
-                                   if isinstance(v, dict) and name not in ("macro avg", "weighted avg")}
-        rec["fps_protocol"] = met.get("fps_protocol")
-        rec["git"] = meta.get("git")
-        rec["finished"] = meta.get("finished")
-        rec["command"] = meta.get("command")
-        rec["hardware"] = hardware_text(meta)
-        rec["gmacs"] = met.get("gmacs") or run_gmacs(folder)
-        log = folder / "log.jsonl"
-        rec["curve"] = M.curve_summary([json.loads(line) for line in log.read_text().splitlines()
-                                        if line.strip()] if log.is_file() else [])
-        dest.mkdir(parents=True, exist_ok=True)
-        path = dest / f"{slug(rec['dataset'])}__{slug(rec['model'])}__{rec['run']}.json"
+        path = store.record_path(base, profile, rec["dataset"], rec["model"], rec["run"])
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, rec)
         export_artifacts(folder, results, rec.get("seed"))
         written.append(path)
+    stamp_records(base, profile)
     return written
+
+
+def expected_variant(profile: ProfileRef, model: str, dataset: str, protocol: str,
+                     overrides: Mapping[str, Any] | None = None) -> str:
+    """The config variant a run of this row would have if trained now (recipe and the stage's
+    ``overrides`` included)."""
+    cfg = build_config(profile, model=model, dataset=dataset, protocol=protocol, **dict(overrides or {}))
+    return config_variant(identity_fields(cfg))
+
+
+def _profile_variant(record: Mapping[str, Any], cache: dict[tuple, str | None]) -> str | None:
+    """The variant the record's profile trains now for the record's row; None when the profile, model
+    or dataset is no longer known (such a record is never current)."""
+    key = (record.get("profile"), record["model"], record["dataset"], record.get("protocol") or "leak-free")
+    if key not in cache:
+        try:
+            cache[key] = expected_variant(*key)
+        except Exception:   # any unknown or odd name: the record is simply not current
+            cache[key] = None
+    return cache[key]
+
+
+def stamp_records(results: str | Path, profile: ProfileRef) -> list[Path]:
+    """Give every usable record of ``results/<profile>/runs/`` the ``profile_variant`` its profile trains now, so that
+    :func:`esg_lib.store.is_current` needs no engine; a record already stamped so is not rewritten
+    (committed records stay byte-identical), and unusable ones are left to the report to name."""
+    cache: dict[tuple, str | None] = {}
+    changed = []
+    for path in store.record_files(results, profile):
+        rec = read_json(path)
+        if store.record_problem(rec) is not None:
+            continue
+        stamp = _profile_variant(rec, cache)
+        if "profile_variant" not in rec or rec["profile_variant"] != stamp:
+            rec["profile_variant"] = stamp
+            write_json(path, rec)
+            changed.append(path)
+    return changed
 
 
 def run_config(folder: Path) -> dict[str, Any]:
     """The training config a run folder was made with (empty if its config.json is missing)."""
     return (read_json(folder / "config.json") or {}).get("config", {})
-
-
-def table_name(dataset: str, protocol: str = "leak-free") -> str:
-    """Tables are per dataset and split protocol: ``x-sdd``, ``x-sdd__augment-then-split``."""
-    return dataset if protocol in (None, "leak-free") else f"{dataset}__{protocol}"
 
 
 def spec_dict(spec: ModelSpec) -> dict[str, Any]:

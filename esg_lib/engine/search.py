@@ -50,6 +50,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from esg_lib import store
 from esg_lib.errors import UserError
 from esg_lib.metrics import curve_verdict
 from esg_lib.markdown import markdown_rows
@@ -183,7 +184,7 @@ def running_score(val_accs: Sequence[float | None], k: int = SCORE_EPOCHS) -> fl
 def study_path(profile: ProfileRef, model: str, results: str | Path = "results") -> Path:
     from . import runs as R
 
-    return Path(results) / profile_name(profile) / "search" / f"{R.slug(model)}.journal"
+    return store.profile_dir(results, profile) / "search" / f"{R.slug(model)}.journal"
 
 
 def _storage(path: Path):
@@ -271,7 +272,7 @@ def cpu_recipe_params(model: str, profile: ProfileRef = ADOPT_FROM_PROFILE, spe:
 def rerun_log(model: str, results: str | Path = "results", profile: str = ADOPT_FROM_PROFILE,
               dataset: str = "x-sdd") -> tuple[Path, list[dict[str, Any]]] | None:
     """The committed seed-0 rerun log of ``model`` (``results/<profile>/reruns/<dataset>/<model>/s0-*``)."""
-    base = Path(results) / profile / "reruns" / dataset / model
+    base = store.reruns_dir(results, profile) / dataset / model
     logs = sorted(base.glob("s0-*/log.jsonl")) if base.is_dir() else []
     if not logs:
         return None
@@ -545,7 +546,7 @@ def search_table_markdown(profile: ProfileRef, results: str | Path = "results",
 def write_search_table(profile: ProfileRef, results: str | Path = "results",
                        models: Sequence[str] = SEARCH_MODELS) -> Path:
     prof = get_profile(profile)
-    path = Path(results) / prof.name / "search.md"
+    path = store.profile_dir(results, prof) / "search.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(f"# Recipe search — profile `{prof.name}` (Optuna, validation only)\n\n"

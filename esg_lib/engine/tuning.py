@@ -24,6 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from esg_lib import store
 from esg_lib.markdown import markdown_rows
 
 from .config import CPU2_FAMILY, CPU2_RECIPES, SEARCH_MODELS, SHARED_RECIPE, ConfigError, ProfileRef, TrainConfig, build_config, get_profile, profile_name
@@ -72,7 +73,8 @@ def candidates(profile: ProfileRef) -> tuple[dict[str, Any], ...]:
 
 
 def tuning_out(out: str | Path) -> str:
-    return str(Path(out) / "tuning")
+    """Where tuning runs train (:func:`esg_lib.store.tuning_runs_root`): apart from the result runs."""
+    return str(store.tuning_runs_root(out))
 
 
 def candidate_config(profile: ProfileRef, model: str, candidate: Mapping[str, Any], out: str | Path = "runs",
@@ -128,21 +130,18 @@ def run_tuning(profile: ProfileRef, models: Sequence[str] = TUNED_MODELS, out: s
                 continue
             rec = tuning_record(Path(res.run_dir), model, cand)
             records.append(rec)
-            R.write_json(_records_dir(results, prof) / f"{R.slug(model)}__{R.slug(cand['name'])}.json", rec)
+            path = store.tuning_record_path(results, prof, model, cand["name"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            R.write_json(path, rec)
     write_tuning_table(prof, results)
     return records
 
 
-def _records_dir(results: str | Path, profile: ProfileRef) -> Path:
-    d = Path(results) / profile_name(profile) / "tuning" / "runs"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
 def load_records(profile: ProfileRef, results: str | Path = "results") -> list[dict[str, Any]]:
+    """The tuning records of a profile (:func:`esg_lib.store.tuning_records_dir`), in file-name order."""
     from . import runs as R
 
-    d = Path(results) / profile_name(profile) / "tuning" / "runs"
+    d = store.tuning_records_dir(results, profile)
     return [r for r in (R.read_json(p) for p in sorted(d.glob("*.json"))) if r] if d.is_dir() else []
 
 
@@ -196,7 +195,7 @@ def tuning_table_markdown(profile: ProfileRef, records: Sequence[Mapping[str, An
 
 def write_tuning_table(profile: ProfileRef, results: str | Path = "results") -> Path:
     prof = get_profile(profile)
-    path = Path(results) / prof.name / "tuning.md"
+    path = store.profile_dir(results, prof) / "tuning.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"# Recipe tuning — profile `{prof.name}` (validation only)\n\n"
                     + tuning_table_markdown(prof, load_records(prof, results)) + "\n")

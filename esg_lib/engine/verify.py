@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from esg_lib import store
 from esg_lib.errors import UserError
 
 from . import provenance as P
@@ -98,9 +99,9 @@ def this_machine_name() -> str:
 
 
 def load_records(profile: ProfileRef, results: str | Path = "results") -> list[tuple[Path, dict[str, Any]]]:
-    folder = Path(results) / profile_name(profile) / "runs"
-    found = [(p, R.read_json(p)) for p in sorted(folder.glob("*.json"))]
-    return [(p, r) for p, r in found if r]
+    """The profile's usable records beside their files (:func:`esg_lib.store.load_record_files`: an
+    unusable one is named in a warning and never retrained)."""
+    return store.load_record_files(profile, results)
 
 
 def choose(records: Sequence[tuple[Path, Mapping[str, Any]]], sample: int, seed: int = 0,
@@ -190,7 +191,7 @@ def keep_rerun(verdict: Verdict, rec: Mapping[str, Any], results: str | Path) ->
              "hardware": verdict.hardware, "same_hardware": bool(verdict.same_hardware), "exact": verdict.exact,
              "differences": verdict.differences, "seed_std": verdict.seed_std,
              "verdict": verdict.line().rsplit(" [", 1)[0]}   # without the minutes it took
-    return export_rerun(verdict.run_dir, Path(results) / rec["profile"], rec.get("seed"), about)
+    return export_rerun(verdict.run_dir, store.profile_dir(results, rec["profile"]), rec.get("seed"), about)
 
 
 def run_verify(profile: ProfileRef, sample: int = 1, seed: int = 0, order: str = "cheapest",
@@ -205,7 +206,7 @@ def run_verify(profile: ProfileRef, sample: int = 1, seed: int = 0, order: str =
     pool = [(p, r) for p, r in records if all(t in p.name for t in match)]
     if not pool:
         raise UserError(f"no committed {name} records match {' '.join(match) or '(any)'} "
-                        f"in {Path(results) / name / 'runs'}")
+                        f"in {store.records_dir(results, name)}")
     verdicts = []
     for path, rec in choose(pool, sample, seed, order):
         print(f"retraining {path.name} (recorded: {rec.get('hardware')}, "

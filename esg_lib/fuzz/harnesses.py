@@ -21,6 +21,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from esg_lib import store
 from esg_lib.data.testing import png_bomb
 
 from .core import Context, HarnessCheckFailed
@@ -370,10 +371,10 @@ json_values = st.recursive(
 
 
 @st.composite
-def record_edits(draw) -> dict[str, Any]:
-    rec = copy.deepcopy(RECORD)
+def record_edits(draw, base: dict[str, Any] = RECORD) -> dict[str, Any]:
+    rec = copy.deepcopy(base)
     rec["seed"] = draw(st.integers(2, 5))
-    for key in draw(st.lists(st.sampled_from(sorted(RECORD) + ["extra"]), max_size=5, unique=True)):
+    for key in draw(st.lists(st.sampled_from(sorted(base) + ["extra"]), max_size=5, unique=True)):
         if draw(st.booleans()):
             rec[key] = draw(json_values)
         else:
@@ -390,16 +391,22 @@ class RunRecords:
     :func:`esg_lib.report.build_report` (load, aggregate, write the tables) and the results block of
     ``esg report --readme`` (:func:`esg_lib.report.results_block`): records with fields of any JSON type
     or missing, NaN and infinities, byte-mutated record text, other JSON, random bytes. Checks: every
-    record left out is named in a RecordWarning (never skipped in silence); tables only in the target."""
+    record left out is named in a RecordWarning (never skipped in silence); tables only in the target.
+    The good records carry the variant the profile trains now, so that they (and the edited ones that
+    keep it) are current and reach every section of the results block, not only the detail tables."""
 
     name = "run records + report"
     profile = "cpu"
 
     def prepare(self, seeds: Path, sandbox: Path) -> None:
-        self.good = _json_text(RECORD)
+        from esg_lib.engine.runs import expected_variant
+
+        self.record = {**RECORD, "variant": expected_variant(self.profile, RECORD["model"], RECORD["dataset"],
+                                                             RECORD["protocol"])}
+        self.good = _json_text(self.record)
 
     def strategy(self, sandbox: Path):
-        content = st.one_of(record_edits().map(_json_text),
+        content = st.one_of(record_edits(self.record).map(_json_text),
                             mutated({"record": self.good}, byte_moves()).map(lambda t: t[1]),
                             json_values.map(_json_text), st.binary(max_size=64))
         names = st.sampled_from(["x-sdd__vit__s1-fuzz.json", "x-sdd__resnet18__s2-fuzz.json", "odd name ü.json",
@@ -409,25 +416,24 @@ class RunRecords:
     def run(self, value, ctx: Context) -> None:
         from esg_lib.report import build_report, results_block
 
-        folder = ctx.target / "results" / self.profile / "runs"
+        folder = store.records_dir(store.results_root(ctx.target), self.profile)
         folder.mkdir(parents=True)
         for seed in (0, 1):
-            (folder / f"x-sdd__resnet18__s{seed}-good.json").write_bytes(_json_text({**RECORD, "seed": seed}))
+            (folder / store.record_name("x-sdd", "resnet18", f"s{seed}-good")).write_bytes(
+                _json_text({**self.record, "seed": seed}))
         for name, data in value:
             (folder / name).write_bytes(data)
             ctx.names.append(name)
         ctx.names.append(str(folder))
-        build_report(self.profile, ctx.target / "runs", ctx.target / "results")
-        block = results_block(self.profile, ctx.target / "results")
+        build_report(self.profile, store.runs_root(ctx.target), store.results_root(ctx.target))
+        block = results_block(self.profile, store.results_root(ctx.target))
         if not isinstance(block, str):
             raise HarnessCheckFailed("results_block returned no text")
 
     def check(self, value, ctx: Context) -> None:
-        from esg_lib.report.tables import RecordWarning, read_records
-
-        folder = ctx.target / "results" / self.profile / "runs"
-        _, skipped = read_records(folder)
-        said = " ".join(str(w.message) for w in ctx.warnings if issubclass(w.category, RecordWarning))
+        folder = store.records_dir(store.results_root(ctx.target), self.profile)
+        _, skipped = store.read_records(folder)
+        said = " ".join(str(w.message) for w in ctx.warnings if issubclass(w.category, store.RecordWarning))
         silent = [p.name for p, _ in skipped if p.name not in said]
         if silent:
             raise HarnessCheckFailed(f"record(s) skipped in silence: {silent}")
@@ -465,7 +471,7 @@ class Checkpoints:
         torch.set_num_threads(1)
         bundle = synthetic_bundle(n_train=16, n_val=4, n_test=4, img_size=32, num_classes=3)
         cfg = build_config("smoke", model="test_efficientnet", epochs=1, batch_size=8, progress=False,
-                           out=str(seeds / "runs"), fps_iters=1, fps_warmup=0, save_features=False, threads=1)
+                           out=str(store.runs_root(seeds)), fps_iters=1, fps_warmup=0, save_features=False, threads=1)
         with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
             res = fit(cfg, bundle=bundle)
         self.best = (res.run_dir / "best.pt").read_bytes()

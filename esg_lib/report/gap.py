@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from esg_lib import store
 from esg_lib.engine.config import BASE_PROFILE, ProfileRef, get_profile
 from esg_lib.engine.plan import PIVOTAL, expected_variant, plan
 from esg_lib.engine.runtime import atomic_write
@@ -241,7 +242,7 @@ def write_gap_report(profile: ProfileRef = "cpu-gap", results: str | Path = "res
     """``results/<profile>/gap_x-sdd.md`` and ``.csv`` (one row per run), and, with ``figures``,
     ``figures/<profile>/gap_x-sdd.png|pdf``."""
     prof = get_profile(profile)
-    out = Path(results) / prof.name
+    out = store.profile_dir(results, prof)
     out.mkdir(parents=True, exist_ok=True)
     frame = arm_frame(prof, results)
     md, csv = out / f"gap_{DATASET}.md", out / f"gap_{DATASET}.csv"

@@ -9,7 +9,8 @@ reference paired per seed, the leak analysis, per-class recall, the committed re
 figures' files it carries) and the per-table details.
 
 Only records trained with the recipe the profile would use now enter the analysis (a stale record
-from an older recipe stays in the detail tables, marked with its config variant).
+from an older recipe stays in the detail tables, marked with its config variant); whether a record is
+current is read from the record itself (:func:`esg_lib.store.is_current`), not asked of the engine.
 """
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from esg_lib import store
 from esg_lib.engine import plan as P
 from esg_lib.engine import runs as R
 from esg_lib.engine import tuning as T
-from esg_lib.engine.artifacts import CAM_FILE, RERUN_FILE, reruns_dir
+from esg_lib.engine.artifacts import CAM_FILE
 from esg_lib.engine.config import ProfileRef, get_profile, profile_name
 from esg_lib.engine.fps import fps_figures, load_fps
 from esg_lib.engine.fps import fps_note as _fps_note
@@ -53,20 +55,10 @@ def update_readme(profile: ProfileRef, readme: str | Path, results: str | Path =
 
 
 def current_records(profile: ProfileRef, records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The records whose config variant is the one the profile trains now for that row."""
-    prof = get_profile(profile)
-    cache: dict[tuple, str] = {}
-    out = []
-    for r in records:
-        key = (r["model"], r["dataset"], r.get("protocol") or "leak-free")
-        if key not in cache:
-            try:
-                cache[key] = P.expected_variant(prof, *key)
-            except Exception:            # a model or dataset the profile no longer knows
-                cache[key] = ""
-        if r.get("variant") == cache[key]:
-            out.append(r)
-    return out
+    """The records trained with the recipe their profile gives their row (:func:`esg_lib.store.is_current`,
+    from fields stamped in each record when it was written). ``profile`` is kept for the callers: a
+    record names its own profile."""
+    return store.current_records(records)
 
 
 def _select(records: Sequence[Mapping[str, Any]], dataset: str, protocol: str = "leak-free",
@@ -207,7 +199,7 @@ def reruns_section(profile: ProfileRef, results: str | Path = "results") -> str:
     """The committed reruns of records (``esg verify --keep``): per run, the test-accuracy difference
     from its record (points, and seed-stds of the record's row), both machines and what it can draw."""
     rows = []
-    for path in sorted(reruns_dir(results, profile).glob(f"*/*/*/{RERUN_FILE}")):
+    for path in store.rerun_files(results, profile):
         about = R.read_json(path) or {}
         config = R.run_config(path.parent)
         label = ((R.read_json(path.parent / "config.json") or {}).get("model_spec") or {}).get("label")

@@ -2,31 +2,35 @@
 one row per model (and config variant), mean ± std over seeds of the committed run records; and the
 profiles' model table kept in the README.
 
-The records are read from ``results/<profile>/runs/*.json`` (written by
-:func:`esg_lib.engine.runs.export_run_metrics`), so a fresh clone without ``runs/`` rebuilds every
-table from the committed records alone. A record file that cannot be used is never skipped in
-silence: :func:`load_records` names it in a :class:`RecordWarning` and says how many were skipped.
+The records are read through the results store (:mod:`esg_lib.store`: ``results/<profile>/runs/*.json``,
+written by :func:`esg_lib.engine.runs.export_run_metrics`), so a fresh clone without ``runs/`` rebuilds
+every table from the committed records alone. A record file that cannot be used is never skipped in
+silence: :func:`~esg_lib.store.load_records` checks every field's type
+(:func:`~esg_lib.store.record_problem`), names each bad file in a :class:`~esg_lib.store.RecordWarning`
+and says how many were skipped.
 Tables are written to a temporary file and ``os.replace``-d (never half-written).
 """
 from __future__ import annotations
 
 import csv
-import json
 import math
-import warnings
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
 from esg_lib import metrics as M
+from esg_lib import store
 from esg_lib.engine.config import ABLATION, COMPARISON, ProfileRef, get_profile, profile_name
 from esg_lib.engine.fps import fps_figures, fps_note, load_fps
 from esg_lib.engine.models import resolve_model
 from esg_lib.engine.provenance import machine_name
-from esg_lib.engine.runs import export_run_metrics, find_runs, slug, table_name
+from esg_lib.engine.runs import export_run_metrics, find_runs
 from esg_lib.engine.runtime import atomic_write
 from esg_lib.markdown import markdown_rows
+# the records are the store's: re-exported here, where the report has always offered them
+from esg_lib.store import RecordWarning, load_records, read_records, record_problem, skipped_message  # noqa: F401
+from esg_lib.store import slug, table_name
 
 __all__ = ["load_records", "read_records", "record_problem", "RecordWarning", "aggregate_records", "write_tables",
            "table_markdown", "format_cell", "build_report", "model_table_markdown"]
@@ -34,81 +38,6 @@ __all__ = ["load_records", "read_records", "record_problem", "RecordWarning", "a
 SEED_VALUES = (*M.METRIC_KEYS, "fps", "train_seconds")
 # Speed depends on the machine, the metrics do not: a row whose seeds ran on several machines has no mean.
 MACHINE_BOUND = ("fps", "train_seconds")
-
-
-class RecordWarning(UserWarning):
-    """Run records that cannot be read were left out: the warning names each file, says why, and
-    says how many of the folder's records were used."""
-
-
-def record_problem(record: Any) -> str | None:
-    """Why a parsed ``results/<profile>/runs/*.json`` cannot be used as a run record (None: it can):
-    it must be a JSON object with text ``dataset`` and ``model``, an integer ``seed``, and numbers
-    (or null) for the test metrics, FPS and training seconds."""
-    if not isinstance(record, dict):
-        return f"holds a JSON {type(record).__name__} instead of an object"
-    if not record:
-        return "an empty record"
-    for key in ("dataset", "model"):
-        if not isinstance(record.get(key), str) or not record[key]:
-            return f"'{key}' is missing or not text"
-    if not isinstance(record.get("seed"), int) or isinstance(record["seed"], bool):
-        return "'seed' is missing or not an integer"
-    for key in SEED_VALUES:
-        v = record.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-            return f"'{key}' is not a number"
-    return None
-
-
-def read_records(folder: str | Path) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
-    """``(records, skipped)`` of ``folder/*.json`` in file-name order: each file that cannot be read,
-    parsed or used (:func:`record_problem`) goes to ``skipped`` as ``(path, why)``, never silently."""
-    folder = Path(folder)
-    records: list[dict[str, Any]] = []
-    skipped: list[tuple[Path, str]] = []
-    if not folder.is_dir():
-        return records, skipped
-    for path in sorted(folder.glob("*.json")):
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            skipped.append((path, f"cannot be read ({exc.strerror or type(exc).__name__})"))
-            continue
-        try:
-            record = json.loads(data)
-        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-            skipped.append((path, "an empty file" if not data.strip() else f"not valid JSON ({exc})"))
-            continue
-        why = record_problem(record)
-        if why is None:
-            records.append(record)
-        else:
-            skipped.append((path, why))
-    return records, skipped
-
-
-def skipped_message(folder: str | Path, used: int, skipped: list[tuple[Path, str]], limit: int = 10) -> str:
-    """One line: how many records of ``folder`` were skipped, each by file name and why."""
-    shown = "; ".join(f"{p.name}: {why}" for p, why in skipped[:limit])
-    if len(skipped) > limit:
-        shown += f"; ... (+{len(skipped) - limit} more)"
-    return (f"skipped {len(skipped)} of {used + len(skipped)} run record(s) in {folder}, using the other {used}; "
-            f"fix or delete: {shown}")
-
-
-def load_records(profile: ProfileRef, results: str | Path = "results", *,
-                 warn: bool = True) -> list[dict[str, Any]]:
-    """The committed per-run records ``results/<profile>/runs/*.json``, in file-name order.
-
-    A file that cannot be read, is not valid JSON or is not a run record (:func:`record_problem`) is
-    left out and, with ``warn``, named in one :class:`RecordWarning` that also says how many were skipped.
-    """
-    folder = Path(results) / profile_name(profile) / "runs"
-    records, skipped = read_records(folder)
-    if skipped and warn:
-        warnings.warn(skipped_message(folder, len(records), skipped), RecordWarning, stacklevel=2)
-    return records
 
 
 def _order(key: str) -> tuple[int, str]:
@@ -119,7 +48,7 @@ def _order(key: str) -> tuple[int, str]:
 def aggregate_records(records: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """``{table: [row per model]}`` with mean ± std across seeds of the test metrics.
 
-    One table per (dataset, protocol) (:func:`~esg_lib.engine.runs.table_name`); one row per model
+    One table per (dataset, protocol) (:func:`~esg_lib.store.table_name`); one row per model
     and config variant (runs trained with other settings, e.g. ``--set epochs=3``, never average with
     the profile's). Mean and sample std (ddof=1; 0 for one seed) skip missing values. A row whose
     seeds ran on different machines has no FPS or training-seconds mean (NaN): those depend on the
@@ -131,7 +60,7 @@ def aggregate_records(records: Iterable[Mapping[str, Any]]) -> dict[str, list[di
     frame = pd.DataFrame({
         "table": [table_name(r["dataset"], r.get("protocol", "leak-free")) for r in records],
         "model": [r["model"] for r in records],
-        "variant": [r.get("variant", "") for r in records],
+        "variant": [r.get("variant") or "" for r in records],
         "machine": [machine_name(r.get("hardware")) for r in records],
         **{k: [math.nan if r.get(k) is None else float(r[k]) for r in records] for k in SEED_VALUES},
     })
@@ -231,7 +160,7 @@ def build_report(profile: ProfileRef, runs: str | Path = "runs", results: str | 
     committed per-run metrics alone (a fresh clone without ``runs/``).
     """
     prof = get_profile(profile)
-    res = Path(results) / prof.name
+    res = store.profile_dir(results, prof)
     export_run_metrics(find_runs(runs, prof), res)
     records = load_records(prof, results)
     return write_tables(aggregate_records(records), res, prof, load_fps(prof, results)) if records else []
