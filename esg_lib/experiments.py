@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from esg_lib.data import DataError, leak_audit, resolve_dataset
+from esg_lib.data.registry import dataset_title
 from esg_lib.engine import runs as R
 from esg_lib.engine.artifacts import RERUN_FILE, artifact_folder, artifacts_dir, reruns_dir
 from esg_lib.engine.config import Profile, ProfileRef, build_config, get_profile, profile_name
@@ -36,7 +37,7 @@ from esg_lib.engine.runs import is_finished, read_json
 from esg_lib.engine.train import fit, planned_run_dir, prepare_bundle
 from esg_lib.errors import UserError
 from esg_lib.markdown import markdown_table
-from esg_lib.plots import dataset_title, label_paper_columns, short_class_names
+from esg_lib.plots import label_paper_columns, short_class_names
 # The tables over run records are the reporting layer's; the notebooks reach them through here too.
 from esg_lib.report.frames import (ABLATION_MODELS, COMPARISON_MODELS, METRICS, PAPER_LABELS,  # noqa: F401
                                    PAPER_MODELS, PROTOCOLS, paired_difference, paired_differences, paper_table,

@@ -35,6 +35,7 @@ AREAS: tuple[tuple[str, str], ...] = (
     ("esg_lib.errors", "base"),
     ("esg_lib.metrics", "base"),
     ("esg_lib.markdown", "base"),
+    ("esg_lib.profiles", "base"),
     ("esg_lib", "package"),                 # the package itself: __version__, registers the models
 )
 EXACT = {"esg_lib"}                         # areas that are one module, not a prefix
