@@ -1,7 +1,7 @@
 """Figures a reader looks at before reading a table, built from the committed run records.
 
 Each plot has two halves: a *frame* function that turns run records (``results/<profile>/runs/*.json``,
-one per finished run, see :func:`esg_lib.engine.analysis.load_records`) into a tidy DataFrame, and a
+one per finished run, see :func:`esg_lib.report.load_records`) into a tidy DataFrame, and a
 ``plot_*`` function that draws that frame. Neither trains anything, so the figures of a profile can
 be rebuilt on a fresh clone from the committed records alone, and the notebooks stay thin
 (``09_records_overview`` calls one frame and one plot per figure).
@@ -109,11 +109,8 @@ def profile_records(profile: ProfileRef, root=None, runs=None) -> list[dict[str,
 
     from esg_lib.engine.runs import export_run_metrics, find_runs
     from esg_lib.reproduce import project_root as _project_root
-    try:
-        from esg_lib.report import load_records
-        from esg_lib.report.readme import current_records
-    except ImportError:   # before the reporting layer moved out of the engine (issue 19)
-        from esg_lib.engine.analysis import current_records, load_records
+    from esg_lib.report import load_records
+    from esg_lib.report.readme import current_records
 
     root = Path(root) if root else _project_root()
     records = {r.get("run_id") or r["run"]: r for r in load_records(profile, root / "results")}
