@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from esg_lib import figures
-from esg_lib.data.registry import comparison_table, dataset_title
+from esg_lib.data.registry import comparison_table, dataset_title  # dataset_title: the notebooks call plots'
 from esg_lib.figures import MAX_WIDTH, line_styles, ordered_colors
 
 if TYPE_CHECKING:   # the engine imports torch; drawing from records does not need it
