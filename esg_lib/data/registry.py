@@ -78,11 +78,11 @@ class DatasetSpec:
     license: str
     citation: str
     color_mode: str  # "RGB" or "L": how every image is decoded before becoming 3 channels
-    short_title: str  # as the paper spells it, in figure titles and table captions ("X-SDD")
-    paper_table: int  # the paper's table with the model comparison on this dataset (1 or 3)
     env_var: str | None = None  # user-supplied source (folder, zip or URL)
     embedded: bool = False
     extra_files: tuple[str, ...] = field(default=())  # files copied next to the class folders on fetch
+    short_title: str = ""  # as the paper spells it, in figure titles and captions ("X-SDD"); "": the name
+    paper_table: int = 1  # the paper's table with the model comparison on this dataset (Table 1: the main one)
 
     @property
     def class_names(self) -> list[str]:
@@ -191,7 +191,7 @@ def display_names_for(class_names: list[str]) -> list[str]:
 def dataset_title(name: str) -> str:
     """A dataset's name as the paper spells it (``x-sdd`` → ``X-SDD``); a folder keeps its name."""
     spec = KNOWN.get(name)
-    return spec.short_title if spec is not None else name
+    return (spec.short_title or spec.name) if spec is not None else name
 
 
 def comparison_table(name: str) -> int:
