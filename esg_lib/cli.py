@@ -22,7 +22,9 @@ from esg_lib.errors import UserError
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "esg_lib.models.zoo",       # esg zoo
     "esg_lib.data.cli",         # esg data {verify,fetch,audit,...}
-    "esg_lib.engine.cli",       # esg train/evaluate/predict/runs/report
+    "esg_lib.commands.train",   # esg train/evaluate/predict/runs
+    "esg_lib.commands.report",  # esg report
+    "esg_lib.commands.plan",    # esg tune/search/fps/queue/verify
     "esg_lib.bench",            # esg benchmark
     "esg_lib.reproduce",        # esg reproduce
     "esg_lib.export",           # esg export --onnx / --fps

@@ -15,7 +15,6 @@ import datetime as _dt
 import hashlib
 import itertools
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +24,10 @@ import numpy as np
 import pandas as pd
 
 from esg_lib import store
-from esg_lib.data import DataError, leak_audit, resolve_dataset
+from esg_lib.data import DataError, SplitPlan, leak_audit, plan_data, resolve_dataset
+from esg_lib.data.registry import dataset_title
 from esg_lib.engine import runs as R
-from esg_lib.engine.config import Profile, ProfileRef, build_config, get_profile, profile_name
+from esg_lib.engine.config import ESG_CONVNEXT, Profile, ProfileRef, build_config, get_profile, profile_name
 from esg_lib.engine.fps import fps_figures, load_fps
 from esg_lib.engine.gradcam import CAM_FILE, CamExplanation, explain, load_cams, load_run_model, pick_images
 from esg_lib.engine.models import resolve_model
@@ -36,7 +36,7 @@ from esg_lib.engine.runs import is_finished, read_json
 from esg_lib.engine.train import fit, planned_run_dir, prepare_bundle
 from esg_lib.errors import UserError
 from esg_lib.markdown import markdown_table
-from esg_lib.plots import dataset_title, label_paper_columns, short_class_names
+from esg_lib.plots import label_paper_columns, short_class_names
 # The tables over run records are the reporting layer's; the notebooks reach them through here too.
 from esg_lib.report.frames import (ABLATION_MODELS, COMPARISON_MODELS, METRICS, PAPER_LABELS,  # noqa: F401
                                    PAPER_MODELS, PROTOCOLS, paired_difference, paired_differences, paper_table,
@@ -188,6 +188,7 @@ class Experiment:
         self.profile = self.prof.name     # notebooks, titles and folders read the name
         self.seeds = tuple(self.seeds) if self.seeds is not None else tuple(self.prof.seeds)
         self._bundles: dict[tuple, Any] = {}
+        self._plans: dict[str, SplitPlan] = {}
         self.skipped: list[str] = []
 
     # ------------------------------------------------------------------------------ folders
@@ -217,6 +218,29 @@ class Experiment:
             said = _seeds_text(shown)
         text = f"{what} — {dataset_title(dataset or self.dataset)}, profile {self.profile}, {said}"
         return text + rerun_note(runs or ())
+
+    # ---------------------------------------------------------------------------- the split
+    def split_plan(self, dataset: str | None = None) -> SplitPlan:
+        """The first seed's leak-free split of ``dataset`` (default: the experiment's), planned without
+        decoding an image: what a figure needs to know of the data (class names, the validation part's
+        size) without preparing a bundle. Every model of a seed trains on this split, so the model
+        whose config it is read from does not matter."""
+        data = self.config(ESG_CONVNEXT, self.seeds[0], dataset=dataset).data
+        key = str(data.dataset)
+        if key not in self._plans:
+            self._plans[key] = plan_data(data.dataset, **data.split_fields())
+        return self._plans[key]
+
+    def class_names(self, dataset: str | None = None, *, short: bool = False) -> list[str]:
+        """The classes in label order as the paper names them (legends, t-SNE, confusion matrices), or
+        with ``short`` their short axis labels (:func:`esg_lib.plots.short_class_names`)."""
+        plan = self.split_plan(dataset)
+        return short_class_names(dataset or self.dataset, plan.class_names) if short else plan.display_names
+
+    def val_size(self, dataset: str | None = None) -> int:
+        """Images in the first seed's validation part: a validation-accuracy curve moves in steps of
+        100 / val_size points, which the curves' captions state."""
+        return self.split_plan(dataset).size("val")
 
     # ----------------------------------------------------------------------------- training
     def config(self, key: str, seed: int, protocol: str = "leak-free", dataset: str | None = None):

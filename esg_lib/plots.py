@@ -26,6 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from esg_lib import figures
+from esg_lib.data.registry import comparison_table, dataset_title  # dataset_title: the notebooks call plots'
 from esg_lib.figures import MAX_WIDTH, line_styles, ordered_colors
 
 if TYPE_CHECKING:   # the engine imports torch; drawing from records does not need it
@@ -35,19 +36,11 @@ __all__ = ["FIG14_PANELS", "dataset_title", "sample_grid_rows", "short_class_nam
            "profile_note", "profile_records", "cost_frame", "seed_differences", "ablation_frame", "recall_frame", "stage_table",
            "plot_accuracy_vs_cost", "plot_forest", "plot_ablation", "plot_recall_heatmap", "plot_stages"]
 
-# which paper table holds each dataset's comparison (its columns are "paper")
-PAPER_TABLE = {"neu-cls-64": 1, "x-sdd": 3}
-DATASET_TITLES = {"neu-cls-64": "NEU-CLS-64", "x-sdd": "X-SDD"}
 # The paper's Fig. 14 caption, panels (a)-(g): X-SDD's folder names (= the caption's names) in the
 # caption's order. Tables and the other figures use the names of the paper's X-SDD text instead
 # (``bundle.display_names``, e.g. "tin grey" for "iron sheet ash"); docs/data.md says why.
 FIG14_PANELS = ("finishing roll printing", "iron sheet ash", "oxide scale of plate system", "slag inclusion",
                 "oxide scale of temperature system", "red iron", "surface scratch")
-
-
-def dataset_title(name: str) -> str:
-    """``x-sdd`` → ``X-SDD``, ``neu-cls-64`` → ``NEU-CLS-64``; a folder keeps its name."""
-    return DATASET_TITLES.get(name, name)
 
 
 def sample_grid_rows(bundle) -> tuple[list[int], list[str]]:
@@ -156,7 +149,7 @@ def cost_frame(records: Iterable[Mapping[str, Any]], dataset: str, keys: Sequenc
         return pd.DataFrame(columns=["key", "model", "ours", "sd", "n", "gmacs", "fps", "fps_low", "fps_high",
                                      "paper", "paper_fps"])
     summary = E.summarize(frame)
-    paper = E.paper_table(PAPER_TABLE.get(dataset, 1)).set_index("model")
+    paper = E.paper_table(comparison_table(dataset)).set_index("model")
     paper_metric = {"acc": "accuracy"}.get(metric, metric)
     rows = []
     for _, r in summary.iterrows():
@@ -169,7 +162,7 @@ def cost_frame(records: Iterable[Mapping[str, Any]], dataset: str, keys: Sequenc
                      "fps_high": high, "paper": paper.loc[label, paper_metric] if known else math.nan,
                      "paper_fps": paper.loc[label, "fps"] if known else math.nan})
     out = _in_order(pd.DataFrame(rows), keys).reset_index(drop=True)
-    out.attrs["paper"] = f"its Table {PAPER_TABLE.get(dataset, 1)}: {dataset_title(str(paper['dataset'].iloc[0]))}"
+    out.attrs["paper"] = f"its Table {comparison_table(dataset)}: {dataset_title(str(paper['dataset'].iloc[0]))}"
     return out
 
 

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from esg_lib import store
+from esg_lib.profiles import NOTEBOOK_PROFILES
 
-__all__ = ["NOTEBOOKS", "PROFILES", "CHECK_RUN", "NotebookResult", "run_notebooks", "run_all", "project_root",
+__all__ = ["NOTEBOOKS", "NOTEBOOK_PROFILES", "CHECK_RUN", "NotebookResult", "run_notebooks", "run_all", "project_root",
            "checkout", "kernel_name", "summary_markdown", "resolve_notebooks", "register", "PAGE_PROFILES",
            "render_page", "page_cells", "page_name", "write_pages"]
 
-PROFILES = ("smoke", "cpu", "paper")
 KERNEL = "esg-lib"
 ROOT_ENV = "ESG_ROOT"
 
@@ -202,8 +202,8 @@ def run_notebooks(profile: str = "smoke", notebooks: Sequence[str] | None = None
     ``stream=True`` shows what the notebooks print as they run (papermill ``--log-output``) instead
     of capturing it; errors are read from the executed copy either way.
     """
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    if profile not in NOTEBOOK_PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose from {', '.join(NOTEBOOK_PROFILES)}")
     root = Path(root) if root else project_root()
     # the sources: the root's own notebooks/ when it has them (tests), else the checkout's
     source_dir = root / "notebooks" if (root / "notebooks").is_dir() else checkout() / "notebooks"
@@ -725,7 +725,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "papermill. Executed copies: runs/<profile>/notebooks/; figures: figures/<profile>/; "
                     "tables: results/<profile>/; for cpu and paper, the executed copies rendered as Markdown "
                     "pages: docs/notebooks/<profile>/ (runs/<profile>/pages/ where a dataset was missing).")
-    p.add_argument("--profile", choices=PROFILES, default="smoke")
+    p.add_argument("--profile", choices=NOTEBOOK_PROFILES, default="smoke")
     p.add_argument("--notebooks", nargs="+", metavar="NAME", help="run only these notebooks: full names or number prefixes (03 05)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the profile's)")
     p.add_argument("--dataset", metavar="NAME",

@@ -20,8 +20,7 @@ PACKAGE = "esg_lib"
 
 # Each module belongs to the first area whose prefix it matches (most specific first).
 AREAS: tuple[tuple[str, str], ...] = (
-    ("esg_lib.engine.cli", "engine-cli"),   # esg train/evaluate/report/...: the engine's front door
-    ("esg_lib.data.cli", "data-cli"),       # esg data ...
+    ("esg_lib.commands", "commands"),       # esg train/report/queue/...: engine and report together
     ("esg_lib.models", "models"),
     ("esg_lib.data", "data"),
     ("esg_lib.engine", "engine"),
@@ -37,14 +36,16 @@ AREAS: tuple[tuple[str, str], ...] = (
     ("esg_lib.store", "base"),              # the results layout and the record validator: stdlib only
     ("esg_lib.metrics", "base"),
     ("esg_lib.markdown", "base"),
+    ("esg_lib.profiles", "base"),
     ("esg_lib", "package"),                 # the package itself: __version__, registers the models
 )
 EXACT = {"esg_lib"}                         # areas that are one module, not a prefix
 
 # area -> the areas it may import besides itself (everything else is forbidden). In words: models,
 # data and plotting sit on the base; the engine on models and data; bench beside the engine; the
-# report above the engine; the notebooks' layer, each area's command module and the command line on
-# top. Nothing below the command line imports it; the engine imports neither report nor notebooks.
+# report above the engine; the notebooks' layer, the commands and the command line on top. An area's
+# own command module (data/cli.py, models/zoo.py) belongs to its area and follows its rules. Nothing
+# below the command line imports it; the engine imports neither report nor notebooks.
 BELOW_THE_COMMAND_LINE = ("base", "plotting", "package", "models", "data", "engine", "bench", "report",
                           "notebooks", "reproduce")
 ALLOWED: dict[str, tuple[str, ...]] = {
@@ -58,11 +59,10 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "report": ("base", "plotting", "package", "models", "data", "engine"),
     "notebooks": BELOW_THE_COMMAND_LINE + ("top",),
     "reproduce": ("base", "package"),
-    "data-cli": ("base", "data"),
-    "engine-cli": ("base", "package", "models", "data", "engine", "report"),
+    "commands": ("base", "package", "models", "data", "engine", "report"),
 }
 FORBIDDEN: dict[str, tuple[str, ...]] = {
-    area: tuple(a for a in (*BELOW_THE_COMMAND_LINE, "data-cli", "engine-cli", "top", "cli")
+    area: tuple(a for a in (*BELOW_THE_COMMAND_LINE, "commands", "top", "cli")
                 if a != area and a not in allowed)
     for area, allowed in ALLOWED.items()}
 

@@ -205,6 +205,18 @@ def test_paired_differences_table_names_noise() -> None:
 
 
 @pytest.mark.slow
+def test_class_names_and_validation_size_come_from_the_split_without_a_bundle(tmp_path: Path) -> None:
+    """What the notebooks' figures need of the data (legend and axis names, the validation part's
+    size) is what the first seed's bundle holds, read from the planned split: no image decoded."""
+    exp = Experiment("smoke", "x-sdd", device="cpu", root=tmp_path, progress=False)
+    names, short, val = exp.class_names(), exp.class_names(short=True), exp.val_size()
+    assert not exp._bundles                                    # nothing decoded for them
+    bundle = exp.bundle(exp.config("resnet18", exp.seeds[0]))
+    assert names == bundle.display_names and "tin grey" in names
+    assert short == plots.short_class_names("x-sdd", bundle.class_names) and short[0] == "FRP"
+    assert val == len(bundle.val) > 0
+
+
 def test_tiny_real_experiment_end_to_end(tmp_path: Path) -> None:
     """Two models, one seed, on the smoke profile, written under a temporary root."""
     exp = Experiment("smoke", "x-sdd", seeds=[0], device="cpu", root=tmp_path, progress=False,

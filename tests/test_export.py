@@ -10,7 +10,6 @@ import pytest
 import timm
 import torch
 
-import esg_lib  # noqa: F401
 from esg_lib.cli import main
 
 pytest.importorskip("onnxruntime")

@@ -387,8 +387,6 @@ def test_record_frames_and_their_plots(tmp_path: Path) -> None:
 def test_stage_table_is_measured_from_the_module(tmp_path: Path) -> None:
     import timm
 
-    import esg_lib  # noqa: F401
-
     from esg_lib import plots
 
     # small inputs keep the test fast; the notebook measures 64 and 224 px the same way

@@ -55,8 +55,6 @@ def test_same_network_needs_the_same_function_not_only_the_same_shapes() -> None
     import timm
     import torch
 
-    import esg_lib  # noqa: F401  (registers the ESG-ConvNeXt entry points)
-
     a = timm.create_model("convnextv2_atto", num_classes=7)
     assert F.same_network(a, timm.create_model("esg_convnext_atto_abl1", num_classes=7))
     assert not F.same_network(a, timm.create_model("esg_convnext_atto_abl2", num_classes=7))

@@ -9,7 +9,7 @@ import timm
 import torch
 import torch.nn as nn
 
-import esg_lib  # noqa: F401  (registers the models)
+import esg_lib
 from esg_lib.models import ABLATION_ROWS, ELA, GAM, SIZES, ESGConvNeXt, SimAM, checkpoint_filter_fn, esg_convnext
 from esg_lib.models.esg_convnext import ChannelsLastPReLU, InvertedResidualBranch, ResidualBranch
 

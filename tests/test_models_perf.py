@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from timm.layers.grn import GlobalResponseNorm
 
-import esg_lib  # noqa: F401
 from esg_lib.bench.original import ela_original, grn_original, prelu_channels_last_original, simam_original
 from esg_lib.models import ELA, GAM, ABLATION_ROWS, simam
 from esg_lib.models.fused import _SimAMFunction

@@ -278,6 +278,24 @@ class SplitPlan:
     def source_tag(self, copy: int) -> str:
         return "original" if copy == 0 else f"aug{copy}:{OFFLINE_OPS[(copy - 1) % len(OFFLINE_OPS)]}"
 
+    @property
+    def class_names(self) -> list[str]:
+        """The class folders in label order (the bundle's ``class_names``)."""
+        return list(self.scan.class_names)
+
+    @property
+    def display_names(self) -> list[str]:
+        """The classes as the paper names them, in label order: a known dataset's table, else a
+        folder recognised by its class set, else the folder names (the bundle's ``display_names``)."""
+        if self.dataset.spec:
+            return [self.dataset.spec.class_table[c] for c in self.scan.class_names]
+        return display_names_for(self.scan.class_names)
+
+    def size(self, split: str) -> int:
+        """Items (images and augmented copies) in ``split``: ``len(bundle.<split>)`` without decoding
+        (a file that ``skip_bad_files`` would leave out as undecodable still counts here)."""
+        return sum(it.split == split for it in self.items)
+
     def rows(self) -> list[dict]:
         out = []
         for it in self.items:
@@ -362,12 +380,10 @@ def prepare_data(
     split_rows = plan.rows()
     identity = _data_identity(cfg, plan, decoded, parts, skipped, (mean, std),
                               sha256_text(split_manifest_text(split_rows)))
-    display = ([resolved.spec.class_table[c] for c in scan.class_names] if resolved.spec
-               else display_names_for(scan.class_names))
     notes = list(scan.notes) + [f"skipped undecodable file {rel} ({why})" for rel, why in skipped]
     return DataBundle(
         train=parts["train"], val=parts["val"], test=parts["test"],
-        class_names=list(scan.class_names), display_names=display, dataset_name=resolved.name,
+        class_names=base.class_names, display_names=base.display_names, dataset_name=resolved.name,
         identity=identity, mean=mean, std=std, split_rows=split_rows, root=resolved.root, notes=notes)
 
 

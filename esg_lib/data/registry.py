@@ -81,6 +81,8 @@ class DatasetSpec:
     env_var: str | None = None  # user-supplied source (folder, zip or URL)
     embedded: bool = False
     extra_files: tuple[str, ...] = field(default=())  # files copied next to the class folders on fetch
+    short_title: str = ""  # as the paper spells it, in figure titles and captions ("X-SDD"); "": the name
+    paper_table: int = 1  # the paper's table with the model comparison on this dataset (Table 1: the main one)
 
     @property
     def class_names(self) -> list[str]:
@@ -147,6 +149,8 @@ KNOWN: dict[str, DatasetSpec] = {
         # every file is stored as RGB but has R = G = B in every pixel (checked for all 1360), so
         # decoding as L loses nothing and keeps the noise augmentation grey like the images
         color_mode="L",
+        short_title="X-SDD",
+        paper_table=3,
         embedded=True,
         extra_files=("LICENSE",),
     ),
@@ -166,6 +170,8 @@ KNOWN: dict[str, DatasetSpec] = {
         "hot-rolled steel strip surface defects. Applied Surface Science 285:858-864 (2013)",
         # 7225 files are grayscale and one (sp/64.jpg) is an RGB JPEG: decoding all as L keeps them alike.
         color_mode="L",
+        short_title="NEU-CLS-64",
+        paper_table=1,
         env_var="ESG_NEU_CLS_64",
     ),
 }
@@ -180,3 +186,16 @@ def display_names_for(class_names: list[str]) -> list[str]:
         if set(class_names) == set(spec.class_table):
             return [spec.class_table[c] for c in class_names]
     return list(class_names)
+
+
+def dataset_title(name: str) -> str:
+    """A dataset's name as the paper spells it (``x-sdd`` → ``X-SDD``); a folder keeps its name."""
+    spec = KNOWN.get(name)
+    return (spec.short_title or spec.name) if spec is not None else name
+
+
+def comparison_table(name: str) -> int:
+    """The paper's table that holds the model comparison on ``name`` (Table 3 for X-SDD); any other
+    dataset, a folder included, is shown beside Table 1, the paper's main comparison."""
+    spec = KNOWN.get(name)
+    return spec.paper_table if spec is not None else 1

@@ -35,7 +35,9 @@ import numpy as np
 from .errors import DataError
 from .folder import ImageRecord
 
-PROTOCOLS: tuple[str, ...] = ("leak-free", "augment-then-split", "augment-then-group-split")
+# The protocols, each adding one effect to the one before it: scoring on augmented copies, then the
+# leak. The protocol table, the leak audit and every command list them in this order.
+PROTOCOLS: tuple[str, ...] = ("leak-free", "augment-then-group-split", "augment-then-split")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 

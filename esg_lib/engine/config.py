@@ -47,9 +47,20 @@ class ModelSpec:
     recipe: Mapping[str, Any] = field(default_factory=dict)
 
 
-# Paper rows in the order of its Tables 1 and 3, then our reference model.
-COMPARISON = ("esg-convnext", "mobilenetv3", "inceptionv3", "convnextv2", "convnextv2-param",
+# The model sets, by model-table key: defined here once, imported by everything else (the report,
+# the notebooks, the plan). ESG-ConvNeXt, the network every comparison is read against.
+ESG_CONVNEXT = "esg-convnext"
+# Our comparison in the model table's order (its tables in results/<profile>/, `esg train --model all`):
+# ESG-ConvNeXt, the paper's baselines in the order of its Tables 1 and 3, and our two rows that are not
+# in the paper, each after the row it is read beside (REFERENCE_MODELS).
+COMPARISON = (ESG_CONVNEXT, "mobilenetv3", "inceptionv3", "convnextv2", "convnextv2-param",
               "vit", "densenet121", "swin-t", "resnet18")
+# Ours, not the paper's: ConvNeXtV2 with about ESG-ConvNeXt's parameters, and the ResNet18 reference.
+REFERENCE_MODELS = ("convnextv2-param", "resnet18")
+# The paper's seven models (Tables 1 and 3, Figs. 12 and 13) in the order its tables list them: the
+# baselines as above, its own network last.
+PAPER_MODELS = tuple(k for k in COMPARISON if k not in (ESG_CONVNEXT, *REFERENCE_MODELS)) + (ESG_CONVNEXT,)
+# Table 2 rows 1-5 (row 5 is the full network, the same as ESG-ConvNeXt).
 ABLATION = tuple(f"esg-abl{k}" for k in range(1, 6))
 
 

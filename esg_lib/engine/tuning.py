@@ -27,14 +27,16 @@ from typing import Any, Iterable, Mapping, Sequence
 from esg_lib import store
 from esg_lib.markdown import markdown_rows
 
-from .config import CPU2_FAMILY, CPU2_RECIPES, SEARCH_MODELS, SHARED_RECIPE, ConfigError, ProfileRef, TrainConfig, build_config, get_profile, profile_name
+from .config import (COMPARISON, CPU2_FAMILY, CPU2_RECIPES, SEARCH_MODELS, SHARED_RECIPE, ConfigError,
+                     ProfileRef, TrainConfig, build_config, get_profile, profile_name)
 
 TUNED_FIELDS: tuple[str, ...] = ("lr", "online_augment", "label_smoothing")
 # ESG-ConvNeXt and its two closest references first, then the paper's other baselines: every
 # comparison row gets the same tuning budget (the param-matched ConvNeXtV2 and the ablation rows
 # share their partner's recipe, see config._table).
-TUNED_MODELS: tuple[str, ...] = ("esg-convnext", "resnet18", "convnextv2", "mobilenetv3", "inceptionv3",
-                                 "vit", "densenet121", "swin-t")
+_TUNED_FIRST = ("esg-convnext", "resnet18", "convnextv2")
+TUNED_MODELS: tuple[str, ...] = _TUNED_FIRST + tuple(k for k in COMPARISON
+                                                     if k not in _TUNED_FIRST and k not in SHARED_RECIPE)
 # Profiles whose production runs wait for their row's tuning (esg queue skips them until then).
 TUNING_REQUIRED: dict[str, tuple[str, ...]] = {"cpu": TUNED_MODELS}
 TUNING_SEED = 0

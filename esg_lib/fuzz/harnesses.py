@@ -614,14 +614,14 @@ class SetValues:
     def run(self, value, ctx: Context) -> None:
         import argparse
 
-        from esg_lib.engine.cli import _overrides
+        from esg_lib.commands.train import _overrides
         from esg_lib.engine.config import build_config, get_profile
 
         for item in value:
             key = item.split("=", 1)[0]
             ctx.names += [item, repr(item), key, repr(key), key.strip(), repr(key.strip()),
                           key.strip().replace("-", "_"), repr(key.strip().replace("-", "_"))]
-        # what `esg train --set ...` does before any data work (esg_lib.engine.cli.cmd_train)
+        # what `esg train --set ...` does before any data work (esg_lib.commands.train.cmd_train)
         args = argparse.Namespace(set=list(value), epochs=None, batch_size=None, img_size=None, lr=None,
                                   max_images=None, device=None, threads=None)
         overrides = _overrides(args)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from esg_lib import store
+from esg_lib.data.registry import comparison_table, dataset_title
 from esg_lib.engine import plan as P
 from esg_lib.engine import runs as R
 from esg_lib.engine import tuning as T
@@ -96,6 +97,15 @@ def side_by_side_section(profile: ProfileRef, records, dataset: str, table: int,
             f"over seeds (%); {_describe(recs)}. {fps_note}. GMACs: multiply-adds of one image at the "
             f"profile's size. Columns marked *paper* are the paper's Table {table} "
             f"(224 px, 100 epochs, RTX 4090, its own split), not ours.\n\n{body}\n")
+
+
+def comparison_section(profile: ProfileRef, records, dataset: str, keys: Sequence[str],
+                       results: str | Path = "results") -> str:
+    """Our comparison on ``dataset`` beside the paper's table for that dataset, which the dataset
+    registry names (Table 3 for X-SDD, Table 1 for NEU-CLS-64)."""
+    table = comparison_table(dataset)
+    return side_by_side_section(profile, records, dataset, table, keys,
+                                f"{dataset_title(dataset)} — beside the paper's Table {table}", results)
 
 
 def paired_section(records, dataset: str, keys: Sequence[str]) -> str:
@@ -265,16 +275,14 @@ def results_block(profile: ProfileRef, results: str | Path = "results") -> str:
     comparison = COMPARISON_MODELS
     ablation = ABLATION_MODELS
     parts += [
-        side_by_side_section(prof, current, "x-sdd", 3, comparison, "X-SDD — beside the paper's Table 3",
-                             results),
+        comparison_section(prof, current, "x-sdd", comparison, results),
         paired_section(current, "x-sdd", comparison),
         verdict_section(current),
         leak_section(current),
         side_by_side_section(prof, current, "x-sdd", 2, ablation,
                              "X-SDD ablation — beside the paper's Table 2 (the paper's rows are on NEU-CLS-64)",
                              results),
-        side_by_side_section(prof, current, "neu-cls-64", 1, comparison,
-                             "NEU-CLS-64 — beside the paper's Table 1", results),
+        comparison_section(prof, current, "neu-cls-64", comparison, results),
         paired_section(current, "neu-cls-64", comparison),
         per_class_section(current, "x-sdd", comparison),
         reruns_section(prof, results),
