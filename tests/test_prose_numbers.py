@@ -480,3 +480,80 @@ def test_no_page_names_a_processor_the_records_do_not(rel: str) -> None:
     assert all(not r["hardware"].startswith("CPU") or r["hardware"].startswith("CPU x86_64") for r in records())
     assert_never_says(rel, "made on another x86 processor", "the 2-core Intel VM that trained",
                       "a different processor from the Intel Xeon")
+
+
+# ------------------------------------------------------------ §5: the remaining numbers of the prose
+
+def test_training_page_times_per_model_are_the_records() -> None:
+    """docs/training.md's table of minutes per run is the records', and its budget arithmetic too."""
+    per_model: dict[str, list[float]] = {}
+    for r in records():
+        if r["dataset"] == "x-sdd" and r["protocol"] == "leak-free" and r["model"] in comparison_models():
+            per_model.setdefault(r["model"], []).append(run_seconds(r) / 60)
+    assert all(len(v) == 3 for v in per_model.values()) and len(per_model) == 9
+    rows = [f"| `{m}` | {len(v)} | {statistics.mean(v):.1f} | {span(v)} |"
+            for m, v in sorted(per_model.items(), key=lambda kv: statistics.mean(kv[1]))]
+    assert_says("docs/training.md", "| model | runs | minutes per run (mean) | min–max |\n|---|---|---|---|\n"
+                + "\n".join(rows))
+    # second way: the rows add up to the comparison's hours stated next to them
+    hours, runs = _comparison_hours()
+    assert sum(sum(v) for v in per_model.values()) / 60 == pytest.approx(hours)
+    assert {r["hardware"] for r in records() if r["dataset"] == "x-sdd"} <= {
+        "CPU x86_64, 2 cores, 1 threads", "CPU x86_64, 2 cores, 2 threads"}
+    x_steps, x_epochs, _ = _steps("x-sdd")
+    assert round((224 / 64) ** 2) == 12 and hours * 12 / x_epochs > 6      # less than one epoch in 6 h
+    assert_says("docs/training.md", f"224 px has ≈ 12× the pixels; scaled by pixels, the records' {hours:.1f} h "
+                f"for {x_epochs} epochs would leave less than one epoch in 6 h")
+    n, x = seed0_split("neu-cls-64"), seed0_split("x-sdd")
+    assert_says("docs/training.md", f"It has {n['images']} images, {n['images'] / x['images']:.1f}× X-SDD's")
+
+
+def test_training_page_tuning_numbers_are_the_tuning_records() -> None:
+    tuning = {(t["model"], t["candidate"]): t for t in
+              (_json(p) for p in sorted((RESULTS / "cpu" / "tuning" / "runs").glob("*.json")))}
+
+    def acc(model: str, candidate: str) -> str:
+        rec = tuning[(model, candidate)]
+        assert rec["seed"] == 0 and rec["val_n"] == seed0_split("x-sdd")["val"]
+        return f"{100 * rec['val_acc']:.1f}"
+
+    lo, hi = "paper: lr 1e-4", "lr 1e-3"
+    r18, vit, swin = ((acc(m, lo), acc(m, hi)) for m in ("resnet18", "vit", "swin-t"))
+    assert float(r18[1]) > float(r18[0]) and float(vit[1]) < float(vit[0]) and float(swin[1]) < float(swin[0])
+    assert_says("docs/training.md",
+                f"lr 1e-3 instead of 1e-4 lifts ResNet18's validation accuracy from {r18[0]} to {r18[1]} %, "
+                f"but drops ViT's from {vit[0]} to {vit[1]} % and Swin-T's from {swin[0]} to {swin[1]} %")
+    # second way: the committed tuning table shows the same values
+    text = (RESULTS / "cpu" / "tuning.md").read_text()
+    for model, (a, b) in (("resnet18", r18), ("vit", vit), ("swin-t", swin)):
+        assert re.search(rf"\| {re.escape(model)} \| (\*\*)?paper: lr 1e-4(\*\*)? \| {a} \|", text)
+        assert re.search(rf"\| {re.escape(model)} \| (\*\*)?lr 1e-3(\*\*)? \| {b} \|", text)
+    assert_never_says("docs/training.md", "79.5 / 73.3", "early check on X-SDD")
+
+
+def test_training_page_gpu_step_times_are_the_committed_benchmark() -> None:
+    bench = _json(RESULTS / "benchmarks" / "h100_224px_batch64.json")
+    assert bench["environment"]["gpu"].startswith("NVIDIA H100") and bench["environment"]["date"].startswith(
+        "2026-11-27")
+    step = {r["model"]: r["step_ms"] for r in bench["records"] if r["mode"] == "train"}
+    assert {r["img_size"] for r in bench["records"]} == {224} and {r["batch_size"] for r in bench["records"]} == {64}
+    assert all(r["channels_last"] for r in bench["records"])
+    esg, cnx = step["esg_convnext_atto"], step["convnextv2_atto"]
+    # second way: a step is the batch over the training rate
+    rate = {r["model"]: r["img_per_s"] for r in bench["records"] if r["mode"] == "train"}
+    assert esg == pytest.approx(64 / rate["esg_convnext_atto"] * 1000, rel=0.05)
+    per_epoch = seed0_split("x-sdd")["steps_per_epoch"]
+    assert_says("docs/training.md",
+                f"took {esg:.0f} ms per training step for ESG-ConvNeXt-atto and {cnx:.0f} ms for ConvNeXtV2-atto. "
+                f"At {per_epoch} steps per epoch that is about {per_epoch * 100 * esg / 1000 / 60:.0f} min for 100 "
+                f"epochs of one ESG-ConvNeXt run on X-SDD")
+    assert_never_says("docs/training.md", "esg_convnext_atto 140")
+
+
+def test_training_page_parameter_counts_are_the_records() -> None:
+    params = {r["model"]: r["params"] / 1e6 for r in records() if r["dataset"] == "x-sdd"}
+    assert min(("convnextv2", "convnextv2-param"), key=lambda m: abs(params[m] - params["esg-convnext"])) == (
+        "convnextv2-param")
+    assert_says("docs/training.md",
+                f"`convnextv2_tiny` ({params['convnextv2-param']:.1f} M) for `esg_convnext_atto` "
+                f"({params['esg-convnext']:.1f} M; `convnextv2_atto` has {params['convnextv2']:.1f} M)")
