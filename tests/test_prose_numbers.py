@@ -372,9 +372,12 @@ def test_the_three_verdicts_of_one_record_are_told_apart() -> None:
                 f"recorded as `{rec['hardware']}`, {round(rec['acc'] * n)} of {n} test images right = "
                 f"{100 * rec['acc']:.2f} %",
                 f"| {rr['meta']['threads']} | {signed(100 * diff)} ({round(-diff * n)} images) | yes: its `rerun.json`",
-                f"| 0.00 |", f"| −{one_image:.2f} (1 image) |",
-                f"F1 39.24 vs {100 * rec['f1']:.2f} %", f"the best epoch was the same ({rec['best_epoch']})",
-                f"vs the record's {100 * rec['val']['val_acc']:.1f} %")
+                "| equal, as that session reported it (not committed) |",
+                "| one test image fewer, as that session reported it (not committed) |",
+                f"(the record's F1: {100 * rec['f1']:.2f} %)", f"the best epoch was the same as the record's "
+                f"({rec['best_epoch']})", f"below the record's {100 * rec['val']['val_acc']:.1f} %")
+    # the two reruns that were not committed carry no typed numbers of their own
+    assert_never_says("docs/reviewer.md", "F1 39.24", "57.8 %", f"| −{one_image:.2f} (1 image) |")
     # the results page's reruns table (generated) shows the kept one
     assert_says("docs/results.md", f"| s0-cd14ed10c3 | {signed(100 * diff)} |")
 
@@ -557,3 +560,20 @@ def test_training_page_parameter_counts_are_the_records() -> None:
     assert_says("docs/training.md",
                 f"`convnextv2_tiny` ({params['convnextv2-param']:.1f} M) for `esg_convnext_atto` "
                 f"({params['esg-convnext']:.1f} M; `convnextv2_atto` has {params['convnextv2']:.1f} M)")
+
+
+def test_reviewer_page_counts_are_the_committed_files() -> None:
+    """The `cpu-gap` record retrained exactly, and the seed-0 X-SDD reruns that carry Grad-CAM maps."""
+    (rec,) = [r for r in records("cpu-gap") if r["run"] == "s0-2030c5ac10"]
+    assert (rec["model"], rec["seed"], rec["epochs"]) == ("convnextv2", 0, 60)
+    assert rec["hardware"] == "CPU AMD EPYC, 2 cores, 1 threads"
+    log = RESULTS / "cpu-gap" / "artifacts" / "x-sdd" / "convnextv2" / "s0-2030c5ac10" / "log.jsonl"
+    epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines() if line.strip()]
+    assert len(epochs) == rec["epochs"] == max(epochs)
+    assert_says("docs/reviewer.md", f"recorded as `{rec['hardware']}`",
+                f"All {len(epochs)} lines of the rerun's `log.jsonl`")
+    with_maps = [r for r in reruns() if r["dataset"] == "x-sdd" and r["seed"] == 0
+                 and r["model"] in comparison_models() and (r["dir"] / "gradcam.npz").is_file()]  # Fig. 13's seven
+    assert_says("docs/reviewer.md", f"and the {len(with_maps)} X-SDD seed-0 reruns "
+                "that were trained twice")
+    assert_never_says("docs/reviewer.md", "took 173 s and `make reproduce PROFILE=cpu` 89 s")
