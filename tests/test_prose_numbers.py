@@ -577,3 +577,43 @@ def test_reviewer_page_counts_are_the_committed_files() -> None:
     assert_says("docs/reviewer.md", f"and the {len(with_maps)} X-SDD seed-0 reruns "
                 "that were trained twice")
     assert_never_says("docs/reviewer.md", "took 173 s and `make reproduce PROFILE=cpu` 89 s")
+
+
+def test_training_curves_the_prose_quotes_are_the_seed_0_reruns() -> None:
+    """"Not trained to their potential": what the X-SDD seed-0 reruns' logs say, epoch by epoch."""
+    def log(model: str) -> list[dict[str, Any]]:
+        (rr,) = [r for r in reruns() if r["dataset"] == "x-sdd" and r["model"] == model and r["seed"] == 0]
+        lines = [json.loads(x) for x in (rr["dir"] / "log.jsonl").read_text().splitlines() if x.strip()]
+        assert [e["epoch"] for e in lines] == list(range(1, len(lines) + 1))
+        return lines
+
+    def first_from(model: str, at_least: float) -> int:
+        """The first epoch from which every later epoch's training accuracy is ≥ at_least."""
+        acc = [e["train_acc"] for e in log(model)]
+        return next(k + 1 for k in range(len(acc)) if all(a >= at_least for a in acc[k:]))
+
+    esg = log("esg-convnext")
+    epochs = len(esg)
+    best = max(range(epochs), key=lambda k: (esg[k]["val_f1"], esg[k]["val_acc"])) + 1
+    (rr,) = [r for r in reruns() if r["dataset"] == "x-sdd" and r["model"] == "esg-convnext" and r["seed"] == 0]
+    assert best == epochs == rr["metrics"]["best_epoch"]                 # second way: the rerun's metrics
+    cnx, r18, d121 = first_from("convnextv2", 1.0), first_from("resnet18", 0.99), first_from("densenet121", 0.99)
+    assert r18 == d121
+    assert_says("README.md", f"its best validation epoch was its last, epoch {epochs} of {epochs}",
+                f"ConvNeXtV2 reached 100 % training accuracy at epoch {cnx} of {epochs}, and ResNet18 was above "
+                f"99 % from epoch {r18}")
+    assert_says("docs/results.md", f"ConvNeXtV2 at 100 % training accuracy from epoch {cnx} of {epochs}, "
+                f"ResNet18 above 99 % from epoch {r18}")
+    assert_says("docs/search.md", f"ConvNeXtV2 at 100 % training accuracy from epoch {cnx} of {epochs}, and "
+                f"ResNet18 and DenseNet121 above 99 % from epoch {d121}")
+    for rel in ("README.md", "docs/results.md", "docs/search.md"):
+        assert_never_says(rel, "ResNet18 reached 100 %", "ResNet18 and ConvNeXtV2 at 100 %",
+                          "ResNet18, DenseNet121 and ConvNeXtV2 at 100 %")
+
+
+def test_readme_cost_of_the_additions_is_the_records() -> None:
+    params = {r["model"]: r["params"] for r in records() if r["dataset"] == "x-sdd"}
+    gmacs = {r["model"]: r["gmacs"] for r in records() if r["dataset"] == "x-sdd" and r.get("gmacs")}
+    ratios = [params["esg-convnext"] / params["convnextv2"], gmacs["esg-convnext"] / gmacs["convnextv2"]]
+    assert all(round(x) == 7 for x in ratios), ratios
+    assert_says("README.md", "The additions cost about 7× the parameters and MACs of the same-name ConvNeXtV2")
