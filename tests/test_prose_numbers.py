@@ -617,3 +617,64 @@ def test_readme_cost_of_the_additions_is_the_records() -> None:
     ratios = [params["esg-convnext"] / params["convnextv2"], gmacs["esg-convnext"] / gmacs["convnextv2"]]
     assert all(round(x) == 7 for x in ratios), ratios
     assert_says("README.md", "The additions cost about 7× the parameters and MACs of the same-name ConvNeXtV2")
+
+
+def test_results_reading_counts_and_image_sizes_are_the_records() -> None:
+    x, n = seed0_split("x-sdd"), seed0_split("neu-cls-64")
+    family = len(comparison_models()) - 1                       # ESG-ConvNeXt against every other row
+    page = prose("docs/results.md")
+    # second way: the generated block's own wording names the family sizes it used
+    assert f"the family of the {family} comparisons in the table" in page
+    (reading,) = set(re.findall(r"Holm's correction for (\d+) comparisons", page))
+    assert_says("docs/results.md", f"each dataset's paired table makes {family} comparisons",
+                f"The \"Reading\" lines correct for all {reading} comparisons they list",
+                f"after the correction for the Reading's {reading} comparisons",
+                f"one X-SDD test image is ≈ {100 / x['test']:.2f} points",
+                f"NEU-CLS-64's test part is ≈{n['test'] / x['test']:.0f}× larger: one image is ≈ "
+                f"{100 / n['test']:.2f} points")
+    assert_says("README.md", f"each dataset's table makes {family} comparisons")
+    assert_says("docs/results.md", f"On X-SDD one test image is {100 / x['test']:.2f} points ({x['test']} images)")
+
+
+def _cam_right(dataset: str) -> dict[str, tuple[int, int]]:
+    """Per model of Fig. 13 (the paper's seven models' seed-0 reruns with saved maps): (images right, images shown), from the maps'
+    own predictions and the rerun's test predictions (the true labels)."""
+    import numpy as np
+
+    out = {}
+    for r in reruns():
+        cams = r["dir"] / "gradcam.npz"
+        paper_seven = r["model"] in comparison_models() and r["model"] not in ("resnet18", "convnextv2-param")
+        if r["dataset"] != dataset or r["seed"] != 0 or not paper_seven or not cams.is_file():
+            continue
+        with np.load(cams) as data:
+            indices, predictions = data["indices"].tolist(), data["predictions"].tolist()
+        with open(r["dir"] / "test_predictions.csv", newline="") as fh:
+            rows = {int(row["index"]): row for row in csv.DictReader(fh)}
+        # second way: the maps' predictions are the rerun's own predictions of those test images
+        assert [int(rows[i]["pred"]) for i in indices] == predictions
+        out[r["model"]] = (sum(int(rows[i]["label"]) == p for i, p in zip(indices, predictions)), len(indices))
+    assert len(out) == 7, sorted(out)
+    return out
+
+
+def test_grad_cam_counts_on_the_results_page_are_the_saved_maps() -> None:
+    labels = {r["model"]: r["label"] for r in records()}
+    x = _cam_right("x-sdd")
+    right, shown = x["esg-convnext"]
+    assert_says("docs/results.md", f"ESG-ConvNeXt is right on {right} of the {shown} images")
+    n = _cam_right("neu-cls-64")
+    shown = n["esg-convnext"][1]
+    full = sorted(labels[m] for m, (k, _) in n.items() if k == shown and m != "esg-convnext")
+    others = {k for m, (k, _) in n.items() if k != shown}
+    assert n["esg-convnext"][0] == shown and len(others) == 1
+    assert_says("docs/results.md", f"ESG-ConvNeXt is right on all {shown} images, as are {listed(full)} "
+                f"(the others on {others.pop()} of {shown}")
+
+
+def test_neu_oil_stain_errors_are_the_rerun_confusion() -> None:
+    (rr,) = [r for r in reruns() if r["dataset"] == "neu-cls-64" and r["model"] == "esg-convnext" and r["seed"] == 0]
+    with open(rr["dir"] / "test_confusion.csv", newline="") as fh:
+        rows = {row["true\\pred"]: row for row in csv.DictReader(fh)}
+    oil = rows["sp"]                       # NEU-CLS-64's codes: sp oil stains, rs (rolled-in) scale, ps pitting surface
+    assert_says("docs/results.md", f"({oil['rs']} of its oil-stain test images called scale, {oil['ps']} pitting surface)")
