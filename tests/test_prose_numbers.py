@@ -678,3 +678,25 @@ def test_neu_oil_stain_errors_are_the_rerun_confusion() -> None:
         rows = {row["true\\pred"]: row for row in csv.DictReader(fh)}
     oil = rows["sp"]                       # NEU-CLS-64's codes: sp oil stains, rs (rolled-in) scale, ps pitting surface
     assert_says("docs/results.md", f"({oil['rs']} of its oil-stain test images called scale, {oil['ps']} pitting surface)")
+
+
+def test_data_page_leak_audit_is_the_committed_audit_tables() -> None:
+    """docs/data.md's leak-audit table is the committed `results/cpu/leak_audit_<dataset>.csv` (seed 0)."""
+    audit = {ds: {r["protocol"]: r for r in table(f"leak_audit_{ds}.csv")} for ds in ("x-sdd", "neu-cls-64")}
+    for protocol in ("leak-free", "augment-then-split", "augment-then-group-split"):
+        cells = []
+        for ds in ("x-sdd", "neu-cls-64"):
+            r = audit[ds][protocol]
+            leaked, fraction = int(r["test_leaked"]), float(r["test_leak_fraction"])
+            assert leaked == round(fraction * int(r["test_items"]))          # second way: the stated fraction
+            cells += [f"{r['train_items']} / {r['val_items']} / {r['test_items']}",
+                      f"{leaked} ({100 * fraction:.0f} %)" if leaked else "0"]
+        assert_says("docs/data.md", f"| {protocol} | " + " | ".join(cells) + " |")
+
+
+def test_run_and_rerun_counts_in_the_prose_are_the_committed_files() -> None:
+    n_records, n_reruns = len(records()), len(reruns())
+    assert_says("docs/results.md", f"The {n_records} committed `cpu` runs kept none",
+                f"how far the {n_reruns} reruns moved", f"(all {n_records} runs are done)")
+    assert_says("docs/reviewer.md", f"The {n_records} `cpu` runs committed before this")
+    assert_says("docs/search.md", f"The `cpu` profile and its {n_records} records stay as they are")
