@@ -700,3 +700,33 @@ def test_run_and_rerun_counts_in_the_prose_are_the_committed_files() -> None:
                 f"how far the {n_reruns} reruns moved", f"(all {n_records} runs are done)")
     assert_says("docs/reviewer.md", f"The {n_records} `cpu` runs committed before this")
     assert_says("docs/search.md", f"The `cpu` profile and its {n_records} records stay as they are")
+
+
+def test_readme_performance_numbers_are_the_committed_benchmarks() -> None:
+    """The README's training rates and speed-ups that rest on committed `esg benchmark` JSONs."""
+    bench = RESULTS / "benchmarks"
+    compile_both = _json(bench / "cpu-2core_64px_batch64_compile-both.json")
+    malloc = _json(bench / "cpu-2core_64px_batch64_malloc-compile-both.json")
+    ops = _json(bench / "cpu-2core_64px_batch64_op-times.json")["op_times"]
+
+    def train(doc: dict[str, Any], compiled: bool, allocator: str | None) -> dict[str, Any]:
+        (rec,) = [r for r in doc["records"] if r["model"] == "esg_convnext_atto" and r["mode"] == "train"
+                  and r["compile"] is compiled and r.get("malloc") == allocator]
+        assert (rec["img_size"], rec["batch_size"], rec["threads"]) == (64, 64, 2)
+        return rec
+
+    for doc in (compile_both, malloc):
+        assert doc["environment"]["cpu"] == "AMD EPYC"
+    rates = sorted((train(compile_both, False, None)["img_per_s"], train(malloc, False, "default")["img_per_s"]))
+    base, tuned = train(malloc, False, "default"), train(malloc, False, "tuned")
+    both = train(malloc, True, "tuned")
+
+    def paired(a: dict[str, Any], b: dict[str, Any]) -> float:      # median over rounds of a / b, per round
+        return statistics.median(x / y for x, y in zip(a["img_per_s_all"], b["img_per_s_all"]))
+
+    dense = ops["dense_ms"] / ops["ops_ms"]
+    assert_says("README.md",
+                f"trains at {rates[0]:.0f} and {rates[1]:.0f} img/s on two 2-core AMD EPYC VMs (64 px, batch 64",
+                f"(1.12× per step", f"(1.14× together", f"{100 * dense:.0f} % of a step",
+                f"at most {1 / dense:.2f}× faster")
+    assert f"{paired(tuned, base):.2f}" == "1.12" and f"{paired(both, base):.2f}" == "1.14"
