@@ -730,3 +730,19 @@ def test_readme_performance_numbers_are_the_committed_benchmarks() -> None:
                 f"(1.12× per step", f"(1.14× together", f"{100 * dense:.0f} % of a step",
                 f"at most {1 / dense:.2f}× faster")
     assert f"{paired(tuned, base):.2f}" == "1.12" and f"{paired(both, base):.2f}" == "1.14"
+
+
+def test_gpu_server_page_seconds_are_the_h100_records() -> None:
+    gpu = [r for r in records() if r["hardware"].startswith("NVIDIA H100")]
+    assert {r["hardware"] for r in gpu} == {"NVIDIA H100 80GB HBM3 x1"} and {r["dataset"] for r in gpu} == {"neu-cls-64"}
+    steps, epochs, _ = _steps("neu-cls-64")
+    assert_says("docs/gpu-server.md", f"The only GPU records in the repository are {len(gpu)} runs",
+                f"64 px, {epochs} epochs ({steps} optimiser steps of batch 64)",
+                f"({sum(r['train_seconds'] for r in gpu):.0f} s in all;")
+    text = prose("docs/gpu-server.md")
+    for model in {r["model"] for r in gpu}:
+        mine = [r for r in gpu if r["model"] == model]
+        seconds = {f"{r['train_seconds']:.0f}" for r in mine}
+        row = re.search(rf"\| {re.escape(model)}( \([^)]*\))? \| {len(mine)} \| ([\d, ]+) \|", text)
+        assert row, model
+        assert set(row.group(2).split(", ")) == seconds, (model, row.group(2), seconds)
