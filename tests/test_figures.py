@@ -36,6 +36,23 @@ def test_activation_figure_has_the_four_functions(tmp_path: Path) -> None:
     _saved(fig, tmp_path, "act")
 
 
+def test_activation_curves_do_not_depend_on_the_processor() -> None:
+    """Fig. 7's curves are computed one value at a time in float64 and rounded to 9 decimals, so another
+    processor's vectorised kernels (torch's or numpy's, which move the last bit and so the PDF's
+    coordinates) cannot change the saved PDF (issue 34, s.4)."""
+    import math
+
+    lines = figures.plot_activations(prelu_slope=0.25).axes[0].get_lines()[:4]
+    x = lines[0].get_xdata()
+    assert x.dtype == np.float64 and len(x) == 401 and x[0] == -4.0 and x[-1] == 4.0
+    for line in lines:
+        y = np.asarray(line.get_ydata(), dtype=np.float64)
+        assert np.array_equal(y, np.round(y, 9))
+    gelu = lines[0].get_ydata()
+    assert gelu[300] == round(0.5 * x[300] * (1 + math.erf(x[300] / math.sqrt(2))), 9)
+    figures.plt.close("all")
+
+
 def test_saving_the_same_figure_twice_writes_identical_files(tmp_path: Path) -> None:
     fig = figures.plot_activations(prelu_slope=0.25)
     first = [path.read_bytes() for path in figures.save_figure(fig, tmp_path / "a", "act", close=False)]
