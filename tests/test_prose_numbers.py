@@ -746,3 +746,40 @@ def test_gpu_server_page_seconds_are_the_h100_records() -> None:
         row = re.search(rf"\| {re.escape(model)}( \([^)]*\))? \| {len(mine)} \| ([\d, ]+) \|", text)
         assert row, model
         assert set(row.group(2).split(", ")) == seconds, (model, row.group(2), seconds)
+
+
+def test_gap_page_arms_status_is_the_cpu_gap_records() -> None:
+    gap = records("cpu-gap")
+    steps_arm = [r for r in gap if r["epochs"] == 60]
+    size_arm = [r for r in gap if r["epochs"] == 15]         # the 128-px arm keeps the 15 epochs
+    x_steps, x_epochs, per_epoch = _steps("x-sdd")
+    assert {r["steps"] for r in steps_arm} == {60 * per_epoch} and {r["steps"] for r in size_arm} == {x_steps}
+    labels = {"resnet18": "ResNet18", "convnextv2": "ConvNeXtV2-atto"}
+
+    def status(arm: list[dict[str, Any]]) -> str:
+        seeds: dict[str, list[int]] = {}
+        for r in arm:
+            seeds.setdefault(r["model"], []).append(r["seed"])
+        parts = [f"{labels[m]} seed{'s' if len(s) > 1 else ''} {' '.join(map(str, sorted(s)))}"
+                 for m, s in sorted(seeds.items(), key=lambda kv: (len(kv[1]), kv[0] != "resnet18"))]
+        return "; ".join(parts)
+
+    assert_says("docs/gap.md", f"| 60 epochs ({60 * per_epoch} steps), warm-up 4 epochs |",
+                f"| {status(steps_arm)} (`cpu-gap`) |", f"| {status(size_arm)} (`cpu-gap`) |",
+                f"{x_epochs} epochs = {x_steps} optimiser steps")
+
+
+def test_search_page_one_validation_image_in_points() -> None:
+    val = seed0_split("x-sdd")["val"]
+    assert_says("docs/search.md", f"That part is {val} images, so one image is {100 / val:.1f} points")
+
+
+def test_reliability_page_fuzz_table_is_the_committed_fuzz_run() -> None:
+    """docs/reliability.md says its table is copied from results/benchmarks/fuzz.md: every row is."""
+    fuzz = (RESULTS / "benchmarks" / "fuzz.md").read_text().splitlines()
+    start = fuzz.index(next(line for line in fuzz if line.startswith("| Harness |")))
+    end = next(k for k in range(start, len(fuzz)) if not fuzz[k].startswith("|"))    # the table's end
+    rows = fuzz[start:end]
+    assert len(rows) > 2
+    total = next(line for line in fuzz[start:] if line.endswith("per input."))
+    assert_says("docs/reliability.md", "\n".join(rows), total)
