@@ -783,3 +783,54 @@ def test_reliability_page_fuzz_table_is_the_committed_fuzz_run() -> None:
     assert len(rows) > 2
     total = next(line for line in fuzz[start:] if line.endswith("per input."))
     assert_says("docs/reliability.md", "\n".join(rows), total)
+
+
+def test_performance_page_speed_up_table_is_the_committed_benchmark() -> None:
+    """docs/performance.md's 'speed-up, measured in one run' table, row by row from its JSON."""
+    doc = _json(RESULTS / "benchmarks" / "cpu-2core_64px_batch64_malloc-compile-both.json")
+
+    def rec(model: str, mode: str, compiled: bool, allocator: str) -> dict[str, Any]:
+        (r,) = [r for r in doc["records"] if (r["model"], r["mode"], r["compile"], r["malloc"]) ==
+                (model, mode, compiled, allocator)]
+        return r
+
+    names = {(False, "tuned"): "eager, tuned malloc", (True, "default"): "compiled",
+             (True, "tuned"): "compiled, tuned malloc"}
+    rows = [("esg_convnext_atto", "train", (False, "tuned")), ("esg_convnext_atto", "train", (True, "default")),
+            ("esg_convnext_atto", "train", (True, "tuned")), ("esg_convnext_atto", "infer", (False, "tuned")),
+            ("resnet18", "train", (False, "tuned")), ("resnet18", "train", (True, "tuned"))]
+    for model, mode, variant in rows:
+        base, var = rec(model, mode, False, "default"), rec(model, mode, *variant)
+        ratios = [v / b for v, b in zip(var["img_per_s_all"], base["img_per_s_all"])]
+        speed = f"{statistics.median(ratios):.2f}"
+        head = f"| `{model}` | {mode} | {base['img_per_s']:.1f} | {names[variant]} | {var['img_per_s']:.1f} | "
+        tail = f" | {min(ratios):.2f}–{max(ratios):.2f} |"
+        text = prose("docs/performance.md")
+        assert head + speed + tail in text or head + f"**{speed}**" + tail in text, head + speed + tail
+
+
+def test_performance_page_operator_table_is_the_committed_op_times() -> None:
+    """docs/performance.md's `--op-times` table and the step times under it, from their JSON."""
+    ops = _json(RESULTS / "benchmarks" / "cpu-2core_64px_batch64_op-times.json")["op_times"]
+    fam, total, rate = ops["families"], ops["ops_ms"], ops["dense_rate_gflops"]
+    text = prose("docs/performance.md")
+    assert f"| family | ms / step | share | achieved GFLOP/s | of the dense rate ({rate:.0f}) |" in text
+    labelled = {"conv backward (dense)": "conv backward (dense)", "conv forward (dense)": "conv forward (dense)",
+                "PReLU": "PReLU (forward and backward)", "matmul / linear": "matmul / linear (the MLP's `nn.Linear`)",
+                "elementwise (mul, add, div, sub, pow, sqrt...)": "elementwise (SimAM, GRN, gates, sums)",
+                "depthwise conv backward": "depthwise conv backward", "optimizer (AdamW)": "optimizer (AdamW, per parameter)",
+                "BatchNorm": "BatchNorm", "reductions (sum, mean, var, norm)": "reductions"}
+    for key, label in labelled.items():
+        f = fam[key]
+        row = f"| {label} | {f['ms']:.1f} | {100 * f['ms'] / total:.0f} % |"
+        if f["gmacs"]:
+            achieved = 2 * f["gmacs"] / (f["ms"] / 1000)          # GFLOP/s: 2 × MACs per step / seconds
+            row += f" {achieved:.0f} | {100 * achieved / rate:.0f} % |"
+        assert row in text, row
+    rest = sum(f["ms"] for k, f in fam.items() if k not in labelled)
+    assert f"| {rest:.1f} | {100 * rest / total:.0f} % |" in text
+    assert_says("docs/performance.md",
+                f"The step took {ops['step_ms']:.0f} ms untimed and {ops['step_ms_timed']:.0f} ms with every operator "
+                f"timed (the timer's own cost); the operators sum to {total:.0f} ms",
+                f"take **{100 * ops['dense_ms'] / total:.0f} %** of the step",
+                f"the step would be at most **{ops['fusion_bound']:.2f}×** faster")
