@@ -834,3 +834,30 @@ def test_performance_page_operator_table_is_the_committed_op_times() -> None:
                 f"timed (the timer's own cost); the operators sum to {total:.0f} ms",
                 f"take **{100 * ops['dense_ms'] / total:.0f} %** of the step",
                 f"the step would be at most **{ops['fusion_bound']:.2f}×** faster")
+
+
+def test_performance_page_compile_table_is_the_committed_benchmark() -> None:
+    doc = _json(RESULTS / "benchmarks" / "cpu-2core_64px_batch64_compile-both.json")
+    text = prose("docs/performance.md")
+    for model in ("esg_convnext_atto", "resnet18"):
+        for mode in ("infer", "train"):
+            eager, comp = ([r for r in doc["records"] if (r["model"], r["mode"], r["compile"]) == (model, mode, c)][0]
+                           for c in (False, True))
+            ratios = [c / e for c, e in zip(comp["img_per_s_all"], eager["img_per_s_all"])]
+            speed = f"{statistics.median(ratios):.2f}"
+            head = f"| `{model}` | {mode} | {eager['img_per_s']:.1f} | {comp['img_per_s']:.1f} | "
+            tail = f" | {min(ratios):.2f}–{max(ratios):.2f} |"
+            assert head + speed + tail in text or head + f"**{speed}**" + tail in text, head + speed + tail
+
+
+def test_performance_page_h100_numbers_are_the_committed_benchmark() -> None:
+    bench = _json(RESULTS / "benchmarks" / "h100_224px_batch64.json")
+    rec = {(r["model"], r["mode"]): r for r in bench["records"]}
+    esg_i, esg_t = rec[("esg_convnext_atto", "infer")], rec[("esg_convnext_atto", "train")]
+    cnx_i, cnx_t = rec[("convnextv2_atto", "infer")], rec[("convnextv2_atto", "train")]
+    assert_says("docs/performance.md",
+                f"ESG-ConvNeXt-atto: {esg_i['img_per_s']:.0f} img/s inference, {esg_t['img_per_s']:.0f} img/s training "
+                f"({esg_t['step_ms']:.0f} ms per step, {esg_t['peak_mem_mb'] / 1000:.1f} GB peak); ConvNeXtV2-atto: "
+                f"{cnx_i['img_per_s']:.0f} and {cnx_t['img_per_s']:.0f} img/s. ESG/ConvNeXtV2 = "
+                f"**{esg_i['img_per_s'] / cnx_i['img_per_s']:.2f} inference, "
+                f"{esg_t['img_per_s'] / cnx_t['img_per_s']:.2f} training**")
