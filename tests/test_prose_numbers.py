@@ -2,9 +2,12 @@
 
 Every number below is recomputed here from the committed run records (``results/cpu/runs/*.json``,
 ``results/cpu-gap/runs/*.json``), the committed reruns (``results/cpu/reruns/**``: ``rerun.json``,
-``metrics.json``, ``config.json``, ``meta.json``), the generated tables (``results/cpu/*.csv``) and the
-paper's own numbers (``esg_lib/paper_results.csv``), then looked for in the README, ``docs/`` and the
-notebooks' markdown. Nothing here is a typed result: a record that changes makes the prose that quoted
+``metrics.json``, ``config.json``, ``meta.json``, ``log.jsonl``, ``test_confusion.csv``, ``gradcam.npz``), the
+generated tables (``results/cpu/*.csv``), the tuning records (``results/cpu/tuning/runs/``), the committed
+benchmark and fuzz outputs (``results/benchmarks/``) and the paper's own numbers
+(``esg_lib/paper_results.csv``), then looked for in the README, ``docs/`` and the notebooks' markdown.
+A number that no committed file holds (a timing of a run whose output was not kept) is not typed as a
+result: the page says when and where it was measured and that its output was not committed. Nothing here is a typed result: a record that changes makes the prose that quoted
 it fail, so the prose has to be rewritten with the record.
 """
 from __future__ import annotations
