@@ -313,22 +313,31 @@ def _grid(n: int, max_cols: int) -> tuple[int, int]:
 
 # -------------------------------------------------------------------------------- Fig. 7
 def plot_activations(prelu_slope: float = 0.25, x_range: tuple[float, float] = (-4, 4)) -> plt.Figure:
-    """Paper Fig. 7: GELU, ReLU, sigmoid and PReLU (slope ``a`` for x < 0) on one axis."""
-    import torch
+    """Paper Fig. 7: GELU, ReLU, sigmoid and PReLU (slope ``a`` for x < 0) on one axis.
 
-    x = torch.linspace(*x_range, 401)
+    The curves are computed in float64, one value at a time with :mod:`math`, and rounded to 9
+    decimals: torch's (and numpy's) vectorised kernels take other paths on other processors and move
+    the last bit, which a PDF's coordinates keep (its PNG does not), so the same figure would be
+    rewritten with other bytes on another machine. Rounded, the values are the same everywhere."""
+    import math
+
+    x = np.linspace(*x_range, 401)    # exact IEEE arithmetic (arange × step + start): the same everywhere
+
+    def curve(f) -> np.ndarray:
+        return np.round(np.array([f(float(v)) for v in x]), 9)
+
     curves = {
-        "GELU": torch.nn.functional.gelu(x),
-        "ReLU": torch.relu(x),
-        "Sigmoid": torch.sigmoid(x),
-        f"PReLU (a = {prelu_slope})": torch.where(x >= 0, x, prelu_slope * x),
+        "GELU": curve(lambda v: 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0)))),
+        "ReLU": curve(lambda v: max(v, 0.0)),
+        "Sigmoid": curve(lambda v: 1.0 / (1.0 + math.exp(-v))),
+        f"PReLU (a = {prelu_slope})": curve(lambda v: v if v >= 0 else prelu_slope * v),
     }
     fig, ax = plt.subplots(figsize=(6, 4.2))
     # PReLU (the paper's choice) in vermilion, drawn last and thickest; the others in hues far from it
     styles = [dict(color="#0173b2", ls="-"), dict(color="#029e73", ls="--"), dict(color="#949494", ls="-."),
               dict(color="#d55e00", ls=":", lw=3.0)]
     for (label, y), style in zip(curves.items(), styles):
-        ax.plot(x.numpy(), y.numpy(), **{"lw": 2.2, **style}, label=label)
+        ax.plot(x, y, **{"lw": 2.2, **style}, label=label)
     ax.axhline(0, color="0.4", lw=0.8)
     ax.axvline(0, color="0.4", lw=0.8)
     ax.set(xlabel="input x", ylabel="activation f(x)", title="Activation functions (paper Fig. 7)",

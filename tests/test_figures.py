@@ -36,12 +36,74 @@ def test_activation_figure_has_the_four_functions(tmp_path: Path) -> None:
     _saved(fig, tmp_path, "act")
 
 
+def test_activation_curves_do_not_depend_on_the_processor() -> None:
+    """Fig. 7's curves are computed one value at a time in float64 and rounded to 9 decimals, so another
+    processor's vectorised kernels (torch's or numpy's, which move the last bit and so the PDF's
+    coordinates) cannot change the saved PDF (issue 34, s.4)."""
+    import math
+
+    lines = figures.plot_activations(prelu_slope=0.25).axes[0].get_lines()[:4]
+    x = lines[0].get_xdata()
+    assert x.dtype == np.float64 and len(x) == 401 and x[0] == -4.0 and x[-1] == 4.0
+    for line in lines:
+        y = np.asarray(line.get_ydata(), dtype=np.float64)
+        assert np.array_equal(y, np.round(y, 9))
+    gelu = lines[0].get_ydata()
+    assert gelu[300] == round(0.5 * x[300] * (1 + math.erf(x[300] / math.sqrt(2))), 9)
+    figures.plt.close("all")
+
+
 def test_saving_the_same_figure_twice_writes_identical_files(tmp_path: Path) -> None:
     fig = figures.plot_activations(prelu_slope=0.25)
     first = [path.read_bytes() for path in figures.save_figure(fig, tmp_path / "a", "act", close=False)]
     second = [path.read_bytes() for path in figures.save_figure(fig, tmp_path / "b", "act")]
     assert first == second
     assert b"/CreationDate" not in first[1]
+
+
+# A small figure with what the committed figures hold (text with non-ASCII glyphs, lines, markers,
+# a scatter, an embedded image, hatching, a legend), saved by save_figure in a fresh process.
+_DRAW_AND_SAVE = """
+import sys
+import numpy as np
+from esg_lib import figures
+figures.set_style()
+fig, (a, b) = figures.plt.subplots(1, 2, figsize=(4, 2))
+x = np.linspace(-1, 1, 50)
+a.plot(x, np.tanh(x), label="tanh ± 1 σ", marker="o", markevery=7)
+a.scatter(x[::5], x[::5] ** 2, label="x²")
+a.bar([0.5], [0.3], hatch="//", label="bar")
+a.legend(title="Äbc − μ")
+b.imshow(np.arange(64, dtype=float).reshape(8, 8), cmap="viridis")
+fig.suptitle("Fig. 0: déjà vu (n=3)")
+figures.save_figure(fig, sys.argv[1], "tiny")
+"""
+
+
+def test_saved_figures_are_byte_identical_across_processes(tmp_path: Path) -> None:
+    """A rebuild must leave `git status` clean (issue 34): every format save_figure writes comes back
+    with the same bytes from another process, whatever its hash seed (set iteration order) and whether
+    SOURCE_DATE_EPOCH is set; no file carries a date or time."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import PROJECT_ROOT
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.pop("SOURCE_DATE_EPOCH", None)
+    runs = {"a": {"PYTHONHASHSEED": "0"}, "b": {"PYTHONHASHSEED": "1", "SOURCE_DATE_EPOCH": "1700000000"}}
+    for folder, extra in runs.items():
+        subprocess.run([sys.executable, "-c", _DRAW_AND_SAVE, str(tmp_path / folder)], env={**env, **extra},
+                       check=True, timeout=300)
+    written = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert written == ["tiny.pdf", "tiny.png"]           # the formats save_figure writes: each is checked
+    for name in written:
+        first, second = (tmp_path / "a" / name).read_bytes(), (tmp_path / "b" / name).read_bytes()
+        assert first == second, f"{name} differs between two processes"
+    pdf, png = (tmp_path / "a" / "tiny.pdf").read_bytes(), (tmp_path / "a" / "tiny.png").read_bytes()
+    assert b"/CreationDate" not in pdf and b"/ModDate" not in pdf
+    assert b"tIME" not in png                             # PNG's time chunk
 
 
 def test_sample_grid_has_a_row_per_class(tmp_path: Path) -> None:

@@ -2,9 +2,12 @@
 
 Every number below is recomputed here from the committed run records (``results/cpu/runs/*.json``,
 ``results/cpu-gap/runs/*.json``), the committed reruns (``results/cpu/reruns/**``: ``rerun.json``,
-``metrics.json``, ``config.json``, ``meta.json``), the generated tables (``results/cpu/*.csv``) and the
-paper's own numbers (``esg_lib/paper_results.csv``), then looked for in the README, ``docs/`` and the
-notebooks' markdown. Nothing here is a typed result: a record that changes makes the prose that quoted
+``metrics.json``, ``config.json``, ``meta.json``, ``log.jsonl``, ``test_confusion.csv``, ``gradcam.npz``), the
+generated tables (``results/cpu/*.csv``), the tuning records (``results/cpu/tuning/runs/``), the committed
+benchmark and fuzz outputs (``results/benchmarks/``) and the paper's own numbers
+(``esg_lib/paper_results.csv``), then looked for in the README, ``docs/`` and the notebooks' markdown.
+A number that no committed file holds (a timing of a run whose output was not kept) is not typed as a
+result: the page says when and where it was measured and that its output was not committed. Nothing here is a typed result: a record that changes makes the prose that quoted
 it fail, so the prose has to be rewritten with the record.
 """
 from __future__ import annotations
@@ -372,9 +375,12 @@ def test_the_three_verdicts_of_one_record_are_told_apart() -> None:
                 f"recorded as `{rec['hardware']}`, {round(rec['acc'] * n)} of {n} test images right = "
                 f"{100 * rec['acc']:.2f} %",
                 f"| {rr['meta']['threads']} | {signed(100 * diff)} ({round(-diff * n)} images) | yes: its `rerun.json`",
-                f"| 0.00 |", f"| −{one_image:.2f} (1 image) |",
-                f"F1 39.24 vs {100 * rec['f1']:.2f} %", f"the best epoch was the same ({rec['best_epoch']})",
-                f"vs the record's {100 * rec['val']['val_acc']:.1f} %")
+                "| equal, as that session reported it (not committed) |",
+                "| one test image fewer, as that session reported it (not committed) |",
+                f"(the record's F1: {100 * rec['f1']:.2f} %)", f"the best epoch was the same as the record's "
+                f"({rec['best_epoch']})", f"below the record's {100 * rec['val']['val_acc']:.1f} %")
+    # the two reruns that were not committed carry no typed numbers of their own
+    assert_never_says("docs/reviewer.md", "F1 39.24", "57.8 %", f"| −{one_image:.2f} (1 image) |")
     # the results page's reruns table (generated) shows the kept one
     assert_says("docs/results.md", f"| s0-cd14ed10c3 | {signed(100 * diff)} |")
 
@@ -480,3 +486,381 @@ def test_no_page_names_a_processor_the_records_do_not(rel: str) -> None:
     assert all(not r["hardware"].startswith("CPU") or r["hardware"].startswith("CPU x86_64") for r in records())
     assert_never_says(rel, "made on another x86 processor", "the 2-core Intel VM that trained",
                       "a different processor from the Intel Xeon")
+
+
+# ------------------------------------------------------------ §5: the remaining numbers of the prose
+
+def test_training_page_times_per_model_are_the_records() -> None:
+    """docs/training.md's table of minutes per run is the records', and its budget arithmetic too."""
+    per_model: dict[str, list[float]] = {}
+    for r in records():
+        if r["dataset"] == "x-sdd" and r["protocol"] == "leak-free" and r["model"] in comparison_models():
+            per_model.setdefault(r["model"], []).append(run_seconds(r) / 60)
+    assert all(len(v) == 3 for v in per_model.values()) and len(per_model) == 9
+    rows = [f"| `{m}` | {len(v)} | {statistics.mean(v):.1f} | {span(v)} |"
+            for m, v in sorted(per_model.items(), key=lambda kv: statistics.mean(kv[1]))]
+    assert_says("docs/training.md", "| model | runs | minutes per run (mean) | min–max |\n|---|---|---|---|\n"
+                + "\n".join(rows))
+    # second way: the rows add up to the comparison's hours stated next to them
+    hours, runs = _comparison_hours()
+    assert sum(sum(v) for v in per_model.values()) / 60 == pytest.approx(hours)
+    assert {r["hardware"] for r in records() if r["dataset"] == "x-sdd"} <= {
+        "CPU x86_64, 2 cores, 1 threads", "CPU x86_64, 2 cores, 2 threads"}
+    x_steps, x_epochs, _ = _steps("x-sdd")
+    assert round((224 / 64) ** 2) == 12 and hours * 12 / x_epochs > 6      # less than one epoch in 6 h
+    assert_says("docs/training.md", f"224 px has ≈ 12× the pixels; scaled by pixels, the records' {hours:.1f} h "
+                f"for {x_epochs} epochs would leave less than one epoch in 6 h")
+    n, x = seed0_split("neu-cls-64"), seed0_split("x-sdd")
+    assert_says("docs/training.md", f"It has {n['images']} images, {n['images'] / x['images']:.1f}× X-SDD's")
+
+
+def test_training_page_tuning_numbers_are_the_tuning_records() -> None:
+    tuning = {(t["model"], t["candidate"]): t for t in
+              (_json(p) for p in sorted((RESULTS / "cpu" / "tuning" / "runs").glob("*.json")))}
+
+    def acc(model: str, candidate: str) -> str:
+        rec = tuning[(model, candidate)]
+        assert rec["seed"] == 0 and rec["val_n"] == seed0_split("x-sdd")["val"]
+        return f"{100 * rec['val_acc']:.1f}"
+
+    lo, hi = "paper: lr 1e-4", "lr 1e-3"
+    r18, vit, swin = ((acc(m, lo), acc(m, hi)) for m in ("resnet18", "vit", "swin-t"))
+    assert float(r18[1]) > float(r18[0]) and float(vit[1]) < float(vit[0]) and float(swin[1]) < float(swin[0])
+    assert_says("docs/training.md",
+                f"lr 1e-3 instead of 1e-4 lifts ResNet18's validation accuracy from {r18[0]} to {r18[1]} %, "
+                f"but drops ViT's from {vit[0]} to {vit[1]} % and Swin-T's from {swin[0]} to {swin[1]} %")
+    # second way: the committed tuning table shows the same values
+    text = (RESULTS / "cpu" / "tuning.md").read_text()
+    for model, (a, b) in (("resnet18", r18), ("vit", vit), ("swin-t", swin)):
+        assert re.search(rf"\| {re.escape(model)} \| (\*\*)?paper: lr 1e-4(\*\*)? \| {a} \|", text)
+        assert re.search(rf"\| {re.escape(model)} \| (\*\*)?lr 1e-3(\*\*)? \| {b} \|", text)
+    assert_never_says("docs/training.md", "79.5 / 73.3", "early check on X-SDD")
+
+
+def test_training_page_gpu_step_times_are_the_committed_benchmark() -> None:
+    bench = _json(RESULTS / "benchmarks" / "h100_224px_batch64.json")
+    assert bench["environment"]["gpu"].startswith("NVIDIA H100") and bench["environment"]["date"].startswith(
+        "2026-11-27")
+    step = {r["model"]: r["step_ms"] for r in bench["records"] if r["mode"] == "train"}
+    assert {r["img_size"] for r in bench["records"]} == {224} and {r["batch_size"] for r in bench["records"]} == {64}
+    assert all(r["channels_last"] for r in bench["records"])
+    esg, cnx = step["esg_convnext_atto"], step["convnextv2_atto"]
+    # second way: a step is the batch over the training rate
+    rate = {r["model"]: r["img_per_s"] for r in bench["records"] if r["mode"] == "train"}
+    assert esg == pytest.approx(64 / rate["esg_convnext_atto"] * 1000, rel=0.05)
+    per_epoch = seed0_split("x-sdd")["steps_per_epoch"]
+    assert_says("docs/training.md",
+                f"took {esg:.0f} ms per training step for ESG-ConvNeXt-atto and {cnx:.0f} ms for ConvNeXtV2-atto. "
+                f"At {per_epoch} steps per epoch that is about {per_epoch * 100 * esg / 1000 / 60:.0f} min for 100 "
+                f"epochs of one ESG-ConvNeXt run on X-SDD")
+    assert_never_says("docs/training.md", "esg_convnext_atto 140")
+
+
+def test_training_page_parameter_counts_are_the_records() -> None:
+    params = {r["model"]: r["params"] / 1e6 for r in records() if r["dataset"] == "x-sdd"}
+    assert min(("convnextv2", "convnextv2-param"), key=lambda m: abs(params[m] - params["esg-convnext"])) == (
+        "convnextv2-param")
+    assert_says("docs/training.md",
+                f"`convnextv2_tiny` ({params['convnextv2-param']:.1f} M) for `esg_convnext_atto` "
+                f"({params['esg-convnext']:.1f} M; `convnextv2_atto` has {params['convnextv2']:.1f} M)")
+
+
+def test_reviewer_page_counts_are_the_committed_files() -> None:
+    """The `cpu-gap` record retrained exactly, and the seed-0 X-SDD reruns that carry Grad-CAM maps."""
+    (rec,) = [r for r in records("cpu-gap") if r["run"] == "s0-2030c5ac10"]
+    assert (rec["model"], rec["seed"], rec["epochs"]) == ("convnextv2", 0, 60)
+    assert rec["hardware"] == "CPU AMD EPYC, 2 cores, 1 threads"
+    log = RESULTS / "cpu-gap" / "artifacts" / "x-sdd" / "convnextv2" / "s0-2030c5ac10" / "log.jsonl"
+    epochs = [json.loads(line)["epoch"] for line in log.read_text().splitlines() if line.strip()]
+    assert len(epochs) == rec["epochs"] == max(epochs)
+    assert_says("docs/reviewer.md", f"recorded as `{rec['hardware']}`",
+                f"All {len(epochs)} lines of the rerun's `log.jsonl`")
+    with_maps = [r for r in reruns() if r["dataset"] == "x-sdd" and r["seed"] == 0
+                 and r["model"] in comparison_models() and (r["dir"] / "gradcam.npz").is_file()]  # Fig. 13's seven
+    assert_says("docs/reviewer.md", f"and the {len(with_maps)} X-SDD seed-0 reruns "
+                "that were trained twice")
+    assert_never_says("docs/reviewer.md", "took 173 s and `make reproduce PROFILE=cpu` 89 s")
+
+
+def test_training_curves_the_prose_quotes_are_the_seed_0_reruns() -> None:
+    """"Not trained to their potential": what the X-SDD seed-0 reruns' logs say, epoch by epoch."""
+    def log(model: str) -> list[dict[str, Any]]:
+        (rr,) = [r for r in reruns() if r["dataset"] == "x-sdd" and r["model"] == model and r["seed"] == 0]
+        lines = [json.loads(x) for x in (rr["dir"] / "log.jsonl").read_text().splitlines() if x.strip()]
+        assert [e["epoch"] for e in lines] == list(range(1, len(lines) + 1))
+        return lines
+
+    def first_from(model: str, at_least: float) -> int:
+        """The first epoch from which every later epoch's training accuracy is ≥ at_least."""
+        acc = [e["train_acc"] for e in log(model)]
+        return next(k + 1 for k in range(len(acc)) if all(a >= at_least for a in acc[k:]))
+
+    esg = log("esg-convnext")
+    epochs = len(esg)
+    best = max(range(epochs), key=lambda k: (esg[k]["val_f1"], esg[k]["val_acc"])) + 1
+    (rr,) = [r for r in reruns() if r["dataset"] == "x-sdd" and r["model"] == "esg-convnext" and r["seed"] == 0]
+    assert best == epochs == rr["metrics"]["best_epoch"]                 # second way: the rerun's metrics
+    cnx, r18, d121 = first_from("convnextv2", 1.0), first_from("resnet18", 0.99), first_from("densenet121", 0.99)
+    assert r18 == d121
+    assert_says("README.md", f"its best validation epoch was its last, epoch {epochs} of {epochs}",
+                f"ConvNeXtV2 reached 100 % training accuracy at epoch {cnx} of {epochs}, and ResNet18 was above "
+                f"99 % from epoch {r18}")
+    assert_says("docs/results.md", f"ConvNeXtV2 at 100 % training accuracy from epoch {cnx} of {epochs}, "
+                f"ResNet18 above 99 % from epoch {r18}")
+    assert_says("docs/search.md", f"ConvNeXtV2 at 100 % training accuracy from epoch {cnx} of {epochs}, and "
+                f"ResNet18 and DenseNet121 above 99 % from epoch {d121}")
+    for rel in ("README.md", "docs/results.md", "docs/search.md"):
+        assert_never_says(rel, "ResNet18 reached 100 %", "ResNet18 and ConvNeXtV2 at 100 %",
+                          "ResNet18, DenseNet121 and ConvNeXtV2 at 100 %")
+
+
+def test_readme_cost_of_the_additions_is_the_records() -> None:
+    params = {r["model"]: r["params"] for r in records() if r["dataset"] == "x-sdd"}
+    gmacs = {r["model"]: r["gmacs"] for r in records() if r["dataset"] == "x-sdd" and r.get("gmacs")}
+    ratios = [params["esg-convnext"] / params["convnextv2"], gmacs["esg-convnext"] / gmacs["convnextv2"]]
+    assert all(round(x) == 7 for x in ratios), ratios
+    assert_says("README.md", "The additions cost about 7× the parameters and MACs of the same-name ConvNeXtV2")
+
+
+def test_results_reading_counts_and_image_sizes_are_the_records() -> None:
+    x, n = seed0_split("x-sdd"), seed0_split("neu-cls-64")
+    family = len(comparison_models()) - 1                       # ESG-ConvNeXt against every other row
+    page = prose("docs/results.md")
+    # second way: the generated block's own wording names the family sizes it used
+    assert f"the family of the {family} comparisons in the table" in page
+    (reading,) = set(re.findall(r"Holm's correction for (\d+) comparisons", page))
+    assert_says("docs/results.md", f"each dataset's paired table makes {family} comparisons",
+                f"The \"Reading\" lines correct for all {reading} comparisons they list",
+                f"after the correction for the Reading's {reading} comparisons",
+                f"one X-SDD test image is ≈ {100 / x['test']:.2f} points",
+                f"NEU-CLS-64's test part is ≈{n['test'] / x['test']:.0f}× larger: one image is ≈ "
+                f"{100 / n['test']:.2f} points")
+    assert_says("README.md", f"each dataset's table makes {family} comparisons")
+    assert_says("docs/results.md", f"On X-SDD one test image is {100 / x['test']:.2f} points ({x['test']} images)")
+
+
+def _cam_right(dataset: str) -> dict[str, tuple[int, int]]:
+    """Per model of Fig. 13 (the paper's seven models' seed-0 reruns with saved maps): (images right, images shown), from the maps'
+    own predictions and the rerun's test predictions (the true labels)."""
+    import numpy as np
+
+    out = {}
+    for r in reruns():
+        cams = r["dir"] / "gradcam.npz"
+        paper_seven = r["model"] in comparison_models() and r["model"] not in ("resnet18", "convnextv2-param")
+        if r["dataset"] != dataset or r["seed"] != 0 or not paper_seven or not cams.is_file():
+            continue
+        with np.load(cams) as data:
+            indices, predictions = data["indices"].tolist(), data["predictions"].tolist()
+        with open(r["dir"] / "test_predictions.csv", newline="") as fh:
+            rows = {int(row["index"]): row for row in csv.DictReader(fh)}
+        # second way: the maps' predictions are the rerun's own predictions of those test images
+        assert [int(rows[i]["pred"]) for i in indices] == predictions
+        out[r["model"]] = (sum(int(rows[i]["label"]) == p for i, p in zip(indices, predictions)), len(indices))
+    assert len(out) == 7, sorted(out)
+    return out
+
+
+def test_grad_cam_counts_on_the_results_page_are_the_saved_maps() -> None:
+    labels = {r["model"]: r["label"] for r in records()}
+    x = _cam_right("x-sdd")
+    right, shown = x["esg-convnext"]
+    assert_says("docs/results.md", f"ESG-ConvNeXt is right on {right} of the {shown} images")
+    n = _cam_right("neu-cls-64")
+    shown = n["esg-convnext"][1]
+    full = sorted(labels[m] for m, (k, _) in n.items() if k == shown and m != "esg-convnext")
+    others = {k for m, (k, _) in n.items() if k != shown}
+    assert n["esg-convnext"][0] == shown and len(others) == 1
+    assert_says("docs/results.md", f"ESG-ConvNeXt is right on all {shown} images, as are {listed(full)} "
+                f"(the others on {others.pop()} of {shown}")
+
+
+def test_neu_oil_stain_errors_are_the_rerun_confusion() -> None:
+    (rr,) = [r for r in reruns() if r["dataset"] == "neu-cls-64" and r["model"] == "esg-convnext" and r["seed"] == 0]
+    with open(rr["dir"] / "test_confusion.csv", newline="") as fh:
+        rows = {row["true\\pred"]: row for row in csv.DictReader(fh)}
+    oil = rows["sp"]                       # NEU-CLS-64's codes: sp oil stains, rs (rolled-in) scale, ps pitting surface
+    assert_says("docs/results.md", f"({oil['rs']} of its oil-stain test images called scale, {oil['ps']} pitting surface)")
+
+
+def test_data_page_leak_audit_is_the_committed_audit_tables() -> None:
+    """docs/data.md's leak-audit table is the committed `results/cpu/leak_audit_<dataset>.csv` (seed 0)."""
+    audit = {ds: {r["protocol"]: r for r in table(f"leak_audit_{ds}.csv")} for ds in ("x-sdd", "neu-cls-64")}
+    for protocol in ("leak-free", "augment-then-split", "augment-then-group-split"):
+        cells = []
+        for ds in ("x-sdd", "neu-cls-64"):
+            r = audit[ds][protocol]
+            leaked, fraction = int(r["test_leaked"]), float(r["test_leak_fraction"])
+            assert leaked == round(fraction * int(r["test_items"]))          # second way: the stated fraction
+            cells += [f"{r['train_items']} / {r['val_items']} / {r['test_items']}",
+                      f"{leaked} ({100 * fraction:.0f} %)" if leaked else "0"]
+        assert_says("docs/data.md", f"| {protocol} | " + " | ".join(cells) + " |")
+
+
+def test_run_and_rerun_counts_in_the_prose_are_the_committed_files() -> None:
+    n_records, n_reruns = len(records()), len(reruns())
+    assert_says("docs/results.md", f"The {n_records} committed `cpu` runs kept none",
+                f"how far the {n_reruns} reruns moved", f"(all {n_records} runs are done)")
+    assert_says("docs/reviewer.md", f"The {n_records} `cpu` runs committed before this")
+    assert_says("docs/search.md", f"The `cpu` profile and its {n_records} records stay as they are")
+
+
+def test_readme_performance_numbers_are_the_committed_benchmarks() -> None:
+    """The README's training rates and speed-ups that rest on committed `esg benchmark` JSONs."""
+    bench = RESULTS / "benchmarks"
+    compile_both = _json(bench / "cpu-2core_64px_batch64_compile-both.json")
+    malloc = _json(bench / "cpu-2core_64px_batch64_malloc-compile-both.json")
+    ops = _json(bench / "cpu-2core_64px_batch64_op-times.json")["op_times"]
+
+    def train(doc: dict[str, Any], compiled: bool, allocator: str | None) -> dict[str, Any]:
+        (rec,) = [r for r in doc["records"] if r["model"] == "esg_convnext_atto" and r["mode"] == "train"
+                  and r["compile"] is compiled and r.get("malloc") == allocator]
+        assert (rec["img_size"], rec["batch_size"], rec["threads"]) == (64, 64, 2)
+        return rec
+
+    for doc in (compile_both, malloc):
+        assert doc["environment"]["cpu"] == "AMD EPYC"
+    rates = sorted((train(compile_both, False, None)["img_per_s"], train(malloc, False, "default")["img_per_s"]))
+    base, tuned = train(malloc, False, "default"), train(malloc, False, "tuned")
+    both = train(malloc, True, "tuned")
+
+    def paired(a: dict[str, Any], b: dict[str, Any]) -> float:      # median over rounds of a / b, per round
+        return statistics.median(x / y for x, y in zip(a["img_per_s_all"], b["img_per_s_all"]))
+
+    dense = ops["dense_ms"] / ops["ops_ms"]
+    assert_says("README.md",
+                f"trains at {rates[0]:.0f} and {rates[1]:.0f} img/s on two 2-core AMD EPYC VMs (64 px, batch 64",
+                f"(1.12× per step", f"(1.14× together", f"{100 * dense:.0f} % of a step",
+                f"at most {1 / dense:.2f}× faster")
+    assert f"{paired(tuned, base):.2f}" == "1.12" and f"{paired(both, base):.2f}" == "1.14"
+
+
+def test_gpu_server_page_seconds_are_the_h100_records() -> None:
+    gpu = [r for r in records() if r["hardware"].startswith("NVIDIA H100")]
+    assert {r["hardware"] for r in gpu} == {"NVIDIA H100 80GB HBM3 x1"} and {r["dataset"] for r in gpu} == {"neu-cls-64"}
+    steps, epochs, _ = _steps("neu-cls-64")
+    assert_says("docs/gpu-server.md", f"The only GPU records in the repository are {len(gpu)} runs",
+                f"64 px, {epochs} epochs ({steps} optimiser steps of batch 64)",
+                f"({sum(r['train_seconds'] for r in gpu):.0f} s in all;")
+    text = prose("docs/gpu-server.md")
+    for model in {r["model"] for r in gpu}:
+        mine = [r for r in gpu if r["model"] == model]
+        seconds = {f"{r['train_seconds']:.0f}" for r in mine}
+        row = re.search(rf"\| {re.escape(model)}( \([^)]*\))? \| {len(mine)} \| ([\d, ]+) \|", text)
+        assert row, model
+        assert set(row.group(2).split(", ")) == seconds, (model, row.group(2), seconds)
+
+
+def test_gap_page_arms_status_is_the_cpu_gap_records() -> None:
+    gap = records("cpu-gap")
+    steps_arm = [r for r in gap if r["epochs"] == 60]
+    size_arm = [r for r in gap if r["epochs"] == 15]         # the 128-px arm keeps the 15 epochs
+    x_steps, x_epochs, per_epoch = _steps("x-sdd")
+    assert {r["steps"] for r in steps_arm} == {60 * per_epoch} and {r["steps"] for r in size_arm} == {x_steps}
+    labels = {"resnet18": "ResNet18", "convnextv2": "ConvNeXtV2-atto"}
+
+    def status(arm: list[dict[str, Any]]) -> str:
+        seeds: dict[str, list[int]] = {}
+        for r in arm:
+            seeds.setdefault(r["model"], []).append(r["seed"])
+        parts = [f"{labels[m]} seed{'s' if len(s) > 1 else ''} {' '.join(map(str, sorted(s)))}"
+                 for m, s in sorted(seeds.items(), key=lambda kv: (len(kv[1]), kv[0] != "resnet18"))]
+        return "; ".join(parts)
+
+    assert_says("docs/gap.md", f"| 60 epochs ({60 * per_epoch} steps), warm-up 4 epochs |",
+                f"| {status(steps_arm)} (`cpu-gap`) |", f"| {status(size_arm)} (`cpu-gap`) |",
+                f"{x_epochs} epochs = {x_steps} optimiser steps")
+
+
+def test_search_page_one_validation_image_in_points() -> None:
+    val = seed0_split("x-sdd")["val"]
+    assert_says("docs/search.md", f"That part is {val} images, so one image is {100 / val:.1f} points")
+
+
+def test_reliability_page_fuzz_table_is_the_committed_fuzz_run() -> None:
+    """docs/reliability.md says its table is copied from results/benchmarks/fuzz.md: every row is."""
+    fuzz = (RESULTS / "benchmarks" / "fuzz.md").read_text().splitlines()
+    start = fuzz.index(next(line for line in fuzz if line.startswith("| Harness |")))
+    end = next(k for k in range(start, len(fuzz)) if not fuzz[k].startswith("|"))    # the table's end
+    rows = fuzz[start:end]
+    assert len(rows) > 2
+    total = next(line for line in fuzz[start:] if line.endswith("per input."))
+    assert_says("docs/reliability.md", "\n".join(rows), total)
+
+
+def test_performance_page_speed_up_table_is_the_committed_benchmark() -> None:
+    """docs/performance.md's 'speed-up, measured in one run' table, row by row from its JSON."""
+    doc = _json(RESULTS / "benchmarks" / "cpu-2core_64px_batch64_malloc-compile-both.json")
+
+    def rec(model: str, mode: str, compiled: bool, allocator: str) -> dict[str, Any]:
+        (r,) = [r for r in doc["records"] if (r["model"], r["mode"], r["compile"], r["malloc"]) ==
+                (model, mode, compiled, allocator)]
+        return r
+
+    names = {(False, "tuned"): "eager, tuned malloc", (True, "default"): "compiled",
+             (True, "tuned"): "compiled, tuned malloc"}
+    rows = [("esg_convnext_atto", "train", (False, "tuned")), ("esg_convnext_atto", "train", (True, "default")),
+            ("esg_convnext_atto", "train", (True, "tuned")), ("esg_convnext_atto", "infer", (False, "tuned")),
+            ("resnet18", "train", (False, "tuned")), ("resnet18", "train", (True, "tuned"))]
+    for model, mode, variant in rows:
+        base, var = rec(model, mode, False, "default"), rec(model, mode, *variant)
+        ratios = [v / b for v, b in zip(var["img_per_s_all"], base["img_per_s_all"])]
+        speed = f"{statistics.median(ratios):.2f}"
+        head = f"| `{model}` | {mode} | {base['img_per_s']:.1f} | {names[variant]} | {var['img_per_s']:.1f} | "
+        tail = f" | {min(ratios):.2f}–{max(ratios):.2f} |"
+        text = prose("docs/performance.md")
+        assert head + speed + tail in text or head + f"**{speed}**" + tail in text, head + speed + tail
+
+
+def test_performance_page_operator_table_is_the_committed_op_times() -> None:
+    """docs/performance.md's `--op-times` table and the step times under it, from their JSON."""
+    ops = _json(RESULTS / "benchmarks" / "cpu-2core_64px_batch64_op-times.json")["op_times"]
+    fam, total, rate = ops["families"], ops["ops_ms"], ops["dense_rate_gflops"]
+    text = prose("docs/performance.md")
+    assert f"| family | ms / step | share | achieved GFLOP/s | of the dense rate ({rate:.0f}) |" in text
+    labelled = {"conv backward (dense)": "conv backward (dense)", "conv forward (dense)": "conv forward (dense)",
+                "PReLU": "PReLU (forward and backward)", "matmul / linear": "matmul / linear (the MLP's `nn.Linear`)",
+                "elementwise (mul, add, div, sub, pow, sqrt...)": "elementwise (SimAM, GRN, gates, sums)",
+                "depthwise conv backward": "depthwise conv backward", "optimizer (AdamW)": "optimizer (AdamW, per parameter)",
+                "BatchNorm": "BatchNorm", "reductions (sum, mean, var, norm)": "reductions"}
+    for key, label in labelled.items():
+        f = fam[key]
+        row = f"| {label} | {f['ms']:.1f} | {100 * f['ms'] / total:.0f} % |"
+        if f["gmacs"]:
+            achieved = 2 * f["gmacs"] / (f["ms"] / 1000)          # GFLOP/s: 2 × MACs per step / seconds
+            row += f" {achieved:.0f} | {100 * achieved / rate:.0f} % |"
+        assert row in text, row
+    rest = sum(f["ms"] for k, f in fam.items() if k not in labelled)
+    assert f"| {rest:.1f} | {100 * rest / total:.0f} % |" in text
+    assert_says("docs/performance.md",
+                f"The step took {ops['step_ms']:.0f} ms untimed and {ops['step_ms_timed']:.0f} ms with every operator "
+                f"timed (the timer's own cost); the operators sum to {total:.0f} ms",
+                f"take **{100 * ops['dense_ms'] / total:.0f} %** of the step",
+                f"the step would be at most **{ops['fusion_bound']:.2f}×** faster")
+
+
+def test_performance_page_compile_table_is_the_committed_benchmark() -> None:
+    doc = _json(RESULTS / "benchmarks" / "cpu-2core_64px_batch64_compile-both.json")
+    text = prose("docs/performance.md")
+    for model in ("esg_convnext_atto", "resnet18"):
+        for mode in ("infer", "train"):
+            eager, comp = ([r for r in doc["records"] if (r["model"], r["mode"], r["compile"]) == (model, mode, c)][0]
+                           for c in (False, True))
+            ratios = [c / e for c, e in zip(comp["img_per_s_all"], eager["img_per_s_all"])]
+            speed = f"{statistics.median(ratios):.2f}"
+            head = f"| `{model}` | {mode} | {eager['img_per_s']:.1f} | {comp['img_per_s']:.1f} | "
+            tail = f" | {min(ratios):.2f}–{max(ratios):.2f} |"
+            assert head + speed + tail in text or head + f"**{speed}**" + tail in text, head + speed + tail
+
+
+def test_performance_page_h100_numbers_are_the_committed_benchmark() -> None:
+    bench = _json(RESULTS / "benchmarks" / "h100_224px_batch64.json")
+    rec = {(r["model"], r["mode"]): r for r in bench["records"]}
+    esg_i, esg_t = rec[("esg_convnext_atto", "infer")], rec[("esg_convnext_atto", "train")]
+    cnx_i, cnx_t = rec[("convnextv2_atto", "infer")], rec[("convnextv2_atto", "train")]
+    assert_says("docs/performance.md",
+                f"ESG-ConvNeXt-atto: {esg_i['img_per_s']:.0f} img/s inference, {esg_t['img_per_s']:.0f} img/s training "
+                f"({esg_t['step_ms']:.0f} ms per step, {esg_t['peak_mem_mb'] / 1000:.1f} GB peak); ConvNeXtV2-atto: "
+                f"{cnx_i['img_per_s']:.0f} and {cnx_t['img_per_s']:.0f} img/s. ESG/ConvNeXtV2 = "
+                f"**{esg_i['img_per_s'] / cnx_i['img_per_s']:.2f} inference, "
+                f"{esg_t['img_per_s'] / cnx_t['img_per_s']:.2f} training**")

@@ -127,12 +127,14 @@ def test_the_training_curve_statements_hold():
     esg = _seed0_log("esg-convnext")
     best = max(range(len(esg)), key=lambda i: (esg[i]["val_acc"], i)) + 1
     assert f"its best validation epoch was its last, epoch {best} of {len(esg)}" in readme and best == len(esg)
-    for model, label in (("resnet18", "ResNet18"), ("convnextv2", "ConvNeXtV2")):
+    # "100 %" means every training image right (ResNet18 never gets there: it is said to be above 99 %);
+    # both get there well before their last epoch (tests/test_prose_numbers.py checks the other pages)
+    for model, label, level in (("convnextv2", "ConvNeXtV2", 1.0), ("resnet18", "ResNet18", 0.99)):
         log = _seed0_log(model)
-        first = next(r["epoch"] for r in log if r["train_acc"] >= 0.999)
+        first = next(r["epoch"] for r in log if all(x["train_acc"] >= level for x in log[r["epoch"] - 1:]))
         assert first < len(log)
-        said = (f"{label} reached 100 % training accuracy at epoch {first} of {len(log)}" if model == "resnet18"
-                else f"and {label} at epoch {first}")
+        said = (f"{label} reached 100 % training accuracy at epoch {first} of {len(log)}" if level == 1.0
+                else f"{label} was above 99 % from epoch {first}")
         assert said in readme
 
 
