@@ -264,27 +264,32 @@ def write_gap_report(profile: ProfileRef = "cpu-gap", results: str | Path = "res
     return written
 
 
+def _gap_panels(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame, str]]:
+    """(x label, runs, x column) of the gap figure's two panels: steps at the base size, size at the
+    base steps, each with the base arm and the arms that change only that x."""
+    base = frame[frame["arm"] == BASE_ARM]
+    base_size = int(base["img_size"].iloc[0]) if len(base) else 64
+    base_steps = int(base["steps"].iloc[0]) if len(base) else None
+    return [(f"optimiser steps ({base_size} px)", _arm_changing(frame, {"epochs", "warmup_epochs"}), "steps"),
+            (f"input size, px ({base_steps} steps)" if base_steps else "input size, px",
+             _arm_changing(frame, {"img_size"}), "img_size")]
+
+
 def plot_gap(frame: pd.DataFrame, metric: str = "acc"):
     """Test ``metric`` against optimiser steps (64 px) and against input size (base steps), per model:
     every seed a small dot, the mean over a point's seeds a large marker with its ``n=`` written
     beside the panel's markers (left of the first column, right of the last: never on a marker). The
     x axes are categorical (the values present) and the models are nudged apart sideways. A line joins
-    two means only when they are over the same seeds; a mean over other seeds stands alone."""
+    two means only when they are over the same seeds; a mean over other seeds stands alone. A panel
+    holds the base and the arms that change only its x: an arm of other fields (a learning rate, say)
+    is on no axis here, only in the report's tables."""
     import matplotlib.pyplot as plt
 
     from esg_lib.figures import MAX_WIDTH, _spread, fit_lines, highlight_style, line_styles, text_color
 
-    base = frame[frame["arm"] == BASE_ARM]
-    base_size = int(base["img_size"].iloc[0]) if len(base) else 64
-    base_steps = int(base["steps"].iloc[0]) if len(base) else None
-    # each panel: the base and the arms that change only its x (an arm of other fields, such as a
-    # learning rate, sits on no axis here: it is in the report's tables)
-    panels = [(f"optimiser steps ({base_size} px)", _arm_changing(frame, {"epochs", "warmup_epochs"}), "steps"),
-              (f"input size, px ({base_steps} steps)" if base_steps else "input size, px",
-               _arm_changing(frame, {"img_size"}), "img_size")]
+    panels = _gap_panels(frame)
     esg = "esg-convnext"   # the black star in every figure
-    styles = dict(zip(MODELS, highlight_style(line_styles(len(MODELS)), MODELS.index(esg))))
-    step = 0.1
+    styles, step = dict(zip(MODELS, highlight_style(line_styles(len(MODELS)), MODELS.index(esg)))), 0.1
     fig, axes = plt.subplots(1, 2, figsize=(MAX_WIDTH, 4.0), sharey=True)
     for ax, (xlabel, part, x) in zip(axes, panels):
         ticks = sorted(int(v) for v in part[x].unique())
