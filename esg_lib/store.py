@@ -221,10 +221,13 @@ def _map_problem(key: str, value: Any) -> str | None:
     return None
 
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
+
+
 def record_problem(record: Any) -> str | None:
     """Why a parsed record cannot be used (None: it can). Every field that the report, the plan's
     progress and the figures read is checked for its type, so a record that passes never crashes
-    them: text ``dataset`` and ``model``; an integer ``seed``; text or null for the names (run,
+    them: ``dataset`` and ``model`` as names (they name table files); an integer ``seed``; text or null for the names (run,
     run id, profile, protocol, variants, label, timm name, hardware, status); finite numbers or null for metrics, counts and
     seconds; ``{name: number}`` or null for ``val`` and ``per_class_recall``; an object or null for
     ``curve`` (with a text ``verdict`` if any)."""
@@ -235,6 +238,8 @@ def record_problem(record: Any) -> str | None:
     for key in _TEXT:
         if not isinstance(record.get(key), str) or not record[key]:
             return f"'{key}' is missing or not text"
+        if not _NAME.fullmatch(record[key]):   # it names table files: a path piece of sane length
+            return f"'{key}' is not a name (letters, digits, '.', '_', '+', '-'; at most 64)"
     seed = record.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool):
         return "'seed' is missing or not an integer"
