@@ -248,8 +248,8 @@ def test_stamping_committed_records_again_rewrites_nothing(tmp_path):
 
 
 def test_a_record_whose_dataset_or_model_is_no_name_is_skipped_not_a_crash():
-    """Found by `make fuzz` (2026-12-07): a 150-character dataset name reached the table writer as a
-    file name and raised `File name too long`; the validator now refuses such names."""
+    """Found by `make fuzz` (2026-12-07): a dataset text too long for a file name reached the table
+    writer as a file name and raised `File name too long`; the validator now refuses such names."""
     assert store.record_problem(GOOD) is None
     for key, value in (("dataset", "x" * 150), ("model", "a/b"), ("dataset", "../up"), ("model", " ")):
         assert "not a name" in (store.record_problem({**GOOD, key: value}) or ""), (key, value)
