@@ -61,8 +61,23 @@ def test_until_accepts_minutes_and_clock_times_and_refuses_the_rest():
     assert S.parse_until(None) is None
     assert S.parse_until("30m") == pytest.approx(time.time() + 1800, abs=5)
     assert isinstance(S.parse_until("18:40"), float)
-    with pytest.raises(S.SearchError, match="--until"):
-        S.parse_until("soon")
+    for bad in ("soon", "25:00", "12:60"):
+        with pytest.raises(S.SearchError, match="--until"):
+            S.parse_until(bad)
+
+
+def test_a_clock_time_already_past_today_means_tomorrow():
+    """`--until 01:10` typed at 22:36 must not stop the search at once (it did, in session 9)."""
+    import time
+
+    def clock(offset_s: float) -> str:
+        t = time.localtime(time.time() + offset_s)
+        return f"{t.tm_hour:02d}:{t.tm_min:02d}"
+
+    ahead = S.parse_until(clock(180)) - time.time()
+    assert 110 <= ahead <= 190
+    behind = S.parse_until(clock(-180)) - time.time()
+    assert 23 * 3600 - 200 <= behind <= 24 * 3600 + 3600   # a day ahead, whatever DST does tonight
 
 
 # ----------------------------------------------------------------------------------- adopting `cpu`

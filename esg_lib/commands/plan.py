@@ -58,7 +58,7 @@ def _add_search(subparsers: argparse._SubParsersAction) -> None:
                    help="model-table keys (default: esg-convnext resnet18 densenet121 convnextv2)")
     p.add_argument("--trials", type=int, default=None, help="finished trials per model (default: 10)")
     p.add_argument("--limit", type=int, default=None, help="stop after this many trials")
-    p.add_argument("--until", default=None, help="start no trial after this: '18:40' or '90m' from now")
+    p.add_argument("--until", default=None, help="start no trial after this: '18:40' (tomorrow if already past) or '90m' from now")
     p.add_argument("--out", default="runs", help="trial runs go under OUT/search/<profile>/")
     p.add_argument("--results", default="results")
     p.add_argument("--report", action="store_true", help="only rebuild RESULTS/<profile>/search.md")

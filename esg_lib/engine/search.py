@@ -556,7 +556,10 @@ def write_search_table(profile: ProfileRef, results: str | Path = "results",
 
 
 def parse_until(text: str | None) -> float | None:
-    """``--until``: minutes from now (``90m``) or a local clock time today (``18:40``) → UNIX time."""
+    """``--until``: minutes from now (``90m``) or a local clock time (``18:40``) → UNIX time.
+
+    A clock time already past today means that time tomorrow: ``--until 01:10`` typed at 22:36 gives
+    the search until ten past one, not no time at all."""
     if not text:
         return None
     text = text.strip()
@@ -564,8 +567,11 @@ def parse_until(text: str | None) -> float | None:
         return time.time() + 60 * float(text[:-1])
     try:
         hh, mm = (int(p) for p in text.split(":"))
+        if not (0 <= hh < 24 and 0 <= mm < 60):
+            raise ValueError
         now = time.localtime()
-        return time.mktime((now.tm_year, now.tm_mon, now.tm_mday, hh, mm, 0, 0, 0, -1))
+        day = 0 if (hh, mm) > (now.tm_hour, now.tm_min) else 1
+        return time.mktime((now.tm_year, now.tm_mon, now.tm_mday + day, hh, mm, 0, 0, 0, -1))
     except ValueError:
         raise SearchError(f"--until expects minutes ('90m') or a clock time ('18:40'), got {text!r}") from None
 
