@@ -28,16 +28,22 @@ def _add_tune(subparsers: argparse._SubParsersAction) -> None:
                               epilog="examples:\n  esg tune --profile cpu\n  esg tune --profile cpu "
                               "--model resnet18 --threads 1\n  esg tune --profile cpu --report   "
                               "# rebuild the table only", formatter_class=FMT)
-    p.add_argument("--profile", default="cpu")
-    p.add_argument("--model", nargs="+", default=None, metavar="KEY",
-                   help="model-table keys (default: every tuned row, ESG-ConvNeXt and its references first)")
-    p.add_argument("--out", default="runs", help="tuning runs go under OUT/tuning/<profile>/")
-    p.add_argument("--results", default="results")
-    p.add_argument("--report", action="store_true", help="only rebuild RESULTS/<profile>/tuning.md")
+    _add_study_arguments(p, "cpu", "tuning", "every tuned row, ESG-ConvNeXt and its references first")
     p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_tune)
+
+
+def _add_study_arguments(p: argparse.ArgumentParser, profile: str, kind: str, default_models: str) -> None:
+    """The arguments `esg tune` and `esg search` share: both train trials of a study per model on
+    seed 0's validation part, under OUT/<kind>/<profile>/, and table them in RESULTS/<profile>/<kind>.md."""
+    p.add_argument("--profile", default=profile)
+    p.add_argument("--model", nargs="+", default=None, metavar="KEY",
+                   help=f"model-table keys (default: {default_models})")
+    p.add_argument("--out", default="runs", help=f"trial runs go under OUT/{kind}/<profile>/")
+    p.add_argument("--results", default="results")
+    p.add_argument("--report", action="store_true", help=f"only rebuild RESULTS/<profile>/{kind}.md")
     p.add_argument("--threads", type=int)
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_tune)
 
 
 def _add_search(subparsers: argparse._SubParsersAction) -> None:
@@ -53,17 +59,11 @@ def _add_search(subparsers: argparse._SubParsersAction) -> None:
                               "  esg search --profile cpu2 --report          # rebuild the table only\n"
                               "  setsid nohup esg search --profile cpu2 > search.log 2>&1 &",
                               formatter_class=FMT)
-    p.add_argument("--profile", default="cpu2")
-    p.add_argument("--model", nargs="+", default=None, metavar="KEY",
-                   help="model-table keys (default: esg-convnext resnet18 densenet121 convnextv2)")
+    _add_study_arguments(p, "cpu2", "search", "esg-convnext resnet18 densenet121 convnextv2")
     p.add_argument("--trials", type=int, default=None, help="finished trials per model (default: 10)")
     p.add_argument("--limit", type=int, default=None, help="stop after this many trials")
-    p.add_argument("--until", default=None, help="start no trial after this: '18:40' (tomorrow if already past) or '90m' from now")
-    p.add_argument("--out", default="runs", help="trial runs go under OUT/search/<profile>/")
-    p.add_argument("--results", default="results")
-    p.add_argument("--report", action="store_true", help="only rebuild RESULTS/<profile>/search.md")
-    p.add_argument("--threads", type=int)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--until", default=None,
+                   help="start no trial after this: '18:40' (tomorrow if already past) or '90m' from now")
     p.set_defaults(func=cmd_search)
 
 
