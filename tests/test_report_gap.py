@@ -153,7 +153,7 @@ def test_an_arm_that_changes_only_the_learning_rate_is_named_by_its_plan(tmp_pat
         path.write_text(json.dumps({**rec, "steps": rec["steps"] // 4}))
     frame = G.arm_frame("cpu-gap", results)
     assert set(frame["arm"]) == {G.BASE_ARM, "lr 3e-4"}
-    assert set(frame.loc[frame["arm"] == "lr 3e-4", "changes"]) == {"lr"}
+    assert set(frame.loc[frame["arm"] == "lr 3e-4", "changes"]) == {frozenset({"lr"})}
     gains = G.gains(frame)
     assert set(gains["arm"]) == {"lr 3e-4"} and gains["_mean"].tolist() == pytest.approx([-1.0] * len(gains))
     markdown = G.gap_markdown("cpu-gap", results, frame=frame)

@@ -46,8 +46,8 @@ MODELS = (*PIVOTAL, "convnextv2")
 def arm_frame(profile: ProfileRef = "cpu-gap", results: str | Path = "results") -> pd.DataFrame:
     """The runs of every arm (the base profile's own runs as :data:`BASE_ARM`): a
     :func:`~.frames.records_frame` with columns added from each arm's plan stage
-    (:class:`~esg_lib.engine.plan.Stage`): ``arm`` (its name), ``changes`` (the config fields it
-    changes, comma-separated; empty for the base), ``arm_rank`` (its place in the plan, the base 0),
+    (:class:`~esg_lib.engine.plan.Stage`): ``arm`` (its name), ``changes`` (the frozenset of config
+    fields it changes; empty for the base), ``arm_rank`` (its place in the plan, the base 0),
     ``epochs`` and ``img_size``."""
     from esg_lib.engine.config import build_config
 
@@ -59,10 +59,10 @@ def arm_frame(profile: ProfileRef = "cpu-gap", results: str | Path = "results") 
     wanted: dict[tuple[str, str, str], dict[str, Any]] = {}   # (profile, model, variant) → arm columns
     for model in MODELS:
         wanted[base.name, model, expected_variant(base, model, DATASET, PROTOCOL)] = dict(
-            arm=BASE_ARM, changes="", arm_rank=0, epochs=default.epochs, img_size=default.img_size)
+            arm=BASE_ARM, changes=frozenset(), arm_rank=0, epochs=default.epochs, img_size=default.img_size)
     for stage in arm_stages:
         cfg = build_config(prof, dataset=DATASET, **dict(stage.overrides))
-        columns = dict(arm=stage.arm, changes=",".join(sorted(stage.overrides)), arm_rank=ranks[stage.arm],
+        columns = dict(arm=stage.arm, changes=frozenset(stage.overrides), arm_rank=ranks[stage.arm],
                        epochs=cfg.epochs, img_size=cfg.img_size)
         for model in stage.models:
             wanted[prof.name, model, expected_variant(prof, model, DATASET, PROTOCOL, stage.overrides)] = columns
@@ -88,12 +88,11 @@ def _arms(frame: pd.DataFrame) -> list[str]:
 
 def _arm_changing(frame: pd.DataFrame, fields: set[str]) -> pd.DataFrame:
     """The base arm's runs and those of every arm that changes only some of ``fields``."""
-    return frame[frame["changes"].map(lambda c: set(filter(None, c.split(","))) <= fields).astype(bool)]
+    return frame[frame["changes"].map(lambda changed: changed <= fields).astype(bool)]
 
 
 def _first_arm_changing(frame: pd.DataFrame, field_name: str) -> str | None:
-    names = [a for a in _arms(frame) if field_name in
-             frame.loc[frame["arm"] == a, "changes"].iloc[0].split(",")]
+    names = [a for a in _arms(frame) if field_name in frame.loc[frame["arm"] == a, "changes"].iloc[0]]
     return names[0] if names else None
 
 
