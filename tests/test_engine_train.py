@@ -173,6 +173,22 @@ def test_keep_last_false_drops_last_pt_once_done_and_keeps_the_run_identity(tmp_
     assert fit(_cfg(tmp_path / "b", epochs=1, model="resnet18", keep_last=False), bundle=bundle).status == "reused"
 
 
+def test_a_validation_only_run_predicts_no_test_and_a_scoring_config_finishes_it_later(tmp_path, bundle):
+    """``score_test`` off (search trials): no test predictions, no FPS, same run identity. The same
+    config with it on does not reuse that run as finished: it resumes to scoring, and the test numbers
+    are those of a run scored at once."""
+    scored = fit(_cfg(tmp_path / "a", epochs=2, model="resnet18"), bundle=bundle)
+    blind = fit(_cfg(tmp_path / "b", epochs=2, model="resnet18", score_test=False), bundle=bundle)
+    assert blind.run_id == scored.run_id and blind.status == "done"
+    assert blind.metrics["test"] is None and blind.metrics["fps"] is None
+    assert not (blind.run_dir / "fps.json").exists()
+    assert {p.name for p in blind.run_dir.iterdir()} < {p.name for p in scored.run_dir.iterdir()}
+    assert fit(_cfg(tmp_path / "b", epochs=2, model="resnet18", score_test=False), bundle=bundle).status == "reused"
+    later = fit(_cfg(tmp_path / "b", epochs=2, model="resnet18"), bundle=bundle)
+    assert later.status == "done" and later.metrics["test"] == scored.metrics["test"]
+    assert _log(later.run_dir) == _log(scored.run_dir)   # scoring trained nothing more
+
+
 def _hold_lock(folder, pid, host=None):
     lock = folder.with_name(folder.name + ".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)

@@ -120,6 +120,9 @@ def test_a_search_runs_round_robin_writes_its_studies_and_table(tmp_path, tiny_s
         rows = S.trial_rows("smoke", model, tmp_path / "results")
         assert [r["state"] for r in rows].count("RUNNING") == 0 and len(rows) == 2
         assert all(r["steps_done"] and r["fields"] for r in rows)
+    # validation only: no trial run predicted its test part
+    trial_metrics = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("metrics.json")]
+    assert trial_metrics and all(m["test"] is None and m["status"] == "done" for m in trial_metrics)
     table = (tmp_path / "results" / "smoke" / "search.md").read_text()
     # two trial rows and one budget row per model
     assert table.count("| resnet18 |") == 3 and table.count("| convnextv2 |") == 3

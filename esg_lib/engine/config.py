@@ -166,13 +166,15 @@ class TrainConfig:
     save_features: bool = True
     progress: bool = True
     keep_last: bool = True             # False: delete last.pt (resume state, optimiser included) once done
+    score_test: bool = True            # False: validation only (a search trial): the test part is never
+    #   predicted and no FPS is measured; metrics.json holds "test": null
     out: str = "runs"
 
     # fields that do not change the trained weights or metrics (excluded from the run identity)
     RUNTIME_FIELDS: typing.ClassVar[frozenset[str]] = frozenset({
         "device", "threads", "num_workers", "eval_batch_size", "fps_batch_size", "fps_warmup",
         "fps_iters", "save_features", "progress", "out", "amp", "channels_last", "keep_last",
-        "compile", "tune_malloc"})
+        "compile", "tune_malloc", "score_test"})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -231,6 +233,7 @@ class RuntimeConfig:
     save_features: bool
     progress: bool
     keep_last: bool
+    score_test: bool
     out: str
 
 

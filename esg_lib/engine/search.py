@@ -16,8 +16,8 @@ DenseNet121, ConvNeXtV2). This module searches a wider space with a library inst
   committed. A stopped search resumes: a trial left RUNNING by a killed process is marked FAIL and
   its parameters are enqueued again; the retry has the same run identity, so training resumes from
   the run folder's ``last.pt`` and the epochs already logged are reported to the pruner again.
-- **Objective** (validation only; the test part is scored by :func:`~.train.fit` as always but never
-  read here): the mean validation accuracy over the last :data:`SCORE_EPOCHS` epochs (the part is
+- **Objective** (validation only; a trial's run never predicts its test part, ``score_test`` off):
+  the mean validation accuracy over the last :data:`SCORE_EPOCHS` epochs (the part is
   109 images, 0.9 points each; one epoch's accuracy is too noisy to rank recipes). The pruner sees
   the same running mean after each epoch, at the trial's optimiser step.
 - **Budget**: every searched model gets the same number of trials (:data:`DEFAULT_TRIALS`) and the
@@ -329,9 +329,11 @@ def _log_attrs(log: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------- running
 def trial_config(profile: ProfileRef, model: str, fields: Mapping[str, Any], out: str | Path = "runs",
                  **runtime: Any) -> TrainConfig:
-    """A trial's run: the profile, seed 0's leak-free X-SDD split, the trial's fields; under OUT/search."""
+    """A trial's run: the profile, seed 0's leak-free X-SDD split, the trial's fields; under OUT/search.
+    Validation only: the run never predicts its test part (``score_test`` off, a runtime field, so the
+    run identity is the same as with it on)."""
     return build_config(profile, model=model, seed=SEARCH_SEED, dataset="x-sdd", protocol="leak-free",
-                        out=str(Path(out) / "search"), **{**runtime, **fields})
+                        out=str(Path(out) / "search"), **{**runtime, **fields, "score_test": False})
 
 
 class _Bundles:

@@ -219,7 +219,7 @@ def _fit(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist,
         raise R.RunBusy(busy or f"{folder}: rank 0 could not take the run's lock")
     try:
         # under the run's lock, so the finished/diverged check sees what an earlier holder wrote
-        done = _earlier_outcome(folder, run_id, force, dist)
+        done = _earlier_outcome(folder, run_id, force, dist, cfg.score_test)
         if done is not None:
             return done
         trainer = Trainer(cfg, bundle, model, spec, RunPlace(folder, run_id, payload), dist, device, threads,
@@ -230,11 +230,14 @@ def _fit(cfg: TrainConfig, bundle: Any, force: bool, dist: Dist,
         lock.release()
 
 
-def _earlier_outcome(folder: Path, run_id: str, force: bool, dist: Dist) -> FitResult | None:
+def _earlier_outcome(folder: Path, run_id: str, force: bool, dist: Dist,
+                     score_test: bool = True) -> FitResult | None:
     """A finished run is reused; a diverged one stops again at once (training is deterministic, it
-    would diverge again); ``force`` retrains both."""
+    would diverge again); ``force`` retrains both. A run finished without its test score (``score_test``
+    off) is not reused by a config that wants one: it resumes from its ``last.pt`` straight to scoring."""
     previous = R.read_json(folder / "metrics.json") or {}
-    if previous.get("status") == "done" and not force:
+    unscored = previous.get("test") is None and score_test
+    if previous.get("status") == "done" and not force and not unscored:
         if dist.main:
             print(f"reusing finished run {folder}")
         return FitResult(folder, run_id, "reused", previous)
@@ -414,18 +417,24 @@ class Trainer:
         self.dist.barrier()
 
     def finish(self) -> dict[str, Any]:
-        """Score the best weights on test once, measure FPS, write metrics.json and meta.json (rank 0)."""
+        """Score the best weights on test once, measure FPS, write metrics.json and meta.json (rank 0).
+        With ``score_test`` off (a search trial, validation only) the test part is never predicted and
+        no FPS is measured: ``test`` and ``fps`` are null."""
         cfg, bundle = self.cfg, self.bundle
-        if self.best_path.is_file():
-            self.model.load_state_dict(load_checkpoint(self.best_path)["model"])
-        out = E.predict_dataset(self.model, bundle.test, self.device, cfg.eval_batch_size,
-                                features=cfg.save_features, amp=self.use_amp,
-                                channels_last=cfg.channels_last, num_workers=cfg.num_workers)
-        summary = E.summarize(out, list(bundle.class_names))
-        E.write_outputs(self.folder, out, summary, list(bundle.class_names), getattr(bundle.test, "paths", None))
-        fps = E.measure_fps(self.model, cfg.img_size, self.device, cfg.fps_batch_size, cfg.fps_warmup,
-                            cfg.fps_iters, self.use_amp, cfg.channels_last)
-        R.write_json(self.folder / "fps.json", fps)
+        summary: dict[str, Any] | None = None
+        fps: dict[str, Any] = {"fps": None}
+        if cfg.score_test:
+            if self.best_path.is_file():
+                self.model.load_state_dict(load_checkpoint(self.best_path)["model"])
+            out = E.predict_dataset(self.model, bundle.test, self.device, cfg.eval_batch_size,
+                                    features=cfg.save_features, amp=self.use_amp,
+                                    channels_last=cfg.channels_last, num_workers=cfg.num_workers)
+            summary = E.summarize(out, list(bundle.class_names))
+            E.write_outputs(self.folder, out, summary, list(bundle.class_names),
+                            getattr(bundle.test, "paths", None))
+            fps = E.measure_fps(self.model, cfg.img_size, self.device, cfg.fps_batch_size, cfg.fps_warmup,
+                                cfg.fps_iters, self.use_amp, cfg.channels_last)
+            R.write_json(self.folder / "fps.json", fps)
         wall = time.time() - self.t_start
         metrics = {
             "status": "done", "run_id": self.place.run_id, "model": cfg.model,
@@ -434,7 +443,7 @@ class Trainer:
             "steps_per_epoch": self.steps_per_epoch, "world_size": self.dist.world,
             "split_sizes": {s: len(getattr(bundle, s)) for s in ("train", "val", "test")},
             "best_epoch": self.best["epoch"], "val_best": self.best["metrics"],
-            "test": {k: summary[k] for k in ("acc", "precision", "recall", "f1", "loss", "n")},
+            "test": summary and {k: summary[k] for k in ("acc", "precision", "recall", "f1", "loss", "n")},
             "fps": fps["fps"], "fps_protocol": {k: v for k, v in fps.items() if k != "fps"},
             "gmacs": R.run_gmacs(self.folder),
             "train_seconds": self.train_seconds, "wall_seconds": wall,
@@ -445,8 +454,11 @@ class Trainer:
         if not cfg.keep_last:   # only a resume needs it, and a finished run is reused, never resumed
             self.last_path.unlink(missing_ok=True)
         t = metrics["test"]
-        print(f"test: acc {t['acc']:.4f} precision {t['precision']:.4f} recall {t['recall']:.4f} "
-              f"f1 {t['f1']:.4f} | fps {fps['fps']:.1f} | {self.folder}")
+        if t is None:
+            print(f"validation only: the test part was not scored | {self.folder}")
+        else:
+            print(f"test: acc {t['acc']:.4f} precision {t['precision']:.4f} recall {t['recall']:.4f} "
+                  f"f1 {t['f1']:.4f} | fps {fps['fps']:.1f} | {self.folder}")
         return metrics
 
     # ------------------------------------------------------------------------------ helpers
