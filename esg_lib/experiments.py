@@ -25,7 +25,7 @@ import pandas as pd
 
 from esg_lib import store
 from esg_lib.data import DataError, SplitPlan, leak_audit, plan_data, resolve_dataset
-from esg_lib.data.registry import dataset_title
+from esg_lib.data.registry import dataset_title, short_class_names
 from esg_lib.engine import runs as R
 from esg_lib.engine.config import ESG_CONVNEXT, Profile, ProfileRef, build_config, get_profile, profile_name
 from esg_lib.engine.fps import fps_figures, load_fps
@@ -36,11 +36,11 @@ from esg_lib.engine.runs import is_finished, read_json
 from esg_lib.engine.train import fit, planned_run_dir, prepare_bundle
 from esg_lib.errors import UserError
 from esg_lib.markdown import markdown_table
-from esg_lib.plots import label_paper_columns, short_class_names
 # The tables over run records are the reporting layer's; the notebooks reach them through here too.
 from esg_lib.report.frames import (ABLATION_MODELS, COMPARISON_MODELS, METRICS, PAPER_LABELS,  # noqa: F401
-                                   PAPER_MODELS, PROTOCOLS, paired_difference, paired_differences, paper_table,
-                                   protocol_table, records_frame, side_by_side, summarize)
+                                   PAPER_MODELS, PROTOCOLS, label_paper_columns, paired_difference,
+                                   paired_differences, paper_table, protocol_table, records_frame, side_by_side,
+                                   summarize)
 from esg_lib.reproduce import project_root as _project_root
 
 __all__ = ["Experiment", "RunResult", "PAPER_MODELS", "COMPARISON_MODELS", "ABLATION_MODELS", "PROTOCOLS",
@@ -233,7 +233,7 @@ class Experiment:
 
     def class_names(self, dataset: str | None = None, *, short: bool = False) -> list[str]:
         """The classes in label order as the paper names them (legends, t-SNE, confusion matrices), or
-        with ``short`` their short axis labels (:func:`esg_lib.plots.short_class_names`)."""
+        with ``short`` their short axis labels (:func:`esg_lib.data.registry.short_class_names`)."""
         plan = self.split_plan(dataset)
         return short_class_names(dataset or self.dataset, plan.class_names) if short else plan.display_names
 

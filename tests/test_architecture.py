@@ -27,8 +27,7 @@ AREAS: tuple[tuple[str, str], ...] = (
     ("esg_lib.bench", "bench"),
     ("esg_lib.report", "report"),
     ("esg_lib.experiments", "notebooks"),
-    ("esg_lib.figures", "plotting"),       # figure size, colours, saving: matplotlib only
-    ("esg_lib.plots", "notebooks"),
+    ("esg_lib.figures", "plotting"),       # every figure (figures/: style, saving, one module per family)
     ("esg_lib.reproduce", "reproduce"),
     ("esg_lib.cli", "cli"),
     ("esg_lib.__main__", "cli"),

@@ -56,10 +56,10 @@ def test_no_module_spells_a_model_set_protocol_list_profile_list_or_dataset_tabl
 def test_the_check_finds_a_copy(tmp_path) -> None:
     pkg = tmp_path / "esg_lib"
     pkg.mkdir()
-    (pkg / "plots.py").write_text('ORDER = ("leak-free", "augment-then-group-split", "augment-then-split")\n'
+    (pkg / "helpers.py").write_text('ORDER = ("leak-free", "augment-then-group-split", "augment-then-split")\n'
                                   'TITLES = {"x-sdd": "X-SDD", "neu-cls-64": "NEU-CLS-64"}\n'
                                   'ONE = ("cpu",)\n')
-    assert copies_of_concepts(tmp_path) == ["esg_lib/plots.py:1: protocols", "esg_lib/plots.py:2: datasets"]
+    assert copies_of_concepts(tmp_path) == ["esg_lib/helpers.py:1: protocols", "esg_lib/helpers.py:2: datasets"]
 
 
 def test_the_profiles_named_below_the_engine_are_the_engines() -> None:

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from esg_lib import experiments as X
-from esg_lib import figures, plots
+from esg_lib import figures
+from esg_lib.data.registry import short_class_names
 from esg_lib.experiments import Experiment, RunResult, paired_difference, paper_table
 
 
@@ -185,7 +186,7 @@ def test_reproduce_summary_follows_the_paper_and_names_the_dataset_used(tmp_path
     assert heads == ["### table1_x-sdd", "### table2_x-sdd", "### table3_x-sdd", "### paired_differences_x-sdd",
                      "### protocols_x-sdd", "### leak_audit_x-sdd", "### x-sdd"]
     executed = tmp_path / "03.ipynb"
-    executed.write_text('{"source": "f\\"**Dataset used: {plots.dataset_title(name)}**\\"", '
+    executed.write_text('{"source": "f\\"**Dataset used: {dataset_title(name)}**\\"", '
                         '"outputs": [{"text/markdown": "**Dataset used: X-SDD** (not the paper\'s NEU-CLS-64)"}]}')
     assert reproduce._dataset_used(executed) == "X-SDD"
     assert reproduce._dataset_used(tmp_path / "missing.ipynb") == ""
@@ -213,7 +214,7 @@ def test_class_names_and_validation_size_come_from_the_split_without_a_bundle(tm
     assert not exp._bundles                                    # nothing decoded for them
     bundle = exp.bundle(exp.config("resnet18", exp.seeds[0]))
     assert names == bundle.display_names and "tin grey" in names
-    assert short == plots.short_class_names("x-sdd", bundle.class_names) and short[0] == "FRP"
+    assert short == short_class_names("x-sdd", bundle.class_names) and short[0] == "FRP"
     assert val == len(bundle.val) > 0
 
 
@@ -264,7 +265,7 @@ def test_tiny_real_experiment_end_to_end(tmp_path: Path) -> None:
     assert {e.grid for e in cams.explained.values()} == {(2, 2)}   # 32 px, stride 16 (auto stage)
     right = cams.correct()
     assert all(0 <= k <= 3 for k in right.values())
-    fig = plots.plot_gradcam(cams, title="t")
+    fig = figures.plot_gradcam(cams, title="t")
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert sum(t.startswith(("✓", "✗")) for t in texts) == 2 * 3          # a mark under every map
     assert sum(t.startswith("✓") for t in texts) == sum(right.values())

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from esg_lib import figures
+from esg_lib.figures import style
 
 
 @pytest.fixture(autouse=True)
@@ -42,6 +43,8 @@ def test_activation_curves_do_not_depend_on_the_processor() -> None:
     coordinates) cannot change the saved PDF (issue 34, s.4)."""
     import math
 
+    import matplotlib.pyplot as plt
+
     lines = figures.plot_activations(prelu_slope=0.25).axes[0].get_lines()[:4]
     x = lines[0].get_xdata()
     assert x.dtype == np.float64 and len(x) == 401 and x[0] == -4.0 and x[-1] == 4.0
@@ -50,7 +53,7 @@ def test_activation_curves_do_not_depend_on_the_processor() -> None:
         assert np.array_equal(y, np.round(y, 9))
     gelu = lines[0].get_ydata()
     assert gelu[300] == round(0.5 * x[300] * (1 + math.erf(x[300] / math.sqrt(2))), 9)
-    figures.plt.close("all")
+    plt.close("all")
 
 
 def test_saving_the_same_figure_twice_writes_identical_files(tmp_path: Path) -> None:
@@ -67,8 +70,9 @@ _DRAW_AND_SAVE = """
 import sys
 import numpy as np
 from esg_lib import figures
+import matplotlib.pyplot as plt
 figures.set_style()
-fig, (a, b) = figures.plt.subplots(1, 2, figsize=(4, 2))
+fig, (a, b) = plt.subplots(1, 2, figsize=(4, 2))
 x = np.linspace(-1, 1, 50)
 a.plot(x, np.tanh(x), label="tanh ± 1 σ", marker="o", markevery=7)
 a.scatter(x[::5], x[::5] ** 2, label="x²")
@@ -158,7 +162,7 @@ def test_ciede2000_matches_the_published_test_pairs() -> None:
              ((50, 2.5, 0), (73, 25, -18), 27.1492), ((60.2574, -34.0099, 36.2677), (60.4626, -34.1751, 39.4387), 1.2644),
              ((2.0776, 0.0795, -1.1350), (0.9033, -0.0636, -0.5514), 0.9082)]
     for lab1, lab2, expected in pairs:
-        assert figures._ciede2000(lab1, lab2) == pytest.approx(expected, abs=1e-4)
+        assert style._ciede2000(lab1, lab2) == pytest.approx(expected, abs=1e-4)
     assert figures.color_distance("#123456", "#123456", "deuteranopia") == pytest.approx(0, abs=1e-9)
 
 
@@ -389,29 +393,29 @@ def _records() -> list[dict]:
 
 
 def test_record_frames_and_their_plots(tmp_path: Path) -> None:
-    from esg_lib import plots
+    from esg_lib.report import figure_frames as frames
 
     records = _records()
     keys = ["vit", "esg-convnext", "resnet18"]
-    diffs = plots.seed_differences(records, "x-sdd", keys)
+    diffs = frames.seed_differences(records, "x-sdd", keys)
     vit = diffs[diffs["key"] == "vit"]
     np.testing.assert_allclose(sorted(vit["difference"]), [-1.0, -1.0, 1.0], atol=1e-9)   # points, per seed
     assert vit["low"].iloc[0] < 0 < vit["high"].iloc[0]                                   # within noise
     res = diffs[diffs["key"] == "resnet18"]
     assert res["low"].iloc[0] > 0
-    _saved(plots.plot_forest({"X-SDD": diffs}), tmp_path, "forest")
+    _saved(figures.plot_forest({"X-SDD": diffs}), tmp_path, "forest")
 
     from esg_lib.engine.fps import FpsFigure
 
     vit = FpsFigure(99.0, 90.0, 110.0, 5, ("vit",))
-    cost = plots.cost_frame(records, "x-sdd", keys, fps={"vit": vit, "resnet18": 50.0})
+    cost = frames.cost_frame(records, "x-sdd", keys, fps={"vit": vit, "resnet18": 50.0})
     assert list(cost["key"]) == keys and cost.set_index("key").loc["vit", "fps"] == 99.0
     assert cost.set_index("key").loc["vit", ["fps_low", "fps_high"]].tolist() == [90.0, 110.0]
     assert cost.set_index("key").loc["resnet18", "fps"] == 50.0 and np.isnan(cost.set_index("key").loc["resnet18", "fps_low"])
     assert cost.set_index("key").loc["esg-convnext", "paper"] == 90.5          # the paper's Table 3
     assert np.isnan(cost.set_index("key").loc["resnet18", "paper"])            # no paper row
     assert cost.attrs["paper"] == "its Table 3: X-SDD"
-    fig = plots.plot_accuracy_vs_cost(cost, ours_speed="esg fps, a CPU")
+    fig = figures.plot_accuracy_vs_cost(cost, ours_speed="esg fps, a CPU")
     ours_speed, ours_size, theirs = fig.axes[:3]
     def hollow(ax):
         return [line for line in ax.get_lines() if line.get_markerfacecolor() == "none"]
@@ -421,10 +425,10 @@ def test_record_frames_and_their_plots(tmp_path: Path) -> None:
     assert "esg fps, a CPU" in ours_speed.get_xlabel() and "RTX 4090" in theirs.get_xlabel()
     _saved(fig, tmp_path, "cost")
 
-    ablation = plots.ablation_frame(records, "x-sdd")
+    ablation = frames.ablation_frame(records, "x-sdd")
     assert list(ablation.groupby("row").size()) == [3] * 5
     assert ablation.set_index("row").loc[1, "paper"].iloc[0] == 92.8
-    fig = plots.plot_ablation(ablation, title="Table 2 ablation", ours_label="ours: X-SDD")
+    fig = figures.plot_ablation(ablation, title="Table 2 ablation", ours_label="ours: X-SDD")
     ours, paper = fig.axes[:2]
     assert "NEU-CLS-64" in paper.get_title() and ours.get_title() == "ours: X-SDD"
     diamonds = [line for line in paper.get_lines() if line.get_marker() == "D"]
@@ -440,39 +444,40 @@ def test_record_frames_and_their_plots(tmp_path: Path) -> None:
         assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1, text
     _saved(fig, tmp_path, "ablation")
 
-    recall = plots.recall_frame(records, "x-sdd", keys, {"red iron": "red tin", "iron sheet ash": "tin grey"})
+    recall = frames.recall_frame(records, "x-sdd", keys, {"red iron": "red tin", "iron sheet ash": "tin grey"})
     assert list(recall.columns) == ["n", "red tin", "tin grey"]
     assert recall.loc["VIT", "red tin"] == pytest.approx(91.333, abs=0.01)
-    _saved(plots.plot_recall_heatmap(recall), tmp_path, "recall")
+    _saved(figures.plot_recall_heatmap(recall), tmp_path, "recall")
 
 
 def test_stage_table_is_measured_from_the_module(tmp_path: Path) -> None:
     import timm
 
-    from esg_lib import plots
+    from esg_lib.models.zoo import stage_table
 
     # small inputs keep the test fast; the notebook measures 64 and 224 px the same way
-    table = plots.stage_table(timm.create_model("esg_convnext_atto", num_classes=7), sizes=(32, 64))
+    table = stage_table(timm.create_model("esg_convnext_atto", num_classes=7), sizes=(32, 64))
     assert list(table["part"]) == ["stem", "stage 1", "stage 2", "stage 3", "stage 4"]
     assert list(table["blocks"]) == [0, 2, 2, 6, 2] and list(table["channels"]) == [40, 40, 80, 160, 320]
     assert list(table["map @ 64 px"]) == ["16×16", "16×16", "8×8", "4×4", "2×2"]
     assert table["map @ 32 px"].iloc[-1] == "1×1"
-    _saved(plots.plot_stages({"ESG": table}), tmp_path, "stages")
+    _saved(figures.plot_stages({"ESG": table}), tmp_path, "stages")
 
 
 def test_paper_columns_beside_another_dataset_name_theirs() -> None:
     import pandas as pd
 
-    from esg_lib import plots
+    from esg_lib.data.registry import FIG14_PANELS, sample_grid_rows
+    from esg_lib.report.frames import label_paper_columns
 
     frame = pd.DataFrame({"model": ["x"], "Acc ours": ["1"], "Acc paper": ["2"]})
-    assert list(plots.label_paper_columns(frame, 1, "x-sdd").columns) == ["model", "Acc ours",
+    assert list(label_paper_columns(frame, 1, "x-sdd").columns) == ["model", "Acc ours",
                                                                           "Acc paper (NEU-CLS-64)"]
-    assert list(plots.label_paper_columns(frame, 3, "x-sdd").columns) == ["model", "Acc ours", "Acc paper"]
-    rows, names = plots.sample_grid_rows(type("B", (), {"class_names": sorted(plots.FIG14_PANELS),
+    assert list(label_paper_columns(frame, 3, "x-sdd").columns) == ["model", "Acc ours", "Acc paper"]
+    rows, names = sample_grid_rows(type("B", (), {"class_names": sorted(FIG14_PANELS),
                                                         "display_names": []})())
     assert names[0] == "(a) finishing roll printing" and names[3] == "(d) slag inclusion"
-    assert [sorted(plots.FIG14_PANELS)[i] for i in rows] == list(plots.FIG14_PANELS)
+    assert [sorted(FIG14_PANELS)[i] for i in rows] == list(FIG14_PANELS)
 
 
 def test_tsne_layout_does_not_depend_on_the_thread_count() -> None:

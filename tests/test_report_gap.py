@@ -104,7 +104,7 @@ def test_gap_figure_joins_only_means_over_the_same_seeds_and_labels_n_beside_the
     for profile in ("cpu", "cpu-gap"):
         shutil.copytree(ROOT / "results" / profile / "runs", results / profile / "runs")
     frame = G.arm_frame("cpu-gap", results)
-    fig = G.plot_gap(frame)
+    fig = G.gap_figure(frame)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     assert "Why ESG-ConvNeXt trails ResNet18" in fig._suptitle.get_text()
@@ -158,7 +158,7 @@ def test_an_arm_that_changes_only_the_learning_rate_is_named_by_its_plan(tmp_pat
     assert set(gains["arm"]) == {"lr 3e-4"} and gains["_mean"].tolist() == pytest.approx([-1.0] * len(gains))
     markdown = G.gap_markdown("cpu-gap", results, frame=frame)
     assert "| lr 3e-4 | ResNet18 | 0 1 2 | -1.0 |" in markdown
-    fig = G.plot_gap(frame)   # on neither axis: each panel holds the base runs only
+    fig = G.gap_figure(frame)   # on neither axis: each panel holds the base runs only
     base = frame[frame["arm"] == G.BASE_ARM]
     for ax, x in zip(fig.axes[:2], ("steps", "img_size")):
         assert [t.get_text() for t in ax.get_xticklabels()] == [str(int(base[x].iloc[0]))]

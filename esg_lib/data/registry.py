@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Protocol, Sequence
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 _CHECKOUT = PACKAGE_DIR.parents[1]
@@ -199,3 +199,36 @@ def comparison_table(name: str) -> int:
     dataset, a folder included, is shown beside Table 1, the paper's main comparison."""
     spec = KNOWN.get(name)
     return spec.paper_table if spec is not None else 1
+
+
+# The paper's Fig. 14 caption, panels (a)-(g): X-SDD's folder names (= the caption's names) in the
+# caption's order. Tables and the other figures use the names of the paper's X-SDD text instead
+# (``bundle.display_names``, e.g. "tin grey" for "iron sheet ash"); docs/data.md says why.
+FIG14_PANELS = ("finishing roll printing", "iron sheet ash", "oxide scale of plate system", "slag inclusion",
+                "oxide scale of temperature system", "red iron", "surface scratch")
+
+
+class NamesClasses(Protocol):
+    """Anything that names a dataset's classes in label order: a ``DataBundle``, a ``SplitPlan``."""
+
+    class_names: Sequence[str]
+    display_names: Sequence[str]
+
+
+def sample_grid_rows(bundle: NamesClasses) -> tuple[list[int], list[str]]:
+    """``(class indices, row labels)`` for a dataset's sample grid: on X-SDD the paper's Fig. 14
+    panels (a)-(g) with the caption's names in its order; elsewhere label order and display names."""
+    names = list(bundle.class_names)
+    if sorted(names) == sorted(FIG14_PANELS):
+        return ([names.index(c) for c in FIG14_PANELS],
+                [f"({chr(97 + i)}) {c}" for i, c in enumerate(FIG14_PANELS)])
+    return list(range(len(names))), list(bundle.display_names)
+
+
+def short_class_names(dataset: str, class_names: Sequence[str]) -> list[str]:
+    """Short axis labels for a dataset's classes (folder names in label order): the paper's
+    two-letter codes on NEU-CLS-64, our abbreviations on X-SDD (``esg data info`` lists both);
+    the names themselves for a dataset without any."""
+    spec = KNOWN.get(dataset)
+    table = dict(spec.abbreviations) if spec is not None and spec.abbreviations else {}
+    return [table.get(c, c) for c in class_names]

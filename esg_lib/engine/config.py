@@ -367,7 +367,7 @@ def get_profile(profile: ProfileRef) -> Profile:
 def profile_name(profile: ProfileRef) -> str:
     """The name of a profile or of a name, without a lookup: for functions that only need the
     folder or label (``results/<name>/...``). No check either, as before: such a folder may hold
-    records that no profile defines (``esg_lib.plots`` reads a scratch ``fresh/`` export)."""
+    records that no profile defines (``esg_lib.report.figure_frames`` reads a scratch ``fresh/`` export)."""
     return profile.name if isinstance(profile, Profile) else profile
 
 

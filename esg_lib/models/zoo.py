@@ -13,19 +13,25 @@ gradient divided by ``groups``) in place of torch's. Forward counts are unaffect
 formula reads ``in_channels / groups`` from the weight's shape), so ``esg zoo`` prints the same numbers.
 tests/test_models_perf.py pins both torch's overcount and the corrected count of one depthwise
 convolution, so an upstream fix (or a regression of ours) fails a test.
+
+:func:`stage_table` measures a network's stem and stages the same way, from the module itself
+(forward hooks): the stage figure of notebook 02 (:func:`esg_lib.figures.plot_stages`) draws it.
 """
 from __future__ import annotations
 
 import argparse
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from esg_lib.markdown import markdown_rows
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = ["count_parameters", "count_gmacs", "count_training_gmacs", "flop_counter",
-           "grouped_conv_backward_flop", "complexity", "zoo_rows", "format_markdown", "register",
+           "grouped_conv_backward_flop", "complexity", "zoo_rows", "format_markdown", "stage_table", "register",
            "DEFAULT_ZOO_MODELS"]
 
 DEFAULT_ZOO_MODELS = tuple(f"esg_convnext_{s}" for s in ("atto", "femto", "pico", "nano", "tiny")) + tuple(
@@ -110,6 +116,41 @@ def format_markdown(rows: list[dict[str, float | str]], img_sizes: Sequence[int]
     cells = [[f"`{r['model']}`", f"{r['params_m']:.2f}", *(f"{r[f'gmacs_{s}']:.3f}" for s in img_sizes)]
              for r in rows]
     return markdown_rows(header, cells, align="l" + "r" * (1 + len(img_sizes)))
+
+
+def stage_table(model: torch.nn.Module, sizes: Sequence[int] = (64, 224)) -> pd.DataFrame:
+    """The network's stem and stages measured by forward hooks on ``model.stem`` and each of
+    ``model.stages`` (ESG-ConvNeXt, ConvNeXtV2): blocks per stage, output channels and the output
+    feature-map size for each input size in ``sizes`` -- nothing typed by hand."""
+    import pandas as pd   # here, not on top: `esg zoo` itself needs no pandas
+
+    parts = [("stem", model.stem)] + [(f"stage {i + 1}", s) for i, s in enumerate(model.stages)]
+    shapes: dict[int, dict[str, tuple[int, ...]]] = {}
+    for size in sizes:
+        seen: dict[str, tuple[int, ...]] = {}
+        hooks = [m.register_forward_hook(lambda mod, inp, out, name=name: seen.__setitem__(name, tuple(out.shape)))
+                 for name, m in parts]
+        try:
+            was = model.training
+            model.eval()
+            with torch.no_grad():
+                model(torch.zeros(1, getattr(model, "in_chans", 3), size, size))
+            model.train(was)
+        finally:
+            for h in hooks:
+                h.remove()
+        shapes[size] = seen
+    rows = []
+    for name, module in parts:
+        blocks = getattr(module, "blocks", None)
+        first = shapes[sizes[0]][name]
+        row = {"part": name, "blocks": len(blocks) if blocks is not None else 0, "channels": first[1],
+               "params (M)": round(sum(p.numel() for p in module.parameters()) / 1e6, 3)}
+        for size in sizes:
+            shape = shapes[size][name]
+            row[f"map @ {size} px"] = f"{shape[2]}×{shape[3]}"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from esg_lib.data.registry import dataset_title
 from esg_lib.data.split import PROTOCOLS
 from esg_lib.engine.config import ABLATION, ESG_CONVNEXT, PAPER_MODELS, REFERENCE_MODELS
 
 __all__ = ["PAPER_MODELS", "COMPARISON_MODELS", "ABLATION_MODELS", "PROTOCOLS", "PAPER_LABELS", "METRICS",
-           "paper_table", "records_frame", "summarize", "side_by_side", "paired_differences", "protocol_table",
-           "paired_difference", "holm"]
+           "paper_table", "select_records", "records_frame", "summarize", "side_by_side", "label_paper_columns",
+           "paired_differences", "protocol_table", "paired_difference", "holm"]
 
 # The report's display orders, derived from the model sets (esg_lib.engine.config), never listed again.
 # The comparison as the paper's tables show it (its seven models, ESG-ConvNeXt last), then our references:
@@ -46,6 +47,14 @@ def paper_table(table: int) -> pd.DataFrame:
     if frame.empty:
         raise ValueError(f"the paper has no Table {table} in {path.name} (tables 1-3)")
     return frame
+
+
+def select_records(records: Iterable[Mapping[str, Any]], dataset: str, protocol: str = "leak-free",
+                   models: Sequence[str] | None = None) -> list[Mapping[str, Any]]:
+    """The records of one dataset and split protocol (a record without one is leak-free), of
+    ``models`` only when given: what one table or figure compares."""
+    return [r for r in records if r["dataset"] == dataset and (r.get("protocol") or "leak-free") == protocol
+            and (models is None or r["model"] in models)]
 
 
 def records_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -98,6 +107,17 @@ def side_by_side(summary: pd.DataFrame, table: int,
             row["FPS ours (this machine)"] = f"{speed:.1f}" if speed == speed else "—"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def label_paper_columns(frame: pd.DataFrame, table: int, dataset: str) -> pd.DataFrame:
+    """Where our ``dataset`` is not the dataset of the paper's Table ``table`` (Table 1 is on
+    NEU-CLS-64; a notebook that fell back to X-SDD puts X-SDD runs beside it), rename the paper's
+    columns to say whose data they are: ``Acc paper`` → ``Acc paper (NEU-CLS-64)``."""
+    theirs = str(paper_table(table)["dataset"].iloc[0])
+    if dataset == theirs:
+        return frame
+    tag = f" ({dataset_title(theirs)})"
+    return frame.rename(columns={c: c + tag for c in frame.columns if str(c).endswith(" paper")})
 
 
 def paired_differences(frame: pd.DataFrame, target: str = "esg-convnext",

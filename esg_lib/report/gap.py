@@ -11,7 +11,7 @@ cancel the split noise. This module turns the committed records of both profiles
 - ESG-ConvNeXt minus ResNet18 and minus DenseNet121 in every arm (:func:`gaps`),
 - a Markdown report (``results/cpu-gap/gap_x-sdd.md``, :func:`write_gap_report`) and
 - a figure of test accuracy against optimiser steps and input size, per model, with per-seed dots
-  (:func:`plot_gap`).
+  (:func:`gap_figure`, drawn by :func:`esg_lib.figures.plot_gap`).
 
 An arm is data: its plan stage carries its name (``Stage.arm``) and the config fields it changes
 (``Stage.overrides``); the tables print that name, and the figure puts an arm on the axis of the one
@@ -22,7 +22,7 @@ now: a run of another recipe is left out rather than mislabelled.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -35,8 +35,11 @@ from esg_lib.markdown import markdown_table, replace_block
 from .frames import paired_difference, records_frame
 from .tables import load_records
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 __all__ = ["BASE_ARM", "arm_frame", "gains", "gaps", "reading", "gap_markdown", "write_gap_report",
-           "update_gap_block", "plot_gap"]
+           "update_gap_block", "gap_figure"]
 
 BASE_ARM = "15 epochs, 64 px"
 DATASET, PROTOCOL = "x-sdd", "leak-free"
@@ -253,13 +256,13 @@ def write_gap_report(profile: ProfileRef = "cpu-gap", results: str | Path = "res
         frame.sort_values(["epochs", "img_size", "key", "seed"])[cols].to_csv(fh, index=False, float_format="%.6g")
     written = [md, csv]
     if figures is not None and len(frame):
-        import matplotlib
+        import matplotlib   # only when a figure is written: the tables need none
 
         from esg_lib.figures import save_figure, set_style
 
         with matplotlib.rc_context():   # the notebooks' style (150 dpi, fonts), then the caller's back
             set_style()
-            written += save_figure(plot_gap(frame), Path(figures) / prof.name, f"gap_{DATASET}")
+            written += save_figure(gap_figure(frame), Path(figures) / prof.name, f"gap_{DATASET}")
     return written
 
 
@@ -274,79 +277,14 @@ def _gap_panels(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame, str]]:
              _arm_changing(frame, {"img_size"}), "img_size")]
 
 
-def plot_gap(frame: pd.DataFrame, metric: str = "acc"):
-    """Test ``metric`` against optimiser steps (64 px) and against input size (base steps), per model:
-    every seed a small dot, the mean over a point's seeds a large marker with its ``n=`` written
-    beside the panel's markers (left of the first column, right of the last: never on a marker). The
-    x axes are categorical (the values present) and the models are nudged apart sideways. A line joins
-    two means only when they are over the same seeds; a mean over other seeds stands alone. A panel
-    holds the base and the arms that change only its x: an arm of other fields (a learning rate, say)
-    is on no axis here, only in the report's tables."""
-    import matplotlib.pyplot as plt
+def gap_figure(frame: pd.DataFrame, metric: str = "acc") -> Figure:
+    """The gap figure of an :func:`arm_frame`: its two panels (:func:`_gap_panels`), the models in
+    :data:`MODELS` order and a title naming the profiles and seeds, drawn by
+    :func:`esg_lib.figures.plot_gap`. A panel holds the base and the arms that change only its x: an
+    arm of other fields (a learning rate, say) is on no axis here, only in the report's tables."""
+    from esg_lib.figures import plot_gap   # matplotlib only when a figure is drawn, not for the tables
 
-    from esg_lib.figures import MAX_WIDTH, _spread, fit_lines, highlight_style, line_styles, text_color
-
-    panels = _gap_panels(frame)
-    esg = "esg-convnext"   # the black star in every figure
-    styles, step = dict(zip(MODELS, highlight_style(line_styles(len(MODELS)), MODELS.index(esg)))), 0.1
-    fig, axes = plt.subplots(1, 2, figsize=(MAX_WIDTH, 4.0), sharey=True)
-    for ax, (xlabel, part, x) in zip(axes, panels):
-        ticks = sorted(int(v) for v in part[x].unique())
-        where = {v: i for i, v in enumerate(ticks)}
-        beside: dict[int, list[tuple[float, float, str, str]]] = {}   # column → (x, mean, text, colour)
-        for i, key in enumerate(MODELS):
-            rows = part[part["key"] == key]
-            if rows.empty:
-                continue
-            st, nudge = styles[key], (i - (len(MODELS) - 1) / 2) * step
-            xs = sorted(int(v) for v in rows[x].unique())
-            seeds = {v: tuple(sorted(rows.loc[rows[x] == v, "seed"])) for v in xs}
-            means = {v: rows.loc[rows[x] == v, metric].mean() for v in xs}
-            for a, b in zip(xs[:-1], xs[1:]):   # join two means only over the same seeds
-                if seeds[a] == seeds[b]:
-                    ax.plot([where[a] + nudge, where[b] + nudge], [means[a], means[b]], color=st["color"],
-                            ls=st["ls"], lw=1.4, zorder=2)
-            ax.plot([where[v] + nudge for v in xs], [means[v] for v in xs], ls="", color=st["color"],
-                    marker=st["marker"], ms=13 if key == esg else 8, mec="white", mew=0.6, zorder=4,
-                    label=rows["model"].iloc[0])
-            ax.scatter([where[int(v)] + nudge for v in rows[x]], rows[metric], color=st["color"], s=14,
-                       alpha=0.65, zorder=3, edgecolors="none")
-            for v in xs:
-                beside.setdefault(where[v], []).append((where[v] + nudge, means[v], f"n={len(seeds[v])}",
-                                                        st["color"]))
-        span = max(part[metric].max() - part[metric].min(), 1.0)
-        for column, items in beside.items():
-            # outward: left of the first column, right of the others; past any marker of the column
-            # that sits on the label's way (a marker and a label high), so no label covers a marker
-            side = -1 if column == 0 and len(ticks) > 1 else 1
-            ys = _spread([m for _, m, _, _ in items], gap=span * 0.055)
-            for (xm, mean, text, color), y in zip(items, ys):
-                blocking = [x for x, m, _, _ in items if (x - xm) * side >= 0 and abs(m - y) < span * 0.06]
-                xt = (max(blocking) if side > 0 else min(blocking)) + side * 0.07
-                ax.annotate(text, (xt, y), fontsize=7, color=text_color(color), va="center",
-                            ha="left" if side > 0 else "right", fontweight="bold")
-        ax.set_xticks(range(len(ticks)), [str(t) for t in ticks])
-        ax.set_xlim(-0.6, len(ticks) - 0.4)
-        ax.set_xlabel(xlabel, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(True, axis="y", alpha=0.3)
-        ax.grid(False, axis="x")
-    axes[0].set_ylabel(f"test {'accuracy' if metric == 'acc' else metric} (%)", fontsize=8)
     seeds = ",".join(str(s) for s in sorted(frame["seed"].unique()))
     title = ("Why ESG-ConvNeXt trails ResNet18: test accuracy against optimiser steps and input size — "
              f"X-SDD leak-free, profiles {BASE_PROFILE.get('cpu-gap', 'cpu')} and cpu-gap, seeds {seeds}")
-    fig.suptitle(fit_lines(title, 9, weight="bold"), fontsize=9, fontweight="bold")
-    # one legend row under both panels (inside a panel it covered a model's marker), and what is drawn
-    handles, labels = [], []
-    for ax in axes:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7, frameon=False,
-               bbox_to_anchor=(0.5, 0.055))
-    fig.text(0.5, 0.005, "large marker: mean over the n seeds written beside it; small dots: single seeds; "
-             "a line joins two means only where both are over the same seeds", ha="center", va="bottom",
-             fontsize=6.5, color="0.3")
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
-    return fig
+    return plot_gap(_gap_panels(frame), MODELS, title, metric=metric, highlight="esg-convnext")

@@ -32,7 +32,7 @@ from esg_lib.engine.fps import fps_note as _fps_note
 from esg_lib.markdown import markdown_table, replace_block
 
 from .frames import (ABLATION_MODELS, COMPARISON_MODELS, holm, paired_difference, paired_differences,
-                     protocol_table, records_frame, side_by_side, summarize)
+                     protocol_table, records_frame, select_records, side_by_side, summarize)
 from .tables import aggregate_records, load_records, table_markdown
 from .trained import BASE_OF, trained_section
 
@@ -62,12 +62,6 @@ def current_records(profile: ProfileRef, records: Sequence[Mapping[str, Any]]) -
     return store.current_records(records)
 
 
-def _select(records: Sequence[Mapping[str, Any]], dataset: str, protocol: str = "leak-free",
-            models: Sequence[str] | None = None) -> list[Mapping[str, Any]]:
-    return [r for r in records if r["dataset"] == dataset and (r.get("protocol") or "leak-free") == protocol
-            and (models is None or r["model"] in models)]
-
-
 def _ordered(frame, keys: Sequence[str]):
     rank = {k: i for i, k in enumerate(keys)}
     return frame.assign(_o=frame["key"].map(lambda k: rank.get(k, len(rank)))).sort_values(
@@ -82,7 +76,7 @@ def _describe(records: Sequence[Mapping[str, Any]]) -> str:
 
 def side_by_side_section(profile: ProfileRef, records, dataset: str, table: int, keys: Sequence[str],
                          title: str, results: str | Path = "results") -> str:
-    recs = _select(records, dataset, "leak-free", keys)
+    recs = select_records(records, dataset, "leak-free", keys)
     if not recs:
         return ""
     name = profile_name(profile)
@@ -109,7 +103,7 @@ def comparison_section(profile: ProfileRef, records, dataset: str, keys: Sequenc
 
 
 def paired_section(records, dataset: str, keys: Sequence[str]) -> str:
-    recs = _select(records, dataset, "leak-free", keys)
+    recs = select_records(records, dataset, "leak-free", keys)
     frame = records_frame(recs)
     if frame.empty or "esg-convnext" not in set(frame["key"]):
         return ""
@@ -133,7 +127,7 @@ def paired_section(records, dataset: str, keys: Sequence[str]) -> str:
 
 def verdict_section(records, dataset: str = "x-sdd", aim: float = 94.0) -> str:
     """Plain sentences computed from the records: the aim of issue 8 and ESG vs each reference."""
-    frame = records_frame(_select(records, dataset, "leak-free"))
+    frame = records_frame(select_records(records, dataset, "leak-free"))
     esg = frame[frame["key"] == "esg-convnext"]
     if esg.empty:
         return ""
@@ -182,7 +176,7 @@ def leak_section(records, dataset: str = "x-sdd", keys: Sequence[str] = ("esg-co
 
 
 def per_class_section(records, dataset: str, keys: Sequence[str]) -> str:
-    recs = [r for r in _select(records, dataset, "leak-free", keys) if r.get("per_class_recall")]
+    recs = [r for r in select_records(records, dataset, "leak-free", keys) if r.get("per_class_recall")]
     if not recs:
         return ""
     classes = list(recs[0]["per_class_recall"])
