@@ -1,7 +1,7 @@
 # ESG-ConvNeXt companion. Every target works on its own from a fresh clone.
 #   make reproduce [PROFILE=smoke|cpu|paper]   set up, then regenerate the paper's tables and figures
 #                  [TRAIN=missing]            cpu/paper: also train missing runs (hours); default: none
-#   make test                                  set up, then run the test suite
+#   make test [PYTEST_WORKERS=2]               set up, then run the test suite (in 2 processes; 0: in one)
 #   make fuzz [FUZZ_INPUTS=10000]              fuzz images, archives, records, checkpoints and --set values
 #                                              (~40 min on 2 cores); table in results/benchmarks/fuzz.md
 SHELL := /bin/bash
@@ -11,6 +11,8 @@ PROFILE ?= smoke
 TORCH_REQUIREMENTS ?= requirements-torch.txt
 KERNEL ?= esg-lib
 PYTEST_ARGS ?= --durations=25
+# pytest-xdist workers for make test (0: one process); tests/conftest.py pins each to a core of its own
+PYTEST_WORKERS ?= 2
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -58,7 +60,7 @@ reproduce: install
 	$(BIN)/esg reproduce --profile $(PROFILE) $(if $(filter missing,$(TRAIN)),--train-missing)
 
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
 # Issue 35's fuzz harnesses (esg_lib/fuzz, docs/reliability.md): FUZZ_INPUTS Hypothesis inputs per harness, each
 # ending in a success or one UserError line naming the input; prints the table and writes it. Exit 1 on a crash.

@@ -180,6 +180,28 @@ def test_run_identity_ignores_runtime_fields_and_the_git_commit():
     assert "commit" not in json.dumps(R.run_identity(base, spec, data))
 
 
+def test_threads_default_to_the_cores_a_process_may_run_on(monkeypatch):
+    """Pinned to one core of two (``taskset``, a test worker of ``make test``), a run takes one thread,
+    not two competing for that core; a distributed run shares them; ``threads`` wins."""
+    import os
+
+    from esg_lib.engine import runtime as RT
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {1}, raising=False)
+    one, two = RT.Dist(1, 0, 0, False), RT.Dist(2, 0, 0, False)
+    try:
+        assert RT.available_cores() == 1 and RT.setup_threads(None, one) == 1 == torch.get_num_threads()
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+        assert RT.setup_threads(None, one) == 4 and RT.setup_threads(None, two) == 2
+        assert RT.setup_threads(3, two) == 3
+        monkeypatch.delattr(os, "sched_getaffinity")        # macOS, Windows: every core
+        assert RT.available_cores() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_config_groups_cover_every_field_and_the_runtime_group_is_what_the_identity_leaves_out():
     """``TrainConfig`` read in typed groups: every field belongs to one (the seed to two: split and
     initialisation), the runtime group is exactly ``RUNTIME_FIELDS``, and ``cfg.data`` is the data

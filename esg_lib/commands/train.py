@@ -36,7 +36,7 @@ def _add_common_overrides(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float)
     g.add_argument("--max-images", type=int)
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
-    g.add_argument("--threads", type=int, help="CPU threads per process (default: cores / processes)")
+    g.add_argument("--threads", type=int, help="CPU threads per process (default: the cores it may run on / processes)")
     g.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override any TrainConfig field, e.g. --set warmup_epochs=2")
 

@@ -155,7 +155,7 @@ class TrainConfig:
     compile: bool = False              # torch.compile the training model (inductor; needs a C++ compiler).
     #   Runtime: a compiled run keeps its eager twin's run identity, but is not bit-identical to it
     #   (fused kernels round differently); docs/performance.md has the cost and the break-even.
-    threads: int | None = None         # CPU threads per process; None = cores / processes
+    threads: int | None = None         # CPU threads per process; None = its cores (affinity) / processes
     tune_malloc: bool = True           # CPU: keep freed tensor memory mapped (glibc mallopt), no page
     #   faults on every new activation; same arithmetic, so same results (docs/performance.md)
     num_workers: int = 0

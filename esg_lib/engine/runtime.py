@@ -73,8 +73,21 @@ def resolve_device(pref: str, dist: Dist) -> torch.device:
     return torch.device("cpu")
 
 
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity (``taskset``, a container's cpuset), which
+    its children inherit, else :func:`os.cpu_count`. A process pinned to one core of two (the way
+    docs/development.md shares the cores with a long job; the test workers of ``make test``) then runs
+    one thread, not two on one core."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):   # no sched_getaffinity (macOS, Windows)
+        return os.cpu_count() or 1
+
+
 def setup_threads(threads: int | None, dist: Dist) -> int:
-    n = threads or max(1, (os.cpu_count() or 1) // dist.world)
+    """``threads``, else the cores this process may run on (:func:`available_cores`) shared by the
+    processes of a distributed run."""
+    n = threads or max(1, available_cores() // dist.world)
     torch.set_num_threads(n)
     return n
 

@@ -12,7 +12,7 @@ Recipe (paper: cross-entropy, AdamW, warm-up, lr 1e-4, batch 64, 100 epochs; not
 * The best checkpoint is chosen on the validation split (``select_metric``, default macro-F1),
   never on test; test is scored once, at the end, with the best weights.
 * CUDA: AMP (bf16 where supported, else fp16 with a GradScaler) and channels_last. CPU: one
-  process uses ``threads`` (default: all cores / processes) intra-op threads.
+  process uses ``threads`` (default: the cores it may run on / processes) intra-op threads.
 * Determinism and exact resume: data order is a function of (seed, epoch) (``DistributedSampler``
   with ``set_epoch``, also for one process); ``last.pt`` is written after every epoch with the
   model, optimiser, scheduler, scaler and the torch/numpy/python RNG states, so a run killed at
