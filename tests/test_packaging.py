@@ -88,3 +88,19 @@ def test_git_ignores_what_must_never_be_committed() -> None:
     checked = subprocess.run(["git", "check-ignore", "--no-index", *must_ignore, *must_keep], cwd=PROJECT_ROOT,
                              capture_output=True, text=True)
     assert checked.stdout.split() == must_ignore
+
+
+def test_the_units_make_test_hands_out_first_name_tests_that_exist() -> None:
+    """tests/conftest.py names the expensive tests and modules that xdist hands out first or on their
+    own (docs/development.md): a renamed test or module must not drop out of that list unnoticed."""
+    import conftest
+
+    for test, unit in conftest.SEPARATE.items():
+        path, name = test.split("::")
+        assert re.search(rf"^def {name}\(", (PROJECT_ROOT / path).read_text(), re.M), test
+        assert conftest._unit(f"{test}[param]") == unit
+    for unit in conftest.FIRST:
+        assert unit in conftest.SEPARATE.values() or (PROJECT_ROOT / unit).is_file(), unit
+    assert conftest._unit("tests/test_faults.py::test_x") == "tests/test_faults.py"
+    makefile = (PROJECT_ROOT / "Makefile").read_text()
+    assert "-n $(PYTEST_WORKERS) --dist loadgroup" in makefile and re.search(r"^PYTEST_WORKERS \?= 2$", makefile, re.M)
