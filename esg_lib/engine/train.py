@@ -234,7 +234,8 @@ def _earlier_outcome(folder: Path, run_id: str, force: bool, dist: Dist,
                      score_test: bool = True) -> FitResult | None:
     """A finished run is reused; a diverged one stops again at once (training is deterministic, it
     would diverge again); ``force`` retrains both. A run finished without its test score (``score_test``
-    off) is not reused by a config that wants one: it resumes from its ``last.pt`` straight to scoring."""
+    off) is not reused by a config that wants one: it resumes from its ``last.pt`` straight to scoring
+    (or, where ``keep_last`` was off and that file is gone, trains again from the start, deterministically)."""
     previous = R.read_json(folder / "metrics.json") or {}
     unscored = previous.get("test") is None and score_test
     if previous.get("status") == "done" and not force and not unscored:
@@ -451,7 +452,7 @@ class Trainer:
         R.write_json(self.folder / "metrics.json", metrics)
         R.write_json(self.folder / "meta.json", {**self.meta_static, "status": "done", "finished": R.now_iso(),
                                                  "wall_seconds": wall, "train_seconds": self.train_seconds})
-        if not cfg.keep_last:   # only a resume needs it, and a finished run is reused, never resumed
+        if not cfg.keep_last:   # only a resume needs it (a finished run is reused; an unscored one retrains)
             self.last_path.unlink(missing_ok=True)
         t = metrics["test"]
         if t is None:
